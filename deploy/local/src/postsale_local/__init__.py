@@ -1,0 +1,1 @@
+"""Local runners for the real components Postsale needs when no Docker engine is available."""

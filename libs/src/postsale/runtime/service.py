@@ -1,0 +1,101 @@
+"""One service process: FastAPI with its Kafka subscribers and outbox relay in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Awaitable, Callable, Sequence
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from postsale.contracts import topics as contract_topics
+from postsale.runtime.db import create_tables
+from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
+from postsale.runtime.messaging.consumer import dead_letter_topic
+
+log = logging.getLogger(__name__)
+
+BackgroundTask = Callable[[], Awaitable[None]]
+
+
+def make_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
+    # Idempotent producer with acks from all in-sync replicas: a retried send never
+    # duplicates or reorders a record within a partition.
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=f"postsale-{service}",
+        enable_idempotence=True,
+        acks="all",
+        logger=logging.getLogger(f"postsale.{service}.kafka"),
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, service: str) -> None:
+    """Create Postsale's topics (and this service's dead-letter topic) when missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=f"postsale-{service}-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replication = min(3, brokers)
+        wanted = [
+            NewTopic(
+                t.name,
+                num_partitions=t.partitions,
+                replication_factor=replication,
+                topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
+            )
+            for t in contract_topics.ALL
+            if t.name not in existing
+        ]
+        dead_letters = dead_letter_topic(service)
+        if dead_letters not in existing:
+            wanted.append(NewTopic(dead_letters, num_partitions=1, replication_factor=replication))
+        for topic in wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                # One at a time: replicas starting together may race to create the same topic.
+                await admin.create_topics([topic])
+    finally:
+        await admin.close()
+
+
+def service_lifespan(
+    *,
+    service: str,
+    engine: Engine,
+    bootstrap_servers: str,
+    subscriptions: Sequence[Subscription],
+    background: Sequence[Callable[[FastAPI], BackgroundTask]] = (),
+):
+    """The lifespan of a service app: tables, topics, subscribers, relay and background loops."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        create_tables(engine)
+        broker = make_broker(bootstrap_servers, service)
+        for subscription in subscriptions:
+            subscribe(broker, engine, subscription)
+        await ensure_topics(bootstrap_servers, service)
+        await broker.start()
+        relay = OutboxRelay(engine, broker)
+        app.state.engine = engine
+        app.state.broker = broker
+        app.state.relay = relay
+        tasks = [asyncio.create_task(relay.run(), name=f"{service}-outbox-relay")]
+        tasks += [asyncio.create_task(make_task(app)(), name=f"{service}-{make_task.__name__}") for make_task in background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.stop()
+            engine.dispose()
+
+    return lifespan

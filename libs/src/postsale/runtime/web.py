@@ -1,0 +1,117 @@
+"""What every service's HTTP side shares: health, readiness, metrics, JSON logs, page templates."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import ChoiceLoader, FileSystemLoader
+from prometheus_client import make_asgi_app
+from sqlalchemy import text
+
+SHARED_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def templates_for(service_templates: Path) -> Jinja2Templates:
+    """The service's own templates, falling back to the shared layout."""
+    templates = Jinja2Templates(directory=str(service_templates))
+    templates.env.loader = ChoiceLoader([FileSystemLoader(str(service_templates)), FileSystemLoader(str(SHARED_TEMPLATES))])
+    return templates
+
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def add_operational_routes(app: FastAPI) -> None:
+    """`/healthz` (the process answers), `/readyz` (database and broker reachable), `/metrics`."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        problems: dict[str, str] = {}
+        try:
+            with request.app.state.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            problems["database"] = str(exc)
+        broker = getattr(request.app.state, "broker", None)
+        if broker is None or not await broker.ping(timeout=2):
+            problems["kafka"] = "broker not reachable"
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    app.mount("/metrics", make_asgi_app())
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # 422 with each problem spelled out; the default already does this, but keep the
+        # shape stable for clients: {"detail": [...], "message": "..."}.
+        errors = exc.errors()
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
+        return JSONResponse({"message": message, "detail": jsonable(errors)}, status_code=422)
+
+
+def jsonable(errors: list[dict]) -> list[dict]:
+    return json.loads(json.dumps(errors, default=str))
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("aiokafka", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def require_admin(request: Request) -> None:
+    """The seller's admin API takes `Authorization: Bearer <the service's admin token>`."""
+    import hmac
+
+    from fastapi import HTTPException
+
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = request.app.state.admin_token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(status_code=401, detail="admin token missing or wrong",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+_EMAIL = __import__("re").compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+
+
+def normalize_email(raw: str) -> str | None:
+    """The address in a lower-case canonical form, or None when it is not an email address."""
+    email = raw.strip().lower()
+    return email if len(email) <= 254 and _EMAIL.match(email) else None

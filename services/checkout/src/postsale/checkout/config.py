@@ -1,0 +1,19 @@
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from postsale.runtime.settings import secret_field
+
+SERVICE = "checkout"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHECKOUT_")
+
+    database_url: str = "sqlite:///.data/checkout.db"
+    admin_token: str = secret_field("Bearer token of the admin API.")
+    secret_key: str = secret_field("Derives the account setup token handed to each buyer's browser.")
+    payment_provider: Literal["sandbox", "stripe"] = "sandbox"
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None  # stripe-mock in tests; Stripe's own API when unset
+    stripe_webhook_secret: str | None = None

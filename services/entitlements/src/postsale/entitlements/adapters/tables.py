@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "products"
+
+    id: str = Field(primary_key=True)
+    name: str
+    description: str = ""
+    delivery_type: str
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AccessEntry(SQLModel, table=True):
+    """One grant or revoke, with why, who and which event caused it."""
+
+    __tablename__ = "access_ledger"
+    # One entry per cause: a redelivered or replayed event can never grant twice.
+    __table_args__ = (UniqueConstraint("customer_id", "product_id", "action", "cause_event_id"),)
+
+    id: str = Field(primary_key=True)
+    customer_id: str = Field(index=True)
+    email: str
+    product_id: str = Field(index=True)
+    action: str  # grant | revoke
+    reason: str
+    actor: str
+    cause_event_id: str | None = None
+    purchase_id: str | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None

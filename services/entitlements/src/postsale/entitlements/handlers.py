@@ -1,0 +1,95 @@
+"""Entitlements use cases. Each runs inside the caller's transaction and never commits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlmodel import Session, select
+
+from postsale.contracts import AccessGranted, ProductPublished, PurchaseCompleted
+from postsale.entitlements.adapters.tables import AccessEntry, Product
+from postsale.entitlements.config import SERVICE
+from postsale.entitlements.domain.access import LedgerEntry, accessible_products
+from postsale.runtime.messaging import publish_later
+
+SOURCE = f"/postsale/{SERVICE}"
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands datetimes back without their zone; everything here is stored in UTC.
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+def create_product(session: Session, *, name: str, delivery_type: str, description: str = "") -> Product:
+    """Creates a product and publishes `ProductPublished`."""
+    product = Product(id=f"prod_{uuid.uuid4().hex[:16]}", name=name, description=description,
+                      delivery_type=delivery_type)
+    session.add(product)
+    publish_later(
+        session,
+        ProductPublished(product_id=product.id, name=name, description=description,
+                         delivery_type=delivery_type, published_at=product.created_at),
+        source=SOURCE,
+    )
+    return product
+
+
+def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_id: str) -> list[AccessEntry]:
+    """Started by `PurchaseCompleted`: a ledger grant per product, each published as `AccessGranted`."""
+    entries = []
+    for item in event.products:
+        entry = AccessEntry(
+            id=f"grant_{uuid.uuid4().hex[:16]}",
+            customer_id=event.customer_id,
+            email=event.email,
+            product_id=item.product_id,
+            action="grant",
+            reason="purchase",
+            actor="customer",
+            cause_event_id=event_id,
+            purchase_id=event.purchase_id,
+        )
+        session.add(entry)
+        publish_later(
+            session,
+            AccessGranted(
+                grant_id=entry.id, customer_id=entry.customer_id, email=entry.email,
+                product_id=item.product_id, product_name=item.name, delivery_type=item.delivery_type,
+                reason=entry.reason, actor="customer", cause_event_id=event_id,
+                purchase_id=event.purchase_id, granted_at=entry.created_at,
+            ),
+            source=SOURCE,
+        )
+        entries.append(entry)
+    return entries
+
+
+def _ledger(session: Session, customer_id: str) -> list[AccessEntry]:
+    return list(session.exec(select(AccessEntry).where(AccessEntry.customer_id == customer_id)).all())
+
+
+def library(session: Session, customer_id: str) -> list[tuple[Product, AccessEntry]]:
+    """The products a customer may use now, each with the grant that gave it, newest first."""
+    now = datetime.now(timezone.utc)
+    entries = _ledger(session, customer_id)
+    allowed = accessible_products(
+        (LedgerEntry(e.product_id, e.action, _aware(e.created_at), _aware(e.expires_at)) for e in entries), now
+    )
+    latest_grant: dict[str, AccessEntry] = {}
+    for entry in sorted(entries, key=lambda e: _aware(e.created_at)):
+        if entry.action == "grant" and entry.product_id in allowed:
+            latest_grant[entry.product_id] = entry
+    products = {p.id: p for p in session.exec(select(Product).where(Product.id.in_(allowed))).all()}  # type: ignore[attr-defined]
+    items = [(products[pid], grant) for pid, grant in latest_grant.items() if pid in products]
+    return sorted(items, key=lambda item: _aware(item[1].created_at), reverse=True)
+
+
+def check_access(session: Session, customer_id: str, product_id: str) -> AccessEntry | None:
+    """The grant that gives the customer the product now, or None."""
+    for product, grant in library(session, customer_id):
+        if product.id == product_id:
+            return grant
+    return None
