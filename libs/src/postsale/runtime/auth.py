@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jwt
+from fastapi import Request
 from jwt import PyJWKClient
 
 SESSION_COOKIE = "postsale_session"
@@ -40,7 +41,7 @@ class SessionVerifier:
         return CustomerSession(customer_id=claims["sub"], email=claims["email"], session_id=claims["sid"])
 
 
-def current_customer(request) -> CustomerSession | None:  # request: fastapi.Request
+def current_customer(request: Request) -> CustomerSession | None:
     """The logged-in customer of a request, verified against accounts' published keys."""
     verifier: SessionVerifier = request.app.state.session_verifier
     return verifier.verify(request.cookies.get(SESSION_COOKIE))

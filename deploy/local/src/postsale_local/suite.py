@@ -1,0 +1,107 @@
+"""The four Postsale services as real processes, configured by environment.
+
+Used by `make run` (SQLite files, the development mailbox) and by the end-to-end tests
+(PostgreSQL or SQLite, a test SMTP server, stripe-mock).
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from postsale_local.processes import ComponentUnavailable, start_process, stop_process, tail
+
+SERVICES = ("checkout", "entitlements", "accounts", "notifications")
+DEFAULT_PORTS = {"checkout": 8001, "entitlements": 8002, "accounts": 8003, "notifications": 8004}
+
+
+def generate_secrets() -> dict[str, str]:
+    """Fresh secrets for every service (a secret never has a default)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    signing_key = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return {
+        **{f"{service.upper()}_ADMIN_TOKEN": secrets.token_urlsafe(24) for service in SERVICES},
+        "CHECKOUT_SECRET_KEY": secrets.token_urlsafe(32),
+        "ACCOUNTS_SESSION_SIGNING_KEY": signing_key,
+    }
+
+
+@dataclass
+class Suite:
+    kafka_bootstrap_servers: str
+    database_urls: dict[str, str]
+    smtp_port: int
+    log_dir: Path
+    secrets: dict[str, str] = field(default_factory=generate_secrets)
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def admin_token(self, service: str) -> str:
+        return self.secrets[f"{service.upper()}_ADMIN_TOKEN"]
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
+            "NOTIFICATIONS_SMTP_PORT": str(self.smtp_port),
+            **{f"POSTSALE_{service.upper()}_URL": self.url(service) for service in SERVICES},
+            **{f"{service.upper()}_DATABASE_URL": self.database_urls[service] for service in SERVICES},
+            **self.secrets,
+            **self.extra_env,
+        }
+        return env
+
+    def start(self, timeout: float = 120) -> None:
+        env = self.environment()
+        for service in SERVICES:
+            self.processes[service] = start_process(
+                [sys.executable, "-m", "uvicorn", "--factory", f"postsale.{service}.entrypoints.app:create_app",
+                 "--host", "127.0.0.1", "--port", str(self.ports[service]), "--no-access-log"],
+                log=self.log_path(service), env=env,
+            )
+        deadline = time.monotonic() + timeout
+        for service in SERVICES:
+            self._wait_ready(service, deadline)
+
+    def log_path(self, service: str) -> Path:
+        return self.log_dir / f"{service}.log"
+
+    def _wait_ready(self, service: str, deadline: float) -> None:
+        process = self.processes[service]
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ComponentUnavailable(
+                    f"{service} exited with {process.returncode}; its log:\n{tail(self.log_path(service))}")
+            try:
+                with urllib.request.urlopen(f"{self.url(service)}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise ComponentUnavailable(f"{service} was not ready in time; its log:\n{tail(self.log_path(service))}")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            stop_process(process)
+        self.processes.clear()
+
+    def __enter__(self) -> "Suite":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
