@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -67,13 +68,15 @@ def jsonable(errors: list[dict]) -> list[dict]:
 
 
 class JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # timestamps in UTC, whatever the host's zone
+
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%SZ"),
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,

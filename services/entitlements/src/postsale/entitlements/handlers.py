@@ -40,7 +40,12 @@ def create_product(session: Session, *, name: str, delivery_type: str, descripti
 def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_id: str) -> list[AccessEntry]:
     """Started by `PurchaseCompleted`: a ledger grant per product, each published as `AccessGranted`."""
     entries = []
+    already_granted = set(session.exec(
+        select(AccessEntry.product_id).where(AccessEntry.purchase_id == event.purchase_id, AccessEntry.action == "grant")
+    ).all())
     for item in event.products:
+        if item.product_id in already_granted:
+            continue  # the same purchase published again: its grant exists
         entry = AccessEntry(
             id=f"grant_{uuid.uuid4().hex[:16]}",
             customer_id=event.customer_id,
@@ -67,14 +72,16 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
     return entries
 
 
-def _ledger(session: Session, customer_id: str) -> list[AccessEntry]:
-    return list(session.exec(select(AccessEntry).where(AccessEntry.customer_id == customer_id)).all())
+def ledger(session: Session, customer_id: str) -> list[AccessEntry]:
+    return list(session.exec(
+        select(AccessEntry).where(AccessEntry.customer_id == customer_id).order_by(AccessEntry.created_at)
+    ).all())
 
 
 def library(session: Session, customer_id: str) -> list[tuple[Product, AccessEntry]]:
     """The products a customer may use now, each with the grant that gave it, newest first."""
     now = datetime.now(timezone.utc)
-    entries = _ledger(session, customer_id)
+    entries = ledger(session, customer_id)
     allowed = accessible_products(
         (LedgerEntry(e.product_id, e.action, _aware(e.created_at), _aware(e.expires_at)) for e in entries), now
     )

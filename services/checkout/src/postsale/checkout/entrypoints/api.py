@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -75,6 +76,32 @@ def get_offer(offer_id: str, request: Request, session: SessionDep) -> OfferOut:
     if offer is None:
         raise HTTPException(status_code=404, detail=f"no offer {offer_id}")
     return _offer_out(request, offer)
+
+
+class PurchaseOut(BaseModel):
+    id: str
+    customer_id: str
+    email: str
+    offer_id: str
+    price: Price
+    provider: str
+    provider_payment_id: str
+    completed_at: datetime
+
+
+@admin.get("/purchases", response_model=list[PurchaseOut])
+def list_purchases(session: SessionDep, email: str | None = None, offer_id: str | None = None) -> list[PurchaseOut]:
+    query = select(Purchase).order_by(Purchase.completed_at)
+    if email:
+        query = query.where(Purchase.email == (normalize_email(email) or email))
+    if offer_id:
+        query = query.where(Purchase.offer_id == offer_id)
+    return [
+        PurchaseOut(id=p.id, customer_id=p.customer_id, email=p.email, offer_id=p.offer_id,
+                    price=Price(amount=p.amount, currency=p.currency), provider=p.provider,
+                    provider_payment_id=p.provider_payment_id, completed_at=p.completed_at)
+        for p in session.exec(query).all()
+    ]
 
 
 def _offer_or_404(session: Session, offer_id: str) -> Offer:
@@ -234,7 +261,7 @@ def _handle_stripe_event(request: Request, event: stripe.Event) -> dict[str, str
         if not handlers.record_provider_event(session, source="stripe", external_id=event.id, type=event.type):
             return {"status": "duplicate"}
         if event.type == "payment_intent.succeeded":
-            intent = event.data.object
+            intent = event.data.object.to_dict()
             metadata = intent.get("metadata") or {}
             checkout = session.get(CheckoutSession, metadata.get("postsale_checkout_session", ""))
             if checkout is None:

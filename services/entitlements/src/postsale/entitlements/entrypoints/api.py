@@ -61,6 +61,24 @@ def check_access(customer_id: str, product_id: str, session: SessionDep) -> Acce
                      reason=grant.reason, granted_at=grant.created_at)
 
 
+class LedgerEntryOut(BaseModel):
+    id: str
+    product_id: str
+    action: str
+    reason: str
+    actor: str
+    cause_event_id: str | None
+    purchase_id: str | None
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@admin.get("/customers/{customer_id}/access-ledger", response_model=list[LedgerEntryOut])
+def access_ledger(customer_id: str, session: SessionDep) -> list[LedgerEntryOut]:
+    """Every grant and revoke of a customer, oldest first: who or what, when and why."""
+    return [LedgerEntryOut.model_validate(e, from_attributes=True) for e in handlers.ledger(session, customer_id)]
+
+
 @router.get("/library", response_class=HTMLResponse)
 def library_page(request: Request, session: SessionDep, customer: CustomerDep):
     if customer is None:

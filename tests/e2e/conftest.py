@@ -1,0 +1,78 @@
+"""The four services as real processes on the real broker, on PostgreSQL and on SQLite."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+import httpx
+import pytest
+
+from postsale_local.processes import free_port
+from postsale_local.suite import SERVICES, Suite
+
+STRIPE_WEBHOOK_SECRET = "whsec_postsale_tests_only"
+
+
+@pytest.fixture(scope="session", params=["postgresql", "sqlite"])
+def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -> Iterator[Suite]:
+    backend = request.param
+    run = uuid.uuid4().hex[:8]
+    if backend == "postgresql":
+        postgres = request.getfixturevalue("postgres")
+        database_urls = {service: postgres.create_database(f"{service}_{run}") for service in SERVICES}
+    else:
+        folder = tmp_path_factory.mktemp(f"sqlite-{run}")
+        database_urls = {service: f"sqlite:///{folder / f'{service}.db'}" for service in SERVICES}
+    running = Suite(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        database_urls=database_urls,
+        smtp_port=smtp_inbox.port,
+        log_dir=tmp_path_factory.mktemp(f"logs-{backend}"),
+        ports={service: free_port() for service in SERVICES},
+        extra_env={
+            "CHECKOUT_STRIPE_API_KEY": "sk_test_postsale",
+            "CHECKOUT_STRIPE_API_BASE": stripe_mock.api_base,
+            "CHECKOUT_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        },
+    )
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@dataclass
+class Store:
+    """A product in an offer, created through the admin APIs as a seller would."""
+
+    product_id: str
+    product_name: str
+    offer_id: str
+    checkout_url: str
+
+
+def admin(suite: Suite, service: str) -> httpx.Client:
+    return httpx.Client(base_url=suite.url(service), timeout=10,
+                        headers={"Authorization": f"Bearer {suite.admin_token(service)}"})
+
+
+@pytest.fixture
+def store(suite: Suite) -> Store:
+    name = f"Membership {uuid.uuid4().hex[:6]}"
+    with admin(suite, "entitlements") as entitlements, admin(suite, "checkout") as checkout:
+        product = entitlements.post("/admin/products", json={"name": name, "delivery_type": "membership"})
+        assert product.status_code == 201, product.text
+        product_id = product.json()["id"]
+        deadline = time.monotonic() + 30
+        while True:  # the product reaches checkout's catalog through Kafka
+            offer = checkout.post("/admin/offers", json={"name": f"{name} offer", "product_ids": [product_id],
+                                                         "price": {"amount": 4900, "currency": "EUR"}})
+            if offer.status_code != 422 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert offer.status_code == 201, offer.text
+    return Store(product_id, name, offer.json()["id"], offer.json()["checkout_url"])

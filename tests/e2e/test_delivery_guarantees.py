@@ -1,0 +1,151 @@
+"""Nothing twice, nothing lost: redelivered events, bad messages and provider webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from postsale.contracts import Money, PurchaseCompleted, PurchasedProduct, encode, topics
+from tests.e2e.conftest import STRIPE_WEBHOOK_SECRET, admin
+from tests.support import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def purchase_of(store, customer_id: str) -> PurchaseCompleted:
+    return PurchaseCompleted(
+        purchase_id=f"pur_{uuid.uuid4().hex[:16]}", customer_id=customer_id,
+        email=f"{customer_id}@example.com", offer_id=store.offer_id, offer_name="Test offer",
+        products=[PurchasedProduct(product_id=store.product_id, name=store.product_name, delivery_type="membership")],
+        amount=Money(amount=4900, currency="EUR"), provider="sandbox", provider_payment_id="sbx_test",
+        completed_at=datetime.now(timezone.utc), new_customer=True,
+    )
+
+
+async def produce(bootstrap: str, records: list[tuple[bytes, dict[str, bytes], bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, headers, value in records:
+            await producer.send_and_wait(topics.PURCHASES.name, value, key=key, headers=list(headers.items()))
+    finally:
+        await producer.stop()
+
+
+def ledger(suite, customer_id: str) -> list[dict]:
+    with admin(suite, "entitlements") as client:
+        return client.get(f"/admin/customers/{customer_id}/access-ledger").json()
+
+
+async def test_same_purchase_delivered_twice_grants_once_and_emails_once(suite, store, smtp_inbox, kafka_bootstrap):
+    customer_id = f"cus_{uuid.uuid4().hex[:12]}"
+    purchase = purchase_of(store, customer_id)
+    headers, value = encode(purchase, source="/tests")
+    # A later purchase on the same key (so the same partition) marks when both copies were handled.
+    sentinel = purchase_of(store, customer_id)
+    sentinel_headers, sentinel_value = encode(sentinel, source="/tests")
+    key = customer_id.encode()
+    await produce(kafka_bootstrap, [(key, headers, value), (key, headers, value), (key, sentinel_headers, sentinel_value)])
+
+    entries = eventually(lambda: len(entries := ledger(suite, customer_id)) >= 2 and entries)
+    smtp_inbox.wait_for(lambda m: m["X-Postsale-Email-Key"] == f"purchase-confirmation:{sentinel.purchase_id}")
+
+    assert [e["purchase_id"] for e in entries] == [purchase.purchase_id, sentinel.purchase_id]
+    assert len(smtp_inbox.with_key(f"purchase-confirmation:{purchase.purchase_id}")) == 1
+
+
+async def test_malformed_message_goes_to_dead_letters_and_the_partition_moves_on(suite, store, kafka_bootstrap):
+    customer_id = f"cus_{uuid.uuid4().hex[:12]}"
+    key = customer_id.encode()
+    garbage = b"{not json at all" + uuid.uuid4().hex.encode()
+    bad_headers = {"ce_id": uuid.uuid4().hex.encode(), "ce_type": b"postsale.purchase.completed",
+                   "ce_source": b"/tests", "ce_specversion": b"1.0", "content-type": b"application/json"}
+    good = purchase_of(store, customer_id)
+    good_headers, good_value = encode(good, source="/tests")
+    await produce(kafka_bootstrap, [(key, bad_headers, garbage), (key, {}, b"no headers at all"),
+                                    (key, good_headers, good_value)])
+
+    entries = eventually(lambda: ledger(suite, customer_id))
+    assert entries[0]["purchase_id"] == good.purchase_id
+
+    consumer = AIOKafkaConsumer("entitlements.dead-letters", bootstrap_servers=kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        found = None
+        deadline = time.monotonic() + 30
+        while found is None and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            found = next((r for records in batch.values() for r in records if r.value == garbage), None)
+    finally:
+        await consumer.stop()
+    assert found is not None, "the malformed record never reached entitlements.dead-letters"
+    dead_headers = {name: value.decode() for name, value in found.headers}
+    assert dead_headers["dlq_original_topic"] == topics.PURCHASES.name
+    assert dead_headers["dlq_error_type"] == "DecodeError"
+    assert "invalid postsale.purchase.completed payload" in dead_headers["dlq_error"]
+    assert found.key == key
+
+
+def sign_webhook(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """Stripe's scheme: `t=<unix time>,v1=<HMAC-SHA256 of "t.payload">`."""
+    timestamp = timestamp or int(time.time())
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={signature}"
+
+
+def test_stripe_webhook_is_verified_and_deduplicated(suite, store):
+    email = f"cy-{uuid.uuid4().hex[:8]}@example.com"
+    browser = httpx.Client(timeout=10)
+    started = browser.post(f"{suite.url('checkout')}/offers/{store.offer_id}/checkout", data={"email": email})
+    checkout_id = started.headers["location"].rsplit("/", 1)[1]
+    intent = browser.post(f"{suite.url('checkout')}/checkout/{checkout_id}/stripe/payment-intent")
+    assert intent.status_code == 200, intent.text
+    payment_intent_id = intent.json()["payment_intent_id"]
+    assert payment_intent_id.startswith("pi_")
+
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded",
+        "api_version": "2024-06-20", "created": int(time.time()), "livemode": False,
+        "data": {"object": {"id": payment_intent_id, "object": "payment_intent", "amount": 4900, "currency": "eur",
+                            "status": "succeeded", "metadata": {"postsale_checkout_session": checkout_id}}},
+    }
+    payload = json.dumps(event).encode()
+    webhook_url = f"{suite.url('checkout')}/webhooks/stripe"
+
+    forged = httpx.post(webhook_url, content=payload,
+                        headers={"Stripe-Signature": sign_webhook(payload, "whsec_not_the_secret")})
+    assert forged.status_code == 400
+    assert "invalid webhook" in forged.json()["detail"]
+    unsigned = httpx.post(webhook_url, content=payload)
+    assert unsigned.status_code == 400
+
+    with admin(suite, "checkout") as checkout_admin:
+        assert checkout_admin.get("/admin/purchases", params={"email": email}).json() == []
+
+        first = httpx.post(webhook_url, content=payload, headers={"Stripe-Signature": sign_webhook(payload, STRIPE_WEBHOOK_SECRET)})
+        again = httpx.post(webhook_url, content=payload, headers={"Stripe-Signature": sign_webhook(payload, STRIPE_WEBHOOK_SECRET)})
+        assert (first.status_code, first.json()) == (200, {"status": "accepted"})
+        assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+
+        purchases = checkout_admin.get("/admin/purchases", params={"email": email}).json()
+    assert len(purchases) == 1
+    assert purchases[0]["provider"] == "stripe"
+    assert purchases[0]["provider_payment_id"] == payment_intent_id
+
+    # The buyer returning from Stripe is sent on to account creation.
+    back = browser.get(f"{suite.url('checkout')}/checkout/{checkout_id}/complete")
+    assert back.status_code == 303
+    assert back.headers["location"].startswith(f"{suite.url('accounts')}/setup?purchase={purchases[0]['id']}")
+
+    customer_id = purchases[0]["customer_id"]
+    entries = eventually(lambda: ledger(suite, customer_id))
+    assert [(e["product_id"], e["reason"]) for e in entries] == [(store.product_id, "purchase")]
