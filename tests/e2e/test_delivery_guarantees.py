@@ -8,12 +8,13 @@ import json
 import time
 import uuid
 from datetime import datetime, timezone
+from typing import Callable
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from postsale.contracts import Money, PurchaseCompleted, PurchasedProduct, encode, topics
+from postsale.contracts import AccessGranted, Money, PurchaseCompleted, PurchasedProduct, decode, encode, topics
 from tests.e2e.conftest import STRIPE_WEBHOOK_SECRET, admin
 from tests.support import eventually
 
@@ -40,6 +41,25 @@ async def produce(bootstrap: str, records: list[tuple[bytes, dict[str, bytes], b
         await producer.stop()
 
 
+async def read_topic(bootstrap: str, topic: str, until: Callable[[ConsumerRecord], bool],
+                     timeout: float = 30) -> list[ConsumerRecord]:
+    """Every record of `topic` from the start up to the first one `until` accepts."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    seen: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    seen.append(record)
+                    if until(record):
+                        return seen
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no matching record on {topic} within {timeout}s ({len(seen)} read)")
+
+
 def ledger(suite, customer_id: str) -> list[dict]:
     with admin(suite, "entitlements") as client:
         return client.get(f"/admin/customers/{customer_id}/access-ledger").json()
@@ -60,6 +80,13 @@ async def test_same_purchase_delivered_twice_grants_once_and_emails_once(suite, 
 
     assert [e["purchase_id"] for e in entries] == [purchase.purchase_id, sentinel.purchase_id]
     assert len(smtp_inbox.with_key(f"purchase-confirmation:{purchase.purchase_id}")) == 1
+    granted = await read_topic(kafka_bootstrap, topics.ACCESS.name,
+                               lambda r: r.key == key and decode(r.headers, r.value).purchase_id == sentinel.purchase_id)
+    access_events = [decode(r.headers, r.value) for r in granted if r.key == key]
+    assert [(type(e), e.purchase_id, e.reason, e.actor) for e in access_events] == [
+        (AccessGranted, purchase.purchase_id, "purchase", "customer"),
+        (AccessGranted, sentinel.purchase_id, "purchase", "customer"),
+    ]
 
 
 async def test_malformed_message_goes_to_dead_letters_and_the_partition_moves_on(suite, store, kafka_bootstrap):
@@ -76,18 +103,8 @@ async def test_malformed_message_goes_to_dead_letters_and_the_partition_moves_on
     entries = eventually(lambda: ledger(suite, customer_id))
     assert entries[0]["purchase_id"] == good.purchase_id
 
-    consumer = AIOKafkaConsumer("entitlements.dead-letters", bootstrap_servers=kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    try:
-        found = None
-        deadline = time.monotonic() + 30
-        while found is None and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            found = next((r for records in batch.values() for r in records if r.value == garbage), None)
-    finally:
-        await consumer.stop()
-    assert found is not None, "the malformed record never reached entitlements.dead-letters"
+    records = await read_topic(kafka_bootstrap, "entitlements.dead-letters", lambda r: r.value == garbage)
+    found = records[-1]
     dead_headers = {name: value.decode() for name, value in found.headers}
     assert dead_headers["dlq_original_topic"] == topics.PURCHASES.name
     assert dead_headers["dlq_error_type"] == "DecodeError"
