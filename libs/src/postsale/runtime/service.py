@@ -15,9 +15,12 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
 from postsale.contracts import topics as contract_topics
-from postsale.runtime.db import create_tables
+from postsale.runtime.auth import SessionVerifier
+from postsale.runtime.db import create_tables, make_engine
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
 from postsale.runtime.messaging.consumer import dead_letter_topic
+from postsale.runtime.settings import KafkaSettings, PublicUrls
+from postsale.runtime.web import add_operational_routes, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +102,28 @@ def service_lifespan(
             engine.dispose()
 
     return lifespan
+
+
+def create_service_app(
+    *,
+    service: str,
+    database_url: str,
+    admin_token: str,
+    subscriptions: Sequence[Subscription],
+    background: Sequence[Callable[[FastAPI], BackgroundTask]] = (),
+) -> FastAPI:
+    """A service's FastAPI app with what every service shares; the caller adds its routes and state."""
+    configure_logging(service)
+    engine = make_engine(database_url)
+    urls = PublicUrls()
+    app = FastAPI(
+        title=f"Postsale {service}",
+        lifespan=service_lifespan(service=service, engine=engine, bootstrap_servers=KafkaSettings().bootstrap_servers,
+                                  subscriptions=subscriptions, background=background),
+    )
+    app.state.engine = engine
+    app.state.urls = urls
+    app.state.admin_token = admin_token
+    app.state.session_verifier = SessionVerifier(f"{urls.accounts_url}/.well-known/jwks.json")
+    add_operational_routes(app)
+    return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlmodel import Field, SQLModel
+
+from postsale.runtime.clock import utcnow
 
 
 class InboxMessage(SQLModel, table=True):
@@ -13,4 +15,4 @@ class InboxMessage(SQLModel, table=True):
     consumer: str = Field(primary_key=True)
     event_id: str = Field(primary_key=True)
     event_type: str
-    received_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: datetime = Field(default_factory=utcnow)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Column, LargeBinary
@@ -19,13 +19,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from postsale.contracts import Event, encode
+from postsale.runtime.clock import utcnow
 from postsale.runtime.metrics import OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class OutboxMessage(SQLModel, table=True):

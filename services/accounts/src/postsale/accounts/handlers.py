@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlmodel import Session, select
 
@@ -12,6 +12,7 @@ from postsale.accounts.adapters.tables import Customer, LoginSession, SetupToken
 from postsale.accounts.config import SERVICE
 from postsale.accounts.domain.passwords import hash_password, password_problem, verify_password
 from postsale.contracts import AccountActivated, CustomerRegistered, PurchaseCompleted
+from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 
 SOURCE = f"/postsale/{SERVICE}"
@@ -20,14 +21,6 @@ SETUP_TOKEN_LIFETIME = timedelta(days=14)
 
 class AccountError(ValueError):
     """Refused, with a message for the customer."""
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def register_buyer(session: Session, event: PurchaseCompleted, _event_id: str) -> Customer:
@@ -43,7 +36,7 @@ def register_buyer(session: Session, event: PurchaseCompleted, _event_id: str) -
         if session.get(SetupToken, event.account_setup_token_sha256) is None:
             session.add(SetupToken(token_sha256=event.account_setup_token_sha256, customer_id=customer.id,
                                    purchase_id=event.purchase_id,
-                                   expires_at=_now() + SETUP_TOKEN_LIFETIME))
+                                   expires_at=utcnow() + SETUP_TOKEN_LIFETIME))
     return customer
 
 
@@ -56,7 +49,7 @@ def setup_token_problem(setup: SetupToken | None) -> str | None:
         return "This account setup link is not valid."
     if setup.used_at is not None:
         return "This account is already set up. Log in with your email and password."
-    if _aware(setup.expires_at) < _now():
+    if as_utc(setup.expires_at) < utcnow():
         return "This account setup link has expired. Log in, or ask for a new link."
     return None
 
@@ -77,7 +70,7 @@ def activate_account(session: Session, *, token: str, first_name: str, last_name
     customer.first_name = first_name.strip()
     customer.last_name = last_name.strip()
     customer.password_hash = hash_password(password)
-    customer.activated_at = _now()
+    customer.activated_at = utcnow()
     setup.used_at = customer.activated_at
     session.add_all([customer, setup])
     publish_later(session, AccountActivated(customer_id=customer.id, email=customer.email,
@@ -95,7 +88,7 @@ def authenticate(session: Session, *, email: str, password: str) -> Customer | N
 
 
 def start_session(session: Session, customer: Customer, lifetime: timedelta) -> LoginSession:
-    login = LoginSession(id=secrets.token_urlsafe(16), customer_id=customer.id, expires_at=_now() + lifetime)
+    login = LoginSession(id=secrets.token_urlsafe(16), customer_id=customer.id, expires_at=utcnow() + lifetime)
     customer.last_login_at = login.created_at
     session.add_all([login, customer])
     return login
@@ -104,5 +97,5 @@ def start_session(session: Session, customer: Customer, lifetime: timedelta) -> 
 def end_session(session: Session, session_id: str) -> None:
     login = session.get(LoginSession, session_id)
     if login is not None and login.ended_at is None:
-        login.ended_at = _now()
+        login.ended_at = utcnow()
         session.add(login)

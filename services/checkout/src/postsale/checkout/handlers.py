@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime, timezone
-
 from sqlmodel import Session, select
 
 from postsale.checkout.adapters.tables import (
@@ -26,6 +24,7 @@ from postsale.contracts import (
     PurchaseCompleted,
     PurchasedProduct,
 )
+from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
 
 SOURCE = f"/postsale/{SERVICE}"
@@ -123,7 +122,7 @@ def update_catalog(session: Session, event: ProductPublished, _event_id: str) ->
     product.name = event.name
     product.description = event.description
     product.delivery_type = event.delivery_type
-    product.updated_at = datetime.now(timezone.utc)
+    product.updated_at = utcnow()
     session.add(product)
 
 

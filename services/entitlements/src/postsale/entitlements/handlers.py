@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-
 from sqlmodel import Session, select
 
 from postsale.contracts import AccessGranted, ProductPublished, PurchaseCompleted
 from postsale.entitlements.adapters.tables import AccessEntry, Product
 from postsale.entitlements.config import SERVICE
 from postsale.entitlements.domain.access import LedgerEntry, accessible_products
+from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 
 SOURCE = f"/postsale/{SERVICE}"
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands datetimes back without their zone; everything here is stored in UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
 
 
 def create_product(session: Session, *, name: str, delivery_type: str, description: str = "") -> Product:
@@ -80,18 +72,18 @@ def ledger(session: Session, customer_id: str) -> list[AccessEntry]:
 
 def library(session: Session, customer_id: str) -> list[tuple[Product, AccessEntry]]:
     """The products a customer may use now, each with the grant that gave it, newest first."""
-    now = datetime.now(timezone.utc)
+    now = utcnow()
     entries = ledger(session, customer_id)
     allowed = accessible_products(
-        (LedgerEntry(e.product_id, e.action, _aware(e.created_at), _aware(e.expires_at)) for e in entries), now
+        (LedgerEntry(e.product_id, e.action, as_utc(e.created_at), as_utc(e.expires_at)) for e in entries), now
     )
     latest_grant: dict[str, AccessEntry] = {}
-    for entry in sorted(entries, key=lambda e: _aware(e.created_at)):
+    for entry in sorted(entries, key=lambda e: as_utc(e.created_at)):
         if entry.action == "grant" and entry.product_id in allowed:
             latest_grant[entry.product_id] = entry
     products = {p.id: p for p in session.exec(select(Product).where(Product.id.in_(allowed))).all()}  # type: ignore[attr-defined]
     items = [(products[pid], grant) for pid, grant in latest_grant.items() if pid in products]
-    return sorted(items, key=lambda item: _aware(item[1].created_at), reverse=True)
+    return sorted(items, key=lambda item: as_utc(item[1].created_at), reverse=True)
 
 
 def check_access(session: Session, customer_id: str, product_id: str) -> AccessEntry | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from postsale.contracts import EmailSent, PurchaseCompleted
 from postsale.notifications.adapters.tables import Email
 from postsale.notifications.config import SERVICE
+from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.settings import PublicUrls
 
@@ -20,10 +21,6 @@ _emails = Environment(
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
 )
 _emails.filters["money"] = lambda amount, currency: f"{amount / 100:,.2f} {currency}"
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def render(template: str, **context) -> tuple[str, str, str]:
@@ -54,13 +51,13 @@ def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _eve
 def due_emails(session: Session, limit: int = 20) -> list[Email]:
     """Claims queued emails that are due; replicas skip each other's claims."""
     return list(session.exec(
-        select(Email).where(Email.status == "queued", Email.next_attempt_at <= _now())
+        select(Email).where(Email.status == "queued", Email.next_attempt_at <= utcnow())
         .order_by(Email.created_at).limit(limit).with_for_update(skip_locked=True)
     ).all())
 
 
 def mark_sent(session: Session, email: Email) -> None:
-    email.status, email.sent_at, email.attempts, email.last_error = "sent", _now(), email.attempts + 1, None
+    email.status, email.sent_at, email.attempts, email.last_error = "sent", utcnow(), email.attempts + 1, None
     session.add(email)
     publish_later(session, EmailSent(email_key=email.key, template=email.template, to=email.to,
                                      customer_id=email.customer_id, sent_at=email.sent_at), source=SOURCE)
@@ -73,5 +70,5 @@ def mark_failed_attempt(session: Session, email: Email, error: str, max_attempts
     if email.attempts >= max_attempts:
         email.status = "failed"
     else:
-        email.next_attempt_at = _now() + timedelta(seconds=min(30 * 2 ** (email.attempts - 1), 3600))
+        email.next_attempt_at = utcnow() + timedelta(seconds=min(30 * 2 ** (email.attempts - 1), 3600))
     session.add(email)

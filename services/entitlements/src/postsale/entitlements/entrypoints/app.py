@@ -5,28 +5,13 @@ from fastapi import FastAPI
 from postsale.entitlements.config import SERVICE, Settings
 from postsale.entitlements.entrypoints import api
 from postsale.entitlements.entrypoints.consumers import SUBSCRIPTIONS
-from postsale.runtime.auth import SessionVerifier
-from postsale.runtime.db import make_engine
-from postsale.runtime.service import service_lifespan
-from postsale.runtime.settings import KafkaSettings, PublicUrls
-from postsale.runtime.web import add_operational_routes, configure_logging
+from postsale.runtime.service import create_service_app
 
 
 def create_app() -> FastAPI:
     settings = Settings()
-    configure_logging(SERVICE)
-    engine = make_engine(settings.database_url)
-    urls = PublicUrls()
-    app = FastAPI(
-        title="Postsale entitlements",
-        lifespan=service_lifespan(service=SERVICE, engine=engine,
-                                  bootstrap_servers=KafkaSettings().bootstrap_servers, subscriptions=SUBSCRIPTIONS),
-    )
-    app.state.engine = engine
-    app.state.urls = urls
-    app.state.admin_token = settings.admin_token
-    app.state.session_verifier = SessionVerifier(f"{urls.accounts_url}/.well-known/jwks.json")
+    app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
+                             subscriptions=SUBSCRIPTIONS)
     app.include_router(api.router)
     app.include_router(api.admin)
-    add_operational_routes(app)
     return app
