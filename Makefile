@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := ./contracts ./libs ./deploy/local ./services/checkout ./services/entitlements ./services/accounts ./services/notifications
 PYPROJECTS := contracts/pyproject.toml libs/pyproject.toml deploy/local/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: install tools run test test-unit test-integration test-e2e clean
+.PHONY: install tools run test test-unit test-integration test-e2e generate clean
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ test-integration: tools
 
 test-e2e: tools
 	$(BIN)/python -m pytest -m e2e
+
+# Contract schemas, golden examples, AsyncAPI documents and the catalogue in docs/contracts.md.
+generate: install
+	$(BIN)/python contracts/generate.py
 
 clean:
 	rm -rf $(VENV) .cache .tools

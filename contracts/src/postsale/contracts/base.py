@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+SECRET_MARK = "x-postsale-secret"
 
 
 class Contract(BaseModel):
@@ -16,19 +18,21 @@ class Contract(BaseModel):
 class Event(Contract):
     """A fact one service publishes for any number of subscribers.
 
-    `event_type` is the CloudEvents `ce_type`; `topic` is where the event is published.
-    `subject` and `key` are computed by each event: the entity it is about, and the Kafka
+    `event_type` is the CloudEvents `ce_type`; `topic` is where the event is published;
+    `subject_field` names the entity it is about (`ce_subject`) and `key_field` the Kafka
     record key that keeps related events in order on one partition.
     """
 
     event_type: ClassVar[str]
     topic: ClassVar[str]
+    subject_field: ClassVar[str]
+    key_field: ClassVar[str] = "customer_id"
 
     def subject(self) -> str:
-        raise NotImplementedError
+        return str(getattr(self, self.subject_field))
 
     def key(self) -> str:
-        raise NotImplementedError
+        return str(getattr(self, self.key_field))
 
 
 class Money(Contract):
@@ -36,3 +40,8 @@ class Money(Contract):
 
     amount: int = Field(description="Amount in the currency's minor units, e.g. 4900 for 49.00 EUR.")
     currency: str = Field(min_length=3, max_length=3, pattern="^[A-Z]{3}$", description="ISO 4217 code.")
+
+
+def secret(description: str, **kwargs: Any) -> Any:
+    """A field whose value lets its holder act as the customer: allowed on restricted topics only."""
+    return Field(description=description, json_schema_extra={SECRET_MARK: True}, **kwargs)

@@ -14,22 +14,12 @@ from typing import Iterable, Mapping
 from pydantic import ValidationError
 
 from postsale.contracts.base import Event
-from postsale.contracts.events import (
-    AccessGranted,
-    AccountActivated,
-    CustomerRegistered,
-    EmailSent,
-    ProductPublished,
-    PurchaseCompleted,
-)
+from postsale.contracts.events import ALL_EVENTS
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.event_type: cls
-    for cls in (PurchaseCompleted, ProductPublished, AccessGranted, CustomerRegistered, AccountActivated, EmailSent)
-}
+EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in ALL_EVENTS}
 
 HeaderValue = bytes | str
 Headers = Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]]

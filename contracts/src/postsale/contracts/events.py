@@ -1,4 +1,8 @@
-"""The v1 events. Every event carries what its subscribers need without calling back."""
+"""The v1 events. Every event carries what its subscribers need without calling back.
+
+Money is an integer in minor units with an ISO currency; times carry their zone;
+identifiers are strings. Each class's docstring says what the event means and when it is sent.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ from typing import ClassVar, Literal
 from pydantic import AwareDatetime, Field
 
 from postsale.contracts import topics
-from postsale.contracts.base import Contract, Event, Money
+from postsale.contracts.base import Contract, Event, Money, secret
 
 DeliveryType = Literal["membership", "integration", "download", "none"]
 Actor = Literal["customer", "seller", "system", "provider"]
+PaymentKind = Literal["renewal", "instalment"]
+BillingKind = Literal["subscription", "payment_plan"]
 
 
 class PurchasedProduct(Contract):
@@ -19,11 +25,16 @@ class PurchasedProduct(Contract):
     delivery_type: DeliveryType
 
 
+# --- checkout.purchases.v1 ------------------------------------------------------------------
+
+
 class PurchaseCompleted(Event):
-    """A customer paid for an offer. Sent once per purchase, after the payment succeeded."""
+    """A customer paid for an offer. Sent once per purchase, after the first payment succeeded;
+    an accepted upsell is a purchase of its own, with `parent_purchase_id` set."""
 
     event_type: ClassVar[str] = "postsale.purchase.completed"
     topic: ClassVar[str] = topics.PURCHASES.name
+    subject_field: ClassVar[str] = "purchase_id"
 
     purchase_id: str
     customer_id: str
@@ -38,6 +49,9 @@ class PurchaseCompleted(Event):
     parent_purchase_id: str | None = Field(
         default=None, description="For an upsell accepted after another purchase, that purchase."
     )
+    subscription_id: str | None = Field(
+        default=None, description="For a subscription or payment plan, the billing it starts."
+    )
     new_customer: bool = Field(description="No account existed for this email when the customer paid.")
     account_setup_token_sha256: str | None = Field(
         default=None,
@@ -49,18 +63,170 @@ class PurchaseCompleted(Event):
     )
     send_confirmation_email: bool = Field(default=True, description="The seller's per-offer setting.")
 
-    def subject(self) -> str:
-        return self.purchase_id
 
-    def key(self) -> str:
-        return self.customer_id
+class PurchaseRefunded(Event):
+    """Money of a purchase went back to the customer, in full or in part. Sent once per refund."""
+
+    event_type: ClassVar[str] = "postsale.purchase.refunded"
+    topic: ClassVar[str] = topics.PURCHASES.name
+    subject_field: ClassVar[str] = "purchase_id"
+
+    refund_id: str
+    purchase_id: str
+    customer_id: str
+    email: str
+    amount: Money = Field(description="Refunded by this refund.")
+    total_refunded: Money = Field(description="Refunded for the purchase so far, this refund included.")
+    full: bool = Field(description="The whole purchase is refunded now (access is revoked by default).")
+    reason: str | None = None
+    actor: Actor
+    refunded_at: AwareDatetime
+
+
+class _Dispute(Event):
+    topic: ClassVar[str] = topics.PURCHASES.name
+    subject_field: ClassVar[str] = "dispute_id"
+
+    dispute_id: str
+    purchase_id: str
+    customer_id: str
+    email: str
+    amount: Money
+    provider: str
+
+
+class DisputeOpened(_Dispute):
+    """The customer's bank disputes a payment (a chargeback). Access is suspended by default."""
+
+    event_type: ClassVar[str] = "postsale.dispute.opened"
+    reason: str | None = Field(default=None, description="The provider's reason, e.g. `fraudulent`.")
+    opened_at: AwareDatetime
+
+
+class DisputeWon(_Dispute):
+    """The seller won the dispute: the money stays. Suspended access is restored by default."""
+
+    event_type: ClassVar[str] = "postsale.dispute.won"
+    closed_at: AwareDatetime
+
+
+class DisputeLost(_Dispute):
+    """The seller lost the dispute: the money is gone. Access is revoked by default."""
+
+    event_type: ClassVar[str] = "postsale.dispute.lost"
+    closed_at: AwareDatetime
+
+
+# --- checkout.subscriptions.v1 --------------------------------------------------------------
+
+
+class _Billing(Event):
+    topic: ClassVar[str] = topics.SUBSCRIPTIONS.name
+    subject_field: ClassVar[str] = "subscription_id"
+
+    subscription_id: str
+    billing: BillingKind = Field(description="A subscription renews until cancelled; a payment plan ends after its instalments.")
+    purchase_id: str = Field(description="The purchase that started the billing.")
+    customer_id: str
+    email: str
+    offer_id: str
+
+
+class PaymentSucceeded(_Billing):
+    """A recurring payment went through: a renewal of a subscription or the n-th instalment of a plan."""
+
+    event_type: ClassVar[str] = "postsale.payment.succeeded"
+    subject_field: ClassVar[str] = "payment_id"
+
+    payment_id: str
+    kind: PaymentKind
+    amount: Money
+    instalment_number: int | None = Field(default=None, ge=1, description="For an instalment: which one, from 1.")
+    instalments_total: int | None = Field(default=None, ge=1)
+    period_start: AwareDatetime | None = None
+    period_end: AwareDatetime | None = Field(default=None, description="Until when this payment pays for access.")
+    paid_at: AwareDatetime
+
+
+class PaymentFailed(_Billing):
+    """A recurring payment failed. Sent for every attempt; `next_retry_at` is empty when dunning gives up."""
+
+    event_type: ClassVar[str] = "postsale.payment.failed"
+    subject_field: ClassVar[str] = "payment_id"
+
+    payment_id: str
+    kind: PaymentKind
+    amount: Money
+    instalment_number: int | None = Field(default=None, ge=1)
+    attempt: int = Field(ge=1, description="1 for the first try, then each retry.")
+    next_retry_at: AwareDatetime | None = Field(default=None, description="Empty: no more retries.")
+    failure_message: str
+    failed_at: AwareDatetime
+
+
+class SubscriptionPastDue(_Billing):
+    """A payment failed and retries are running. Access is kept meanwhile by default."""
+
+    event_type: ClassVar[str] = "postsale.subscription.past_due"
+    since: AwareDatetime
+    grace_until: AwareDatetime | None = Field(default=None, description="When dunning gives up if no retry succeeds.")
+
+
+class SubscriptionCancellationScheduled(_Billing):
+    """The billing will end at `effective_at` (end of the paid period or a chosen date)."""
+
+    event_type: ClassVar[str] = "postsale.subscription.cancellation_scheduled"
+    effective_at: AwareDatetime
+    actor: Actor
+    reason: str | None = None
+    scheduled_at: AwareDatetime
+
+
+class SubscriptionCancellationUndone(_Billing):
+    """A scheduled cancellation was taken back: the billing goes on and nothing else changes."""
+
+    event_type: ClassVar[str] = "postsale.subscription.cancellation_undone"
+    actor: Actor
+    undone_at: AwareDatetime
+
+
+class SubscriptionCancelled(_Billing):
+    """The billing has ended (at once, on its date, or because dunning gave up)."""
+
+    event_type: ClassVar[str] = "postsale.subscription.cancelled"
+    effective_at: AwareDatetime = Field(description="When the billing ended; access ends then by default.")
+    actor: Actor
+    reason: str | None = Field(default=None, description="E.g. `customer request`, `payment failed`.")
+    cancelled_at: AwareDatetime
+
+
+class SubscriptionPaused(_Billing):
+    """No payments are taken until the billing resumes. Access is kept by default."""
+
+    event_type: ClassVar[str] = "postsale.subscription.paused"
+    actor: Actor
+    paused_at: AwareDatetime
+    resumes_at: AwareDatetime | None = Field(default=None, description="Empty: paused until resumed by hand.")
+
+
+class SubscriptionResumed(_Billing):
+    """Payments start again after a pause."""
+
+    event_type: ClassVar[str] = "postsale.subscription.resumed"
+    actor: Actor
+    resumed_at: AwareDatetime
+
+
+# --- entitlements.products.v1 ---------------------------------------------------------------
 
 
 class ProductPublished(Event):
-    """A product was created or changed. The topic is compacted: the latest per product stays."""
+    """A product was created. The topic is compacted: the newest event per product stays."""
 
     event_type: ClassVar[str] = "postsale.product.published"
     topic: ClassVar[str] = topics.PRODUCTS.name
+    subject_field: ClassVar[str] = "product_id"
+    key_field: ClassVar[str] = "product_id"
 
     product_id: str
     name: str
@@ -68,54 +234,178 @@ class ProductPublished(Event):
     delivery_type: DeliveryType
     published_at: AwareDatetime
 
-    def subject(self) -> str:
-        return self.product_id
 
-    def key(self) -> str:
-        return self.product_id
+class ProductUpdated(Event):
+    """A product's name, description or delivery changed; carries the whole new state."""
+
+    event_type: ClassVar[str] = "postsale.product.updated"
+    topic: ClassVar[str] = topics.PRODUCTS.name
+    subject_field: ClassVar[str] = "product_id"
+    key_field: ClassVar[str] = "product_id"
+
+    product_id: str
+    name: str
+    description: str = ""
+    delivery_type: DeliveryType
+    updated_at: AwareDatetime
 
 
-class AccessGranted(Event):
-    """A customer may now use a product. One per ledger entry."""
+class ProductArchived(Event):
+    """A product can no longer be put in offers. Existing access is not changed."""
 
-    event_type: ClassVar[str] = "postsale.access.granted"
+    event_type: ClassVar[str] = "postsale.product.archived"
+    topic: ClassVar[str] = topics.PRODUCTS.name
+    subject_field: ClassVar[str] = "product_id"
+    key_field: ClassVar[str] = "product_id"
+
+    product_id: str
+    archived_at: AwareDatetime
+
+
+# --- entitlements.access.v1 -----------------------------------------------------------------
+
+
+class _AccessChange(Event):
     topic: ClassVar[str] = topics.ACCESS.name
+    subject_field: ClassVar[str] = "entry_id"
 
-    grant_id: str
+    entry_id: str = Field(description="The access ledger entry.")
     customer_id: str
     email: str
     product_id: str
     product_name: str
     delivery_type: DeliveryType
-    reason: str = Field(description="Why, in words a seller reads: `purchase`, `manual grant`, ...")
+    reason: str = Field(description="Why, in words a seller reads: `purchase`, `full refund`, `dispute lost`, ...")
     actor: Actor
-    cause_event_id: str | None = Field(default=None, description="The event that caused the grant.")
+    actor_id: str | None = Field(default=None, description="Who, when a person acted (a seller's user id, ...).")
+    cause_event_id: str | None = Field(default=None, description="The CloudEvents id of the event that caused it.")
+    cause_event_type: str | None = None
     purchase_id: str | None = None
+
+
+class AccessGranted(_AccessChange):
+    """A customer may now use a product: after a purchase, or granted by the seller."""
+
+    event_type: ClassVar[str] = "postsale.access.granted"
     granted_at: AwareDatetime
-    expires_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = Field(default=None, description="Empty: for good.")
 
-    def subject(self) -> str:
-        return self.grant_id
 
-    def key(self) -> str:
-        return self.customer_id
+class AccessRevoked(_AccessChange):
+    """A customer may no longer use a product (refund, lost dispute, end of billing, seller)."""
+
+    event_type: ClassVar[str] = "postsale.access.revoked"
+    revoked_at: AwareDatetime
+
+
+class AccessSuspended(_AccessChange):
+    """Access is held while something is settled (an open dispute, a paused billing)."""
+
+    event_type: ClassVar[str] = "postsale.access.suspended"
+    suspended_at: AwareDatetime
+
+
+class AccessRestored(_AccessChange):
+    """Suspended access is back (a dispute won, a billing resumed)."""
+
+    event_type: ClassVar[str] = "postsale.access.restored"
+    restored_at: AwareDatetime
+
+
+# --- entitlements.deliveries.v1 -------------------------------------------------------------
+
+
+class Address(Contract):
+    name: str
+    line1: str
+    line2: str | None = None
+    postal_code: str
+    city: str
+    region: str | None = None
+    country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2.")
+
+
+class FulfilmentRequested(Event):
+    """A purchase of a product delivered outside Postsale (goods, a service, a booking, a webinar):
+    everything the external system needs to fulfil it."""
+
+    event_type: ClassVar[str] = "postsale.fulfilment.requested"
+    topic: ClassVar[str] = topics.DELIVERIES.name
+    subject_field: ClassVar[str] = "fulfilment_id"
+
+    fulfilment_id: str
+    purchase_id: str
+    customer_id: str
+    email: str
+    customer_name: str | None = None
+    product_id: str
+    product_name: str
+    kind: Literal["goods", "service", "booking", "webinar"]
+    quantity: int = Field(default=1, ge=1)
+    shipping_address: Address | None = None
+    details: dict[str, str] = Field(default_factory=dict, description="E.g. the booked slot or the webinar session.")
+    requested_at: AwareDatetime
+
+
+class IntegrationCallFailed(Event):
+    """A call to a third-party membership platform failed. Sent for every failed attempt."""
+
+    event_type: ClassVar[str] = "postsale.integration_call.failed"
+    topic: ClassVar[str] = topics.DELIVERIES.name
+    subject_field: ClassVar[str] = "call_id"
+
+    call_id: str
+    platform: str
+    action: Literal["grant", "revoke"]
+    customer_id: str
+    email: str
+    product_id: str
+    purchase_id: str | None = None
+    attempt: int = Field(ge=1)
+    next_retry_at: AwareDatetime | None = Field(default=None, description="Empty: no more retries.")
+    error: str
+    failed_at: AwareDatetime
+
+
+# --- entitlements.download-links.v1 (restricted) --------------------------------------------
+
+
+class DownloadLinkIssued(Event):
+    """A signed, expiring link to a file product, for the email that delivers it."""
+
+    event_type: ClassVar[str] = "postsale.download_link.issued"
+    topic: ClassVar[str] = topics.DOWNLOAD_LINKS.name
+    subject_field: ClassVar[str] = "link_id"
+
+    link_id: str
+    customer_id: str
+    email: str
+    product_id: str
+    product_name: str
+    file_name: str
+    url: str = secret("The signed link; whoever holds it can download the file until it expires.")
+    expires_at: AwareDatetime
+    downloads_left: int | None = Field(default=None, ge=0, description="Empty: no limit.")
+    purchase_id: str | None = None
+    issued_at: AwareDatetime
+
+
+# --- accounts.customers.v1 ------------------------------------------------------------------
 
 
 class CustomerRegistered(Event):
-    """Accounts knows a new customer (after a first purchase, or added by the seller)."""
+    """Accounts knows a new customer: after a first purchase, or added by the seller."""
 
     event_type: ClassVar[str] = "postsale.customer.registered"
     topic: ClassVar[str] = topics.CUSTOMERS.name
+    subject_field: ClassVar[str] = "customer_id"
 
     customer_id: str
     email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    source: Literal["purchase", "seller"] = "purchase"
     registered_at: AwareDatetime
-
-    def subject(self) -> str:
-        return self.customer_id
-
-    def key(self) -> str:
-        return self.customer_id
 
 
 class AccountActivated(Event):
@@ -123,6 +413,7 @@ class AccountActivated(Event):
 
     event_type: ClassVar[str] = "postsale.account.activated"
     topic: ClassVar[str] = topics.CUSTOMERS.name
+    subject_field: ClassVar[str] = "customer_id"
 
     customer_id: str
     email: str
@@ -130,11 +421,72 @@ class AccountActivated(Event):
     last_name: str
     activated_at: AwareDatetime
 
-    def subject(self) -> str:
-        return self.customer_id
 
-    def key(self) -> str:
-        return self.customer_id
+class CustomerActivity(Event):
+    """The customer did something the seller may want to see: logged in, opened the library,
+    a lesson or a download. At most one per kind and product a minute."""
+
+    event_type: ClassVar[str] = "postsale.customer.activity"
+    topic: ClassVar[str] = topics.CUSTOMERS.name
+    subject_field: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    kind: Literal["login", "library_visit", "lesson", "download"]
+    product_id: str | None = None
+    occurred_at: AwareDatetime
+
+
+# --- accounts.account-links.v1 (restricted) -------------------------------------------------
+
+
+class AccountSetupLinkIssued(Event):
+    """A link that lets a customer set up an account later: welcome email, resend, or a customer
+    the seller added by hand."""
+
+    event_type: ClassVar[str] = "postsale.account_setup_link.issued"
+    topic: ClassVar[str] = topics.ACCOUNT_LINKS.name
+    subject_field: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    email: str
+    url: str = secret("Single-use link to the account setup page.")
+    reason: Literal["welcome", "resend", "added_by_seller"]
+    expires_at: AwareDatetime
+    issued_at: AwareDatetime
+
+
+class LoginLinkIssued(Event):
+    """The customer asked to log in by email: a link (whose page has the sign-in button, so mail
+    scanners cannot use it up) and a one-time code as the alternative."""
+
+    event_type: ClassVar[str] = "postsale.login_link.issued"
+    topic: ClassVar[str] = topics.ACCOUNT_LINKS.name
+    subject_field: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    email: str
+    url: str = secret("Single-use login link.")
+    code: str = secret("One-time login code.")
+    expires_at: AwareDatetime
+    issued_at: AwareDatetime
+
+
+class PasswordResetRequested(Event):
+    """The customer asked to reset the password."""
+
+    event_type: ClassVar[str] = "postsale.password_reset.requested"
+    topic: ClassVar[str] = topics.ACCOUNT_LINKS.name
+    subject_field: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    email: str
+    url: str = secret("Single-use link to the new-password page.")
+    code: str = secret("One-time reset code.")
+    expires_at: AwareDatetime
+    requested_at: AwareDatetime
+
+
+# --- notifications.emails.v1 ----------------------------------------------------------------
 
 
 class EmailSent(Event):
@@ -142,6 +494,8 @@ class EmailSent(Event):
 
     event_type: ClassVar[str] = "postsale.email.sent"
     topic: ClassVar[str] = topics.EMAILS.name
+    subject_field: ClassVar[str] = "email_key"
+    key_field: ClassVar[str] = "to"
 
     email_key: str = Field(description="Unique per email, e.g. `purchase-confirmation:<purchase id>`.")
     template: str
@@ -149,8 +503,32 @@ class EmailSent(Event):
     customer_id: str | None = None
     sent_at: AwareDatetime
 
-    def subject(self) -> str:
-        return self.email_key
 
-    def key(self) -> str:
-        return self.to
+class EmailFailed(Event):
+    """Sending an email was given up after its retries."""
+
+    event_type: ClassVar[str] = "postsale.email.failed"
+    topic: ClassVar[str] = topics.EMAILS.name
+    subject_field: ClassVar[str] = "email_key"
+    key_field: ClassVar[str] = "to"
+
+    email_key: str
+    template: str
+    to: str
+    customer_id: str | None = None
+    attempts: int = Field(ge=1)
+    error: str
+    failed_at: AwareDatetime
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    PurchaseCompleted, PurchaseRefunded, DisputeOpened, DisputeWon, DisputeLost,
+    PaymentSucceeded, PaymentFailed, SubscriptionPastDue, SubscriptionCancellationScheduled,
+    SubscriptionCancellationUndone, SubscriptionCancelled, SubscriptionPaused, SubscriptionResumed,
+    ProductPublished, ProductUpdated, ProductArchived,
+    AccessGranted, AccessRevoked, AccessSuspended, AccessRestored,
+    FulfilmentRequested, IntegrationCallFailed, DownloadLinkIssued,
+    CustomerRegistered, AccountActivated, CustomerActivity,
+    AccountSetupLinkIssued, LoginLinkIssued, PasswordResetRequested,
+    EmailSent, EmailFailed,
+)

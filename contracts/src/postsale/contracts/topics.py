@@ -2,6 +2,10 @@
 
 A breaking change to a topic's messages makes a new major version: a new topic, published
 beside the old one until its subscribers have moved.
+
+A *restricted* topic carries secrets (links and codes that sign a customer in or fetch a
+file). Only the service named in `subscribers` may read it; in production a Kafka ACL
+grants Read on it to that service's principal alone. Public topics never carry a secret.
 """
 
 from __future__ import annotations
@@ -14,17 +18,67 @@ class Topic:
     name: str
     publisher: str
     key: str
+    description: str
+    subscribers: tuple[str, ...] = ()
     compacted: bool = False
+    restricted: bool = False
+    retention: str = "7 days"
     partitions: int = 3
 
     def __str__(self) -> str:
         return self.name
 
 
-PURCHASES = Topic("checkout.purchases.v1", publisher="checkout", key="customer id")
-PRODUCTS = Topic("entitlements.products.v1", publisher="entitlements", key="product id", compacted=True)
-ACCESS = Topic("entitlements.access.v1", publisher="entitlements", key="customer id")
-CUSTOMERS = Topic("accounts.customers.v1", publisher="accounts", key="customer id")
-EMAILS = Topic("notifications.emails.v1", publisher="notifications", key="recipient email")
+PURCHASES = Topic(
+    "checkout.purchases.v1", publisher="checkout", key="customer id",
+    description="One-time purchases and upsells, their refunds and disputes.",
+    subscribers=("entitlements", "accounts", "notifications"),
+)
+SUBSCRIPTIONS = Topic(
+    "checkout.subscriptions.v1", publisher="checkout", key="customer id",
+    description="Recurring payments of subscriptions and payment plans, and each subscription's life.",
+    subscribers=("entitlements", "notifications"),
+)
+PRODUCTS = Topic(
+    "entitlements.products.v1", publisher="entitlements", key="product id", compacted=True,
+    retention="compacted: the latest event per product is kept for good",
+    description="The catalogue: what each product is and how it is delivered.",
+    subscribers=("checkout",),
+)
+ACCESS = Topic(
+    "entitlements.access.v1", publisher="entitlements", key="customer id",
+    description="The access ledger: every grant, revoke, suspension and restoration, with why and who.",
+    subscribers=("accounts", "notifications"),
+)
+DELIVERIES = Topic(
+    "entitlements.deliveries.v1", publisher="entitlements", key="customer id",
+    description="What external systems must do for a purchase (ship goods, book a seat), and failed calls "
+                "to third-party membership platforms.",
+    subscribers=("notifications",),
+)
+DOWNLOAD_LINKS = Topic(
+    "entitlements.download-links.v1", publisher="entitlements", key="customer id", restricted=True,
+    retention="1 day",
+    description="Signed, short-lived download links, for the email that carries them.",
+    subscribers=("notifications",),
+)
+CUSTOMERS = Topic(
+    "accounts.customers.v1", publisher="accounts", key="customer id",
+    description="Customers: registered, account activated, and their activity.",
+    subscribers=("checkout", "notifications"),
+)
+ACCOUNT_LINKS = Topic(
+    "accounts.account-links.v1", publisher="accounts", key="customer id", restricted=True,
+    retention="1 day",
+    description="Account setup links, login links and codes, password resets, for the emails that carry them.",
+    subscribers=("notifications",),
+)
+EMAILS = Topic(
+    "notifications.emails.v1", publisher="notifications", key="recipient email",
+    description="Every email handed to the SMTP relay, or given up on.",
+)
 
-ALL: tuple[Topic, ...] = (PURCHASES, PRODUCTS, ACCESS, CUSTOMERS, EMAILS)
+ALL: tuple[Topic, ...] = (
+    PURCHASES, SUBSCRIPTIONS, PRODUCTS, ACCESS, DELIVERIES, DOWNLOAD_LINKS, CUSTOMERS, ACCOUNT_LINKS, EMAILS,
+)
+BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL}

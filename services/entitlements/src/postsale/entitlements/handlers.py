@@ -53,9 +53,9 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
         publish_later(
             session,
             AccessGranted(
-                grant_id=entry.id, customer_id=entry.customer_id, email=entry.email,
+                entry_id=entry.id, customer_id=entry.customer_id, email=entry.email,
                 product_id=item.product_id, product_name=item.name, delivery_type=item.delivery_type,
-                reason=entry.reason, actor="customer", cause_event_id=event_id,
+                reason=entry.reason, actor="customer", cause_event_id=event_id, cause_event_type=event.event_type,
                 purchase_id=event.purchase_id, granted_at=entry.created_at,
             ),
             source=SOURCE,
