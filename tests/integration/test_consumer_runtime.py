@@ -1,0 +1,92 @@
+"""The consumer runtime on the real broker: retries, dead letters, the partition moving on, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlmodel import Field, Session, SQLModel, select
+
+from postsale.contracts import ProductPublished, encode
+from postsale.runtime.db import create_tables, make_engine
+from postsale.runtime.messaging import Subscription, subscribe
+from postsale.runtime.messaging.consumer import RetryPolicy
+from postsale.runtime.messaging.deadletters import list_dead_letters, replay_dead_letters
+from postsale.runtime.service import ensure_topics, make_broker
+
+pytestmark = pytest.mark.integration
+
+
+class ReplayEffect(SQLModel, table=True):
+    __tablename__ = "test_replay_effects"
+    id: int | None = Field(default=None, primary_key=True)
+    product_id: str
+
+
+def product(name: str) -> ProductPublished:
+    return ProductPublished(product_id=f"prod_{name}", name=name, delivery_type="download",
+                            published_at=datetime.now(timezone.utc))
+
+
+async def until(check, timeout: float = 30):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s")
+
+
+async def test_failing_handler_is_dead_lettered_then_replayed_after_the_fix(kafka_bootstrap, tmp_path):
+    service = f"svc{uuid.uuid4().hex[:8]}"
+    topic = f"test.products.{service}"
+    engine = make_engine(f"sqlite:///{tmp_path / 'consumer.db'}")
+    create_tables(engine)
+    downstream_up = False
+
+    def record_product(session: Session, event: ProductPublished, _event_id: str) -> None:
+        if not downstream_up:
+            raise RuntimeError("downstream unavailable")
+        session.add(ReplayEffect(product_id=event.product_id))
+
+    def effects() -> list[str]:
+        with Session(engine) as session:
+            return [e.product_id for e in session.exec(select(ReplayEffect)).all()]
+
+    broker = make_broker(kafka_bootstrap, service)
+    subscribe(broker, engine, Subscription(service, topic, {ProductPublished: record_product},
+                                           retry=RetryPolicy(attempts=3, first_delay=0.05)))
+    await ensure_topics(kafka_bootstrap, service)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    await broker.start()
+    try:
+        first, second = product("first"), product("second")
+        headers, value = encode(first, source="/tests")
+        await producer.send_and_wait(topic, value, key=b"k", headers=list(headers.items()))
+
+        letters = await until(lambda: list_dead_letters(kafka_bootstrap, service))
+        assert [(l.original_topic, l.error_type, l.error, l.attempts, l.value) for l in letters] == [
+            (topic, "RuntimeError", "downstream unavailable", 3, value)]
+        assert effects() == []
+
+        downstream_up = True
+        headers2, value2 = encode(second, source="/tests")
+        await producer.send_and_wait(topic, value2, key=b"k", headers=list(headers2.items()))
+        await until(lambda: asyncio.sleep(0, result=effects() == ["prod_second"]))
+
+        assert len(await replay_dead_letters(kafka_bootstrap, service)) == 1
+        await until(lambda: asyncio.sleep(0, result=sorted(effects()) == ["prod_first", "prod_second"]))
+        assert await replay_dead_letters(kafka_bootstrap, service) == []  # replay remembers what it did
+
+        # A replayed event that was already handled changes nothing: same ce_id, inbox skips it.
+        await producer.send_and_wait(topic, value2, key=b"k", headers=list(headers2.items()))
+        await asyncio.sleep(1.5)
+        assert sorted(effects()) == ["prod_first", "prod_second"]
+    finally:
+        await broker.stop()
+        await producer.stop()
