@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := ./contracts ./libs ./deploy/local ./services/checkout ./services/entitlements ./services/accounts ./services/notifications
 PYPROJECTS := contracts/pyproject.toml libs/pyproject.toml deploy/local/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: install tools run test test-unit test-integration test-e2e generate clean
+.PHONY: install tools run test test-unit test-integration test-e2e generate bench clean
 
 install: $(STAMP)
 
@@ -43,6 +43,11 @@ test-e2e: tools
 # Contract schemas, golden examples, AsyncAPI documents and the catalogue in docs/contracts.md.
 generate: install
 	$(BIN)/python contracts/generate.py
+
+# Writes bench/results/*.json; see bench/README.md.
+bench: tools
+	$(BIN)/python bench/purchase_latency.py
+	$(BIN)/python bench/purchase_latency.py --postgres
 
 clean:
 	rm -rf $(VENV) .cache .tools

@@ -8,17 +8,13 @@ nothing is skipped.
 
 from __future__ import annotations
 
-import threading
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from postsale_local.kafka import external_bootstrap_servers, local_kafka
 from postsale_local.postgres import postgres_server
-from postsale_local.processes import free_port
+from postsale_local.smtp import SmtpInbox
 from postsale_local.stripe_mock import StripeMock, ensure_stripe_mock
 
 
@@ -52,38 +48,6 @@ def stripe_mock() -> Iterator[StripeMock]:
     ensure_stripe_mock()
     with StripeMock() as mock:
         yield mock
-
-
-class SmtpInbox:
-    """A real SMTP server (aiosmtpd) keeping what it receives in memory."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.messages: list[EmailMessage] = []
-        self._received = threading.Condition()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, _server, _session, envelope) -> str:
-        with self._received:
-            self.messages.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
-            self._received.notify_all()
-        return "250 OK"
-
-    def with_key(self, key: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["X-Postsale-Email-Key"] == key]
-
-    def wait_for(self, predicate: Callable[[EmailMessage], bool], timeout: float = 30) -> EmailMessage:
-        with self._received:
-            found = self._received.wait_for(lambda: next((m for m in self.messages if predicate(m)), None), timeout)
-        if found is None:
-            raise AssertionError(f"no matching email within {timeout}s; received: {[m['Subject'] for m in self.messages]}")
-        return found
-
-    def start(self) -> None:
-        self._controller.start()
-
-    def stop(self) -> None:
-        self._controller.stop()
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from postsale.contracts import Event, encode
+from postsale.runtime import wakeups
 from postsale.runtime.clock import utcnow
 from postsale.runtime.metrics import OUTBOX_PUBLISHED
 
 log = logging.getLogger(__name__)
+RELAY = "outbox-relay"
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -57,6 +59,7 @@ def publish_later(session: Session, event: Event, *, source: str) -> str:
             value=value,
         )
     )
+    wakeups.wake_after_commit(session, RELAY)
     return event_id
 
 
@@ -69,7 +72,7 @@ class OutboxRelay:
     """
 
     def __init__(self, engine: Engine, broker: KafkaBroker, *, batch_size: int = 200,
-                 poll_interval: float = 0.1) -> None:
+                 poll_interval: float = 0.5) -> None:
         self.engine = engine
         self.broker = broker
         self.batch_size = batch_size
@@ -79,8 +82,17 @@ class OutboxRelay:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        unregister = wakeups.register(self.engine, RELAY, self.wake)
+        try:
+            await self._run()
+        finally:
+            unregister()
+
+    async def _run(self) -> None:
         backoff = self.poll_interval
         while True:
+            # Cleared before publishing, so a commit during the publish wakes the next round.
+            self._wake.clear()
             try:
                 published = await self.publish_pending()
                 backoff = self.poll_interval
@@ -95,7 +107,6 @@ class OutboxRelay:
                     await asyncio.wait_for(self._wake.wait(), timeout=backoff)
                 except asyncio.TimeoutError:
                     pass
-                self._wake.clear()
 
     def wake(self) -> None:
         """Publish now instead of at the next poll. Safe to call from any thread."""

@@ -11,11 +11,13 @@ from sqlmodel import Session, select
 from postsale.contracts import EmailSent, PurchaseCompleted
 from postsale.notifications.adapters.tables import Email
 from postsale.notifications.config import SERVICE
+from postsale.runtime import wakeups
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.settings import PublicUrls
 
 SOURCE = f"/postsale/{SERVICE}"
+DISPATCHER = "email-dispatcher"
 _emails = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates" / "emails"),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -37,6 +39,7 @@ def queue_email(session: Session, *, key: str, template: str, to: str, customer_
     email = Email(key=key, template=template, to=to, customer_id=customer_id, subject=subject,
                   text_body=text_body, html_body=html_body)
     session.add(email)
+    wakeups.wake_after_commit(session, DISPATCHER)
     return email
 
 

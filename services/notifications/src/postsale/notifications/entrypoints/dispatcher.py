@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from postsale.notifications import handlers
 from postsale.notifications.adapters.smtp import SmtpSender
+from postsale.runtime import wakeups
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +36,26 @@ def send_due(engine, sender: SmtpSender, max_attempts: int) -> int:
         return sent
 
 
-def email_dispatcher(sender: SmtpSender, max_attempts: int, poll_interval: float = 0.2):
+def email_dispatcher(sender: SmtpSender, max_attempts: int, poll_interval: float = 1.0):
     def make(app: FastAPI):
         async def run() -> None:
-            while True:
-                try:
-                    sent = await asyncio.to_thread(send_due, app.state.engine, sender, max_attempts)
-                    if sent:
-                        app.state.relay.wake()
-                except Exception:
-                    log.exception("email dispatcher failed; retrying")
-                await asyncio.sleep(poll_interval)
+            loop = asyncio.get_running_loop()
+            due = asyncio.Event()
+            unregister = wakeups.register(app.state.engine, handlers.DISPATCHER,
+                                          lambda: loop.call_soon_threadsafe(due.set))
+            try:
+                while True:
+                    due.clear()
+                    try:
+                        await asyncio.to_thread(send_due, app.state.engine, sender, max_attempts)
+                    except Exception:
+                        log.exception("email dispatcher failed; retrying")
+                    try:
+                        await asyncio.wait_for(due.wait(), timeout=poll_interval)
+                    except asyncio.TimeoutError:
+                        pass  # retries fall due with time, not with a commit
+            finally:
+                unregister()
 
         run.__name__ = "email-dispatcher"
         return run

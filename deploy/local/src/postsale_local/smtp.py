@@ -1,0 +1,44 @@
+"""A real SMTP server (aiosmtpd) that keeps what it receives in memory, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import threading
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Callable
+
+from aiosmtpd.controller import Controller
+
+from postsale_local.processes import free_port
+
+
+class SmtpInbox:
+    """A real SMTP server (aiosmtpd) keeping what it receives in memory."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self._received = threading.Condition()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, _server, _session, envelope) -> str:
+        with self._received:
+            self.messages.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
+            self._received.notify_all()
+        return "250 OK"
+
+    def with_key(self, key: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["X-Postsale-Email-Key"] == key]
+
+    def wait_for(self, predicate: Callable[[EmailMessage], bool], timeout: float = 30) -> EmailMessage:
+        with self._received:
+            found = self._received.wait_for(lambda: next((m for m in self.messages if predicate(m)), None), timeout)
+        if found is None:
+            raise AssertionError(f"no matching email within {timeout}s; received: {[m['Subject'] for m in self.messages]}")
+        return found
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
