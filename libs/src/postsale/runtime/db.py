@@ -6,9 +6,29 @@ from pathlib import Path
 from typing import Annotated, Iterator
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import registry
 from sqlmodel import Session, SQLModel, create_engine
+
+# Constraints and indexes get names by rule, the same on SQLite and PostgreSQL, so that a
+# later migration can name what it alters or drops (SQLite's batch mode needs the names).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def table_registry() -> registry:
+    """A registry, and so a metadata, for one service's tables.
+
+    Services keep their tables apart from each other's (checkout and accounts each have a
+    `customers` table) and each service's migrations see only its own.
+    """
+    return registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 
 
 def make_engine(url: str) -> Engine:
@@ -32,6 +52,7 @@ def make_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine) -> None:
+    """Tables straight from the models, for tests; services run their migrations instead."""
     SQLModel.metadata.create_all(engine)
 
 

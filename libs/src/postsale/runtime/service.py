@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -16,9 +17,10 @@ from sqlalchemy.engine import Engine
 
 from postsale.contracts import topics as contract_topics
 from postsale.runtime.auth import SessionVerifier
-from postsale.runtime.db import create_tables, make_engine
+from postsale.runtime.db import make_engine
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
 from postsale.runtime.messaging.consumer import dead_letter_topic
+from postsale.runtime.migrations import migrate
 from postsale.runtime.settings import KafkaSettings, PublicUrls
 from postsale.runtime.web import add_operational_routes, configure_logging
 
@@ -72,15 +74,16 @@ def service_lifespan(
     *,
     service: str,
     engine: Engine,
+    migrations_dir: Path,
     bootstrap_servers: str,
     subscriptions: Sequence[Subscription],
     background: Sequence[Callable[[FastAPI], BackgroundTask]] = (),
 ):
-    """The lifespan of a service app: tables, topics, subscribers, relay and background loops."""
+    """The lifespan of a service app: migrations, topics, subscribers, relay and background loops."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        create_tables(engine)
+        migrate(engine, migrations_dir)
         broker = make_broker(bootstrap_servers, service)
         for subscription in subscriptions:
             subscribe(broker, engine, subscription)
@@ -109,6 +112,7 @@ def create_service_app(
     service: str,
     database_url: str,
     admin_token: str,
+    migrations_dir: Path,
     subscriptions: Sequence[Subscription],
     background: Sequence[Callable[[FastAPI], BackgroundTask]] = (),
 ) -> FastAPI:
@@ -118,7 +122,8 @@ def create_service_app(
     urls = PublicUrls()
     app = FastAPI(
         title=f"Postsale {service}",
-        lifespan=service_lifespan(service=service, engine=engine, bootstrap_servers=KafkaSettings().bootstrap_servers,
+        lifespan=service_lifespan(service=service, engine=engine, migrations_dir=migrations_dir,
+                                  bootstrap_servers=KafkaSettings().bootstrap_servers,
                                   subscriptions=subscriptions, background=background),
     )
     app.state.engine = engine

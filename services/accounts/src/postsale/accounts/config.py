@@ -1,9 +1,12 @@
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from postsale.runtime.settings import secret_field
 
 SERVICE = "accounts"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
 class Settings(BaseSettings):

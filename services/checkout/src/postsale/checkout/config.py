@@ -1,3 +1,4 @@
+from pathlib import Path
 from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -5,6 +6,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from postsale.runtime.settings import secret_field
 
 SERVICE = "checkout"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
 class Settings(BaseSettings):

@@ -1,8 +1,11 @@
+from pathlib import Path
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from postsale.runtime.settings import secret_field
 
 SERVICE = "entitlements"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
 class Settings(BaseSettings):

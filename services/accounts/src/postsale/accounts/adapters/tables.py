@@ -5,9 +5,14 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
+from postsale.runtime.db import table_registry
 
 
-class Customer(SQLModel, table=True):
+class Base(SQLModel, registry=table_registry()):
+    """The accounts service's tables, made by its migrations (`postsale/accounts/migrations/`)."""
+
+
+class Customer(Base, table=True):
     __tablename__ = "customers"
 
     id: str = Field(primary_key=True)
@@ -20,7 +25,7 @@ class Customer(SQLModel, table=True):
     last_login_at: datetime | None = None
 
 
-class SetupToken(SQLModel, table=True):
+class SetupToken(Base, table=True):
     """A single-use account setup token; only its SHA-256 is stored."""
 
     __tablename__ = "setup_tokens"
@@ -33,7 +38,7 @@ class SetupToken(SQLModel, table=True):
     used_at: datetime | None = None
 
 
-class LoginSession(SQLModel, table=True):
+class LoginSession(Base, table=True):
     __tablename__ = "login_sessions"
 
     id: str = Field(primary_key=True)

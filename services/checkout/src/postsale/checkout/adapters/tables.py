@@ -6,9 +6,14 @@ from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
+from postsale.runtime.db import table_registry
 
 
-class CatalogProduct(SQLModel, table=True):
+class Base(SQLModel, registry=table_registry()):
+    """The checkout service's tables, made by its migrations (`postsale/checkout/migrations/`)."""
+
+
+class CatalogProduct(Base, table=True):
     """Read model of entitlements' products, from `entitlements.products.v1`."""
 
     __tablename__ = "catalog_products"
@@ -20,7 +25,7 @@ class CatalogProduct(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class Customer(SQLModel, table=True):
+class Customer(Base, table=True):
     """Who bought here, and whether accounts says they have an account they can log in to."""
 
     __tablename__ = "customers"
@@ -30,7 +35,7 @@ class Customer(SQLModel, table=True):
     has_account: bool = False
 
 
-class Offer(SQLModel, table=True):
+class Offer(Base, table=True):
     __tablename__ = "offers"
 
     id: str = Field(primary_key=True)
@@ -42,7 +47,7 @@ class Offer(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class CheckoutSession(SQLModel, table=True):
+class CheckoutSession(Base, table=True):
     """One purchase attempt. Its id is the idempotency key of every charge it makes."""
 
     __tablename__ = "checkout_sessions"
@@ -57,7 +62,7 @@ class CheckoutSession(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Purchase(SQLModel, table=True):
+class Purchase(Base, table=True):
     __tablename__ = "purchases"
 
     id: str = Field(primary_key=True)
@@ -73,7 +78,7 @@ class Purchase(SQLModel, table=True):
     completed_at: datetime = Field(default_factory=utcnow)
 
 
-class ProviderEvent(SQLModel, table=True):
+class ProviderEvent(Base, table=True):
     """Every webhook accepted from a payment provider, once."""
 
     __tablename__ = "provider_events"

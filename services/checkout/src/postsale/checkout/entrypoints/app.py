@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from postsale.checkout.adapters.payments import SandboxProvider, StripeGateway
-from postsale.checkout.config import SERVICE, Settings
+from postsale.checkout.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.checkout.entrypoints import api
 from postsale.checkout.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.runtime.service import create_service_app
@@ -12,7 +12,7 @@ from postsale.runtime.service import create_service_app
 def create_app() -> FastAPI:
     settings = Settings()
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
-                             subscriptions=SUBSCRIPTIONS)
+                             migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS)
     app.state.secret_key = settings.secret_key
     app.state.payment_provider = settings.payment_provider
     app.state.sandbox = SandboxProvider()

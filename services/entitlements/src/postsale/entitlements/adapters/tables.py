@@ -6,9 +6,14 @@ from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
+from postsale.runtime.db import table_registry
 
 
-class Product(SQLModel, table=True):
+class Base(SQLModel, registry=table_registry()):
+    """The entitlements service's tables, made by its migrations (`postsale/entitlements/migrations/`)."""
+
+
+class Product(Base, table=True):
     __tablename__ = "products"
 
     id: str = Field(primary_key=True)
@@ -19,7 +24,7 @@ class Product(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-class AccessEntry(SQLModel, table=True):
+class AccessEntry(Base, table=True):
     """One grant or revoke, with why, who and which event caused it."""
 
     __tablename__ = "access_ledger"

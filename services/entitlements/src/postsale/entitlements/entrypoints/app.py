@@ -2,7 +2,7 @@
 
 from fastapi import FastAPI
 
-from postsale.entitlements.config import SERVICE, Settings
+from postsale.entitlements.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.entitlements.entrypoints import api
 from postsale.entitlements.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.runtime.service import create_service_app
@@ -11,7 +11,7 @@ from postsale.runtime.service import create_service_app
 def create_app() -> FastAPI:
     settings = Settings()
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
-                             subscriptions=SUBSCRIPTIONS)
+                             migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS)
     app.include_router(api.router)
     app.include_router(api.admin)
     return app

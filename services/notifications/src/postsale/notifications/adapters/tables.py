@@ -6,9 +6,14 @@ from sqlalchemy import Column, Text
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
+from postsale.runtime.db import table_registry
 
 
-class Email(SQLModel, table=True):
+class Base(SQLModel, registry=table_registry()):
+    """The notifications service's tables, made by its migrations (`postsale/notifications/migrations/`)."""
+
+
+class Email(Base, table=True):
     """The email log. The key (`purchase-confirmation:<purchase id>`) makes each email happen once."""
 
     __tablename__ = "emails"

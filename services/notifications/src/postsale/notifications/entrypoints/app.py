@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from postsale.notifications.adapters.smtp import SmtpSender
-from postsale.notifications.config import SERVICE, Settings
+from postsale.notifications.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.notifications.entrypoints import api
 from postsale.notifications.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.notifications.entrypoints.dispatcher import email_dispatcher
@@ -16,7 +16,7 @@ def create_app() -> FastAPI:
                         password=settings.smtp_password, starttls=settings.smtp_starttls,
                         from_address=settings.from_address)
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
-                             subscriptions=SUBSCRIPTIONS,
+                             migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS,
                              background=[email_dispatcher(sender, settings.max_send_attempts)])
     app.state.dev_mailbox_dir = settings.dev_mailbox_dir
     app.include_router(api.router)
