@@ -23,6 +23,7 @@ tools: install
 	$(BIN)/python -m postsale_local.kafka classpath > /dev/null
 	$(BIN)/python -m postsale_local.stripe_mock install > /dev/null
 	$(BIN)/python -m postsale_local.postgres install > /dev/null
+	$(BIN)/python -m postsale_local.browser install > /dev/null
 
 run: install
 	$(BIN)/python -m postsale_local.kafka classpath > /dev/null

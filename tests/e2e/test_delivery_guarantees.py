@@ -15,8 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from postsale.contracts import AccessGranted, Money, PurchaseCompleted, PurchasedProduct, decode, encode, topics
-from tests.e2e.conftest import STRIPE_WEBHOOK_SECRET, admin
-from tests.support import eventually
+from tests.support import STRIPE_WEBHOOK_SECRET, admin, eventually
 
 pytestmark = pytest.mark.e2e
 

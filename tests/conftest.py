@@ -1,20 +1,17 @@
-"""The four services as real processes on the real broker, on PostgreSQL and on SQLite."""
+"""The four services as real processes on the real broker, on PostgreSQL and on SQLite, and a
+store in them, for the end-to-end and browser tests."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Iterator
 
-import httpx
 import pytest
 
 from postsale_local.processes import free_port
 from postsale_local.suite import SERVICES, Suite
-
-STRIPE_WEBHOOK_SECRET = "whsec_postsale_tests_only"
-
+from tests.support import STRIPE_WEBHOOK_SECRET, Store, admin
 
 @pytest.fixture(scope="session", params=["postgresql", "sqlite"])
 def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -> Iterator[Suite]:
@@ -43,21 +40,6 @@ def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -
         yield running
     finally:
         running.stop()
-
-
-@dataclass
-class Store:
-    """A product in an offer, created through the admin APIs as a seller would."""
-
-    product_id: str
-    product_name: str
-    offer_id: str
-    checkout_url: str
-
-
-def admin(suite: Suite, service: str) -> httpx.Client:
-    return httpx.Client(base_url=suite.url(service), timeout=10,
-                        headers={"Authorization": f"Bearer {suite.admin_token(service)}"})
 
 
 @pytest.fixture
