@@ -68,6 +68,8 @@ async def test_same_purchase_delivered_twice_grants_once_and_emails_once(suite, 
     customer_id = f"cus_{uuid.uuid4().hex[:12]}"
     purchase = purchase_of(store, customer_id)
     headers, value = encode(purchase, source="/tests")
+    trace_id = uuid.uuid4().hex
+    headers["ce_traceparent"] = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01".encode()
     # A later purchase on the same key (so the same partition) marks when both copies were handled.
     sentinel = purchase_of(store, customer_id)
     sentinel_headers, sentinel_value = encode(sentinel, source="/tests")
@@ -82,6 +84,9 @@ async def test_same_purchase_delivered_twice_grants_once_and_emails_once(suite, 
     granted = await read_topic(kafka_bootstrap, topics.ACCESS.name,
                                lambda r: r.key == key and decode(r.headers, r.value).purchase_id == sentinel.purchase_id)
     access_events = [decode(r.headers, r.value) for r in granted if r.key == key]
+    # The grant continues the trace of the purchase that caused it.
+    first_grant_headers = dict(next(r for r in granted if r.key == key).headers)
+    assert first_grant_headers["ce_traceparent"].decode().split("-")[1] == trace_id
     assert [(type(e), e.purchase_id, e.reason, e.actor) for e in access_events] == [
         (AccessGranted, purchase.purchase_id, "purchase", "customer"),
         (AccessGranted, sentinel.purchase_id, "purchase", "customer"),

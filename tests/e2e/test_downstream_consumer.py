@@ -29,8 +29,12 @@ def test_confluent_kafka_consumer_decodes_and_validates_a_published_purchase(sui
     email = f"downstream-{uuid.uuid4().hex[:8]}@example.com"
     browser = httpx.Client(timeout=10)
     started = browser.post(f"{suite.url('checkout')}/offers/{store.offer_id}/checkout", data={"email": email})
-    paid = browser.post(f"{suite.url('checkout')}{started.headers['location']}/pay", data={"card_number": "4242424242424242"})
+    trace_id = uuid.uuid4().hex
+    paid = browser.post(f"{suite.url('checkout')}{started.headers['location']}/pay",
+                        data={"card_number": "4242424242424242"},
+                        headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"})
     assert paid.status_code == 303
+    assert paid.headers["x-trace-id"] == trace_id
 
     received: list[tuple[PurchaseCompleted, bytes, dict[str, bytes]]] = []
 
@@ -49,5 +53,6 @@ def test_confluent_kafka_consumer_decodes_and_validates_a_published_purchase(sui
     assert headers["ce_type"] == b"postsale.purchase.completed"
     assert headers["ce_source"] == b"/postsale/checkout"
     assert headers["ce_subject"] == event.purchase_id.encode()
+    assert headers["ce_traceparent"].decode().split("-")[1] == trace_id  # the buyer's request's trace
     schema = json.loads((ROOT / "contracts" / "schemas" / "checkout.purchases.v1" / "postsale.purchase.completed.json").read_text())
     jsonschema.validate(json.loads(value), schema)

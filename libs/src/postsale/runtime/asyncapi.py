@@ -22,6 +22,7 @@ CLOUDEVENT_HEADERS = {
         "ce_subject": {"type": "string", "description": "The entity the event is about."},
         "ce_time": {"type": "string", "format": "date-time"},
         "content-type": {"type": "string", "const": "application/json"},
+        "ce_traceparent": {"type": "string", "description": "W3C trace context of the work that caused the event."},
     },
 }
 

@@ -17,6 +17,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
 from sqlalchemy import text
 
+from postsale.runtime.tracing import HEADER, continue_trace, current_trace_id
+
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -54,6 +56,13 @@ def add_operational_routes(app: FastAPI) -> None:
 
     app.mount("/metrics", make_asgi_app())
 
+    @app.middleware("http")
+    async def trace(request: Request, call_next):
+        with continue_trace(request.headers.get(HEADER)) as trace_id:
+            response = await call_next(request)
+        response.headers["X-Trace-Id"] = trace_id
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         # 422 with each problem spelled out; the default already does this, but keep the
@@ -82,6 +91,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        trace_id = current_trace_id()
+        if trace_id:
+            entry["trace_id"] = trace_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

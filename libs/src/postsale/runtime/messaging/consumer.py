@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from postsale.contracts import DecodeError, Event, UnknownEventType, decode
 from postsale.contracts.envelope import cloudevent_attributes
+from postsale.runtime import tracing
 from postsale.runtime.messaging.inbox import InboxMessage
 from postsale.runtime.metrics import CONSUMED, DEAD_LETTERED
 
@@ -137,7 +138,11 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -
         handler = subscription.handlers.get(type(event))
         if handler is None:
             return
-        event_id = cloudevent_attributes(record.headers or ())["ce_id"]
+        attributes = cloudevent_attributes(record.headers or ())
+        with tracing.continue_trace(attributes.get(tracing.EVENT_HEADER)):
+            await handle(msg, event, handler, attributes["ce_id"])
+
+    async def handle(msg: KafkaMessage, event: Event, handler: EventHandler, event_id: str) -> None:
         for attempt in range(1, subscription.retry.attempts + 1):
             try:
                 await asyncio.to_thread(apply_once, engine, subscription.consumer_name, handler, event, event_id)

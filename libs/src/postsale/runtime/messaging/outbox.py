@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from postsale.contracts import Event, encode
-from postsale.runtime import wakeups
+from postsale.runtime import tracing, wakeups
 from postsale.runtime.clock import utcnow
 from postsale.runtime.metrics import OUTBOX_PUBLISHED
 
@@ -55,7 +55,8 @@ def publish_later(session: Session, event: Event, *, source: str) -> str:
             event_id=event_id,
             topic=event.topic,
             key=event.key(),
-            headers=json.dumps({k: v.decode() for k, v in headers.items()}),
+            headers=json.dumps({**{k: v.decode() for k, v in headers.items()},
+                                tracing.EVENT_HEADER: tracing.child_traceparent()}),
             value=value,
         )
     )
