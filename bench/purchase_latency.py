@@ -55,15 +55,9 @@ def run(purchases: int, use_postgres: bool) -> dict:
         suite = Suite(kafka_bootstrap_servers=kafka.bootstrap_servers, database_urls=urls, smtp_port=smtp.port,
                       log_dir=work / "logs", ports={s: free_port() for s in SERVICES})
         suite.start()
-        entitlements = httpx.Client(base_url=suite.url("entitlements"), timeout=10,
-                                    headers={"Authorization": f"Bearer {suite.admin_token('entitlements')}"})
-        checkout = httpx.Client(base_url=suite.url("checkout"), timeout=10,
-                                headers={"Authorization": f"Bearer {suite.admin_token('checkout')}"})
-        product_id = entitlements.post("/admin/products", json={"name": "Bench", "delivery_type": "membership"}).json()["id"]
-        while (offer := checkout.post("/admin/offers", json={"name": "Bench offer", "product_ids": [product_id],
-                                                             "price": {"amount": 100, "currency": "EUR"}})).status_code == 422:
-            time.sleep(0.1)
-        offer_id = offer.json()["id"]
+        store = suite.create_store("Bench", "Bench offer", amount=100)
+        product_id, offer_id = store.product_id, store.offer_id
+        entitlements, checkout = suite.admin("entitlements"), suite.admin("checkout")
 
         pay, access, email = [], [], []
         for _ in range(purchases):

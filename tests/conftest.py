@@ -3,15 +3,14 @@ store in them, for the end-to-end and browser tests."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Iterator
 
 import pytest
 
 from postsale_local.processes import free_port
-from postsale_local.suite import SERVICES, Suite
-from tests.support import STRIPE_WEBHOOK_SECRET, Store, admin
+from postsale_local.suite import SERVICES, Store, Suite
+from tests.support import STRIPE_WEBHOOK_SECRET
 
 @pytest.fixture(scope="session", params=["postgresql", "sqlite"])
 def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -> Iterator[Suite]:
@@ -45,16 +44,4 @@ def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -
 @pytest.fixture
 def store(suite: Suite) -> Store:
     name = f"Membership {uuid.uuid4().hex[:6]}"
-    with admin(suite, "entitlements") as entitlements, admin(suite, "checkout") as checkout:
-        product = entitlements.post("/admin/products", json={"name": name, "delivery_type": "membership"})
-        assert product.status_code == 201, product.text
-        product_id = product.json()["id"]
-        deadline = time.monotonic() + 30
-        while True:  # the product reaches checkout's catalog through Kafka
-            offer = checkout.post("/admin/offers", json={"name": f"{name} offer", "product_ids": [product_id],
-                                                         "price": {"amount": 4900, "currency": "EUR"}})
-            if offer.status_code != 422 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert offer.status_code == 201, offer.text
-    return Store(product_id, name, offer.json()["id"], offer.json()["checkout_url"])
+    return suite.create_store(name, f"{name} offer")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import httpx
@@ -25,16 +24,8 @@ def eventually(check: Callable[[], object], timeout: float = 30, interval: float
     raise AssertionError(f"condition not met within {timeout}s (last result: {result!r})")
 
 
-@dataclass
-class Store:
-    """A product in an offer, created through the admin APIs as a seller would."""
-
-    product_id: str
-    product_name: str
-    offer_id: str
-    checkout_url: str
-
-
-def admin(suite: Suite, service: str) -> httpx.Client:
-    return httpx.Client(base_url=suite.url(service), timeout=10,
-                        headers={"Authorization": f"Bearer {suite.admin_token(service)}"})
+def start_checkout(browser: httpx.Client, suite: Suite, offer_id: str, email: str, **request) -> str:
+    """Gives the email on the offer page, as a buyer does first; returns the payment page's URL."""
+    started = browser.post(f"{suite.url('checkout')}/offers/{offer_id}/checkout", data={"email": email}, **request)
+    assert started.status_code == 303, started.text
+    return suite.url("checkout") + started.headers["location"]

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from postsale.contracts import AccessGranted, Money, PurchaseCompleted, PurchasedProduct, decode, encode, topics
-from tests.support import STRIPE_WEBHOOK_SECRET, admin, eventually
+from tests.support import STRIPE_WEBHOOK_SECRET, eventually, start_checkout
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,7 @@ async def read_topic(bootstrap: str, topic: str, until: Callable[[ConsumerRecord
 
 
 def ledger(suite, customer_id: str) -> list[dict]:
-    with admin(suite, "entitlements") as client:
+    with suite.admin("entitlements") as client:
         return client.get(f"/admin/customers/{customer_id}/access-ledger").json()
 
 
@@ -126,8 +126,7 @@ def sign_webhook(payload: bytes, secret: str, timestamp: int | None = None) -> s
 def test_stripe_webhook_is_verified_and_deduplicated(suite, store):
     email = f"cy-{uuid.uuid4().hex[:8]}@example.com"
     browser = httpx.Client(timeout=10)
-    started = browser.post(f"{suite.url('checkout')}/offers/{store.offer_id}/checkout", data={"email": email})
-    checkout_id = started.headers["location"].rsplit("/", 1)[1]
+    checkout_id = start_checkout(browser, suite, store.offer_id, email).rsplit("/", 1)[1]
     intent = browser.post(f"{suite.url('checkout')}/checkout/{checkout_id}/stripe/payment-intent")
     assert intent.status_code == 200, intent.text
     payment_intent_id = intent.json()["payment_intent_id"]
@@ -149,7 +148,7 @@ def test_stripe_webhook_is_verified_and_deduplicated(suite, store):
     unsigned = httpx.post(webhook_url, content=payload)
     assert unsigned.status_code == 400
 
-    with admin(suite, "checkout") as checkout_admin:
+    with suite.admin("checkout") as checkout_admin:
         assert checkout_admin.get("/admin/purchases", params={"email": email}).json() == []
 
         first = httpx.post(webhook_url, content=payload, headers={"Stripe-Signature": sign_webhook(payload, STRIPE_WEBHOOK_SECRET)})

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from postsale.contracts import PurchaseCompleted
+from tests.support import start_checkout
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +29,8 @@ def documented_consumer():
 def test_confluent_kafka_consumer_decodes_and_validates_a_published_purchase(suite, store, kafka_bootstrap):
     email = f"downstream-{uuid.uuid4().hex[:8]}@example.com"
     browser = httpx.Client(timeout=10)
-    started = browser.post(f"{suite.url('checkout')}/offers/{store.offer_id}/checkout", data={"email": email})
     trace_id = uuid.uuid4().hex
-    paid = browser.post(f"{suite.url('checkout')}{started.headers['location']}/pay",
+    paid = browser.post(f"{start_checkout(browser, suite, store.offer_id, email)}/pay",
                         data={"card_number": "4242424242424242"},
                         headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"})
     assert paid.status_code == 303

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import eventually
+from tests.support import eventually, start_checkout
 
 pytestmark = pytest.mark.e2e
 
@@ -96,8 +96,8 @@ def test_returning_customer_logs_in_before_paying(suite, store):
     """A buyer whose email has an account is asked to log in, then comes back to the same checkout."""
     email = f"bo-{uuid.uuid4().hex[:8]}@example.com"
     browser = httpx.Client(timeout=10)
-    first = browser.post(f"{suite.url('checkout')}/offers/{store.offer_id}/checkout", data={"email": email})
-    paid = browser.post(f"{suite.url('checkout')}{first.headers['location']}/pay", data={"card_number": "4242424242424242"})
+    paid = browser.post(f"{start_checkout(browser, suite, store.offer_id, email)}/pay",
+                        data={"card_number": "4242424242424242"})
     setup_url = paid.headers["location"]
     page = eventually(lambda: (p := browser.get(setup_url)) and "Create your account" in p.text and p)
     token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
@@ -105,8 +105,7 @@ def test_returning_customer_logs_in_before_paying(suite, store):
                                                         "password": "pass-word-1", "password_repeat": "pass-word-1"})
     browser.post(f"{suite.url('accounts')}/logout")
 
-    second = browser.post(f"{suite.url('checkout')}/offers/{store.offer_id}/checkout", data={"email": email})
-    checkout_url = f"{suite.url('checkout')}{second.headers['location']}"
+    checkout_url = start_checkout(browser, suite, store.offer_id, email)
     # Checkout learns about the new account through accounts.customers.v1.
     to_login = eventually(lambda: (r := browser.get(checkout_url)).status_code == 303
                           and "/login" in r.headers["location"] and r)

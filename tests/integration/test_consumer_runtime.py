@@ -90,3 +90,24 @@ async def test_failing_handler_is_dead_lettered_then_replayed_after_the_fix(kafk
     finally:
         await broker.stop()
         await producer.stop()
+
+
+async def test_topics_are_created_with_their_documented_retention_and_compaction(kafka_bootstrap):
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from postsale.contracts import topics
+
+    await ensure_topics(kafka_bootstrap, "notifications")
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in topics.ALL])
+    finally:
+        await admin.close()
+    configs = {name: {entry[0]: entry[1] for entry in entries}
+               for response in described for _, _, _, name, entries in response.resources}
+    assert configs["entitlements.download-links.v1"]["retention.ms"] == str(24 * 3600 * 1000)
+    assert configs["checkout.purchases.v1"]["retention.ms"] == str(7 * 24 * 3600 * 1000)
+    assert configs["entitlements.products.v1"]["cleanup.policy"] == "compact"

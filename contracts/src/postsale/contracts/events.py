@@ -220,45 +220,38 @@ class SubscriptionResumed(_Billing):
 # --- entitlements.products.v1 ---------------------------------------------------------------
 
 
-class ProductPublished(Event):
+class _Product(Event):
+    topic: ClassVar[str] = topics.PRODUCTS.name
+    subject_field: ClassVar[str] = "product_id"
+    key_field: ClassVar[str] = "product_id"
+
+    product_id: str
+
+
+class _ProductState(_Product):
+    name: str
+    description: str = ""
+    delivery_type: DeliveryType
+
+
+class ProductPublished(_ProductState):
     """A product was created. The topic is compacted: the newest event per product stays."""
 
     event_type: ClassVar[str] = "postsale.product.published"
-    topic: ClassVar[str] = topics.PRODUCTS.name
-    subject_field: ClassVar[str] = "product_id"
-    key_field: ClassVar[str] = "product_id"
-
-    product_id: str
-    name: str
-    description: str = ""
-    delivery_type: DeliveryType
     published_at: AwareDatetime
 
 
-class ProductUpdated(Event):
+class ProductUpdated(_ProductState):
     """A product's name, description or delivery changed; carries the whole new state."""
 
     event_type: ClassVar[str] = "postsale.product.updated"
-    topic: ClassVar[str] = topics.PRODUCTS.name
-    subject_field: ClassVar[str] = "product_id"
-    key_field: ClassVar[str] = "product_id"
-
-    product_id: str
-    name: str
-    description: str = ""
-    delivery_type: DeliveryType
     updated_at: AwareDatetime
 
 
-class ProductArchived(Event):
+class ProductArchived(_Product):
     """A product can no longer be put in offers. Existing access is not changed."""
 
     event_type: ClassVar[str] = "postsale.product.archived"
-    topic: ClassVar[str] = topics.PRODUCTS.name
-    subject_field: ClassVar[str] = "product_id"
-    key_field: ClassVar[str] = "product_id"
-
-    product_id: str
     archived_at: AwareDatetime
 
 
@@ -439,60 +432,48 @@ class CustomerActivity(Event):
 # --- accounts.account-links.v1 (restricted) -------------------------------------------------
 
 
-class AccountSetupLinkIssued(Event):
+class _AccountLink(Event):
+    topic: ClassVar[str] = topics.ACCOUNT_LINKS.name
+    subject_field: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    email: str
+    expires_at: AwareDatetime
+
+
+class AccountSetupLinkIssued(_AccountLink):
     """A link that lets a customer set up an account later: welcome email, resend, or a customer
     the seller added by hand."""
 
     event_type: ClassVar[str] = "postsale.account_setup_link.issued"
-    topic: ClassVar[str] = topics.ACCOUNT_LINKS.name
-    subject_field: ClassVar[str] = "customer_id"
-
-    customer_id: str
-    email: str
     url: str = secret("Single-use link to the account setup page.")
     reason: Literal["welcome", "resend", "added_by_seller"]
-    expires_at: AwareDatetime
     issued_at: AwareDatetime
 
 
-class LoginLinkIssued(Event):
+class LoginLinkIssued(_AccountLink):
     """The customer asked to log in by email: a link (whose page has the sign-in button, so mail
     scanners cannot use it up) and a one-time code as the alternative."""
 
     event_type: ClassVar[str] = "postsale.login_link.issued"
-    topic: ClassVar[str] = topics.ACCOUNT_LINKS.name
-    subject_field: ClassVar[str] = "customer_id"
-
-    customer_id: str
-    email: str
     url: str = secret("Single-use login link.")
     code: str = secret("One-time login code.")
-    expires_at: AwareDatetime
     issued_at: AwareDatetime
 
 
-class PasswordResetRequested(Event):
+class PasswordResetRequested(_AccountLink):
     """The customer asked to reset the password."""
 
     event_type: ClassVar[str] = "postsale.password_reset.requested"
-    topic: ClassVar[str] = topics.ACCOUNT_LINKS.name
-    subject_field: ClassVar[str] = "customer_id"
-
-    customer_id: str
-    email: str
     url: str = secret("Single-use link to the new-password page.")
     code: str = secret("One-time reset code.")
-    expires_at: AwareDatetime
     requested_at: AwareDatetime
 
 
 # --- notifications.emails.v1 ----------------------------------------------------------------
 
 
-class EmailSent(Event):
-    """An email was handed to the SMTP relay."""
-
-    event_type: ClassVar[str] = "postsale.email.sent"
+class _Email(Event):
     topic: ClassVar[str] = topics.EMAILS.name
     subject_field: ClassVar[str] = "email_key"
     key_field: ClassVar[str] = "to"
@@ -501,21 +482,19 @@ class EmailSent(Event):
     template: str
     to: str
     customer_id: str | None = None
+
+
+class EmailSent(_Email):
+    """An email was handed to the SMTP relay."""
+
+    event_type: ClassVar[str] = "postsale.email.sent"
     sent_at: AwareDatetime
 
 
-class EmailFailed(Event):
+class EmailFailed(_Email):
     """Sending an email was given up after its retries."""
 
     event_type: ClassVar[str] = "postsale.email.failed"
-    topic: ClassVar[str] = topics.EMAILS.name
-    subject_field: ClassVar[str] = "email_key"
-    key_field: ClassVar[str] = "to"
-
-    email_key: str
-    template: str
-    to: str
-    customer_id: str | None = None
     attempts: int = Field(ge=1)
     error: str
     failed_at: AwareDatetime

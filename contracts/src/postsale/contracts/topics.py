@@ -22,11 +22,23 @@ class Topic:
     subscribers: tuple[str, ...] = ()
     compacted: bool = False
     restricted: bool = False
-    retention: str = "7 days"
+    retention_days: int = 7
     partitions: int = 3
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def retention(self) -> str:
+        if self.compacted:
+            return "compacted: the newest event per key is kept for good"
+        return f"{self.retention_days} day{'s' if self.retention_days != 1 else ''}"
+
+    def kafka_configs(self) -> dict[str, str]:
+        """The topic's configuration in Kafka, as its creator sets it."""
+        if self.compacted:
+            return {"cleanup.policy": "compact"}
+        return {"retention.ms": str(self.retention_days * 24 * 3600 * 1000)}
 
 
 PURCHASES = Topic(
@@ -41,7 +53,6 @@ SUBSCRIPTIONS = Topic(
 )
 PRODUCTS = Topic(
     "entitlements.products.v1", publisher="entitlements", key="product id", compacted=True,
-    retention="compacted: the latest event per product is kept for good",
     description="The catalogue: what each product is and how it is delivered.",
     subscribers=("checkout",),
 )
@@ -58,7 +69,7 @@ DELIVERIES = Topic(
 )
 DOWNLOAD_LINKS = Topic(
     "entitlements.download-links.v1", publisher="entitlements", key="customer id", restricted=True,
-    retention="1 day",
+    retention_days=1,
     description="Signed, short-lived download links, for the email that carries them.",
     subscribers=("notifications",),
 )
@@ -69,7 +80,7 @@ CUSTOMERS = Topic(
 )
 ACCOUNT_LINKS = Topic(
     "accounts.account-links.v1", publisher="accounts", key="customer id", restricted=True,
-    retention="1 day",
+    retention_days=1,
     description="Account setup links, login links and codes, password resets, for the emails that carry them.",
     subscribers=("notifications",),
 )

@@ -16,14 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
-
 from postsale_local.kafka import KafkaCluster, external_bootstrap_servers
 from postsale_local.processes import (REPO_ROOT, ComponentUnavailable, free_port, port_answers, start_process,
                                       stop_process, wait_for_port)
-from postsale_local.suite import DEFAULT_PORTS, SERVICES, Suite, generate_secrets
+from postsale_local.suite import SERVICES, Suite, generate_secrets
 
 DATA = Path(os.environ.get("POSTSALE_DATA_DIR", REPO_ROOT / ".data")).resolve()
+# checkout on the first port, then entitlements, accounts and notifications on the next three.
+FIRST_PORT = int(os.environ.get("POSTSALE_DEV_PORT", "8001"))
+PORTS = {service: FIRST_PORT + offset for offset, service in enumerate(SERVICES)}
 
 
 def load_state() -> dict:
@@ -43,44 +44,24 @@ def save_state(state: dict) -> None:
 
 
 def seed_demo_store(suite: Suite, state: dict) -> str:
-    """A membership product in an offer with a price; returns the offer's checkout URL."""
-    with httpx.Client(timeout=10) as http:
-        demo = state.get("demo")
-        if demo:
-            found = http.get(f"{suite.url('checkout')}/admin/offers/{demo['offer_id']}",
-                             headers={"Authorization": f"Bearer {suite.admin_token('checkout')}"})
-            if found.status_code == 200:
-                return found.json()["checkout_url"]
-        product = http.post(
-            f"{suite.url('entitlements')}/admin/products",
-            headers={"Authorization": f"Bearer {suite.admin_token('entitlements')}"},
-            json={"name": "The Creator Membership", "delivery_type": "membership",
-                  "description": "Weekly lessons, the community and every recording."},
-        )
-        product.raise_for_status()
-        product_id = product.json()["id"]
-        # The product reaches checkout's catalog through Kafka; wait for it.
-        deadline = time.monotonic() + 60
-        while True:
-            offer = http.post(
-                f"{suite.url('checkout')}/admin/offers",
-                headers={"Authorization": f"Bearer {suite.admin_token('checkout')}"},
-                json={"name": "Creator Membership: lifetime access", "price": {"amount": 4900, "currency": "EUR"},
-                      "product_ids": [product_id]},
-            )
-            if offer.status_code != 422 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        offer.raise_for_status()
-        state["demo"] = {"product_id": product_id, "offer_id": offer.json()["id"]}
-        save_state(state)
-        return offer.json()["checkout_url"]
+    """A membership product in an offer with a price, made once; returns the offer's checkout URL."""
+    demo = state.get("demo")
+    if demo:
+        with suite.admin("checkout") as checkout:
+            found = checkout.get(f"/admin/offers/{demo['offer_id']}")
+        if found.status_code == 200:
+            return found.json()["checkout_url"]
+    store = suite.create_store("The Creator Membership", "Creator Membership: lifetime access",
+                               description="Weekly lessons, the community and every recording.")
+    state["demo"] = {"product_id": store.product_id, "offer_id": store.offer_id}
+    save_state(state)
+    return store.checkout_url
 
 
 def main() -> int:
     started = time.monotonic()
     state = load_state()
-    busy = [f"{service} ({port})" for service, port in DEFAULT_PORTS.items() if port_answers(port)]
+    busy = [f"{service} ({port})" for service, port in PORTS.items() if port_answers(port)]
     if busy:
         print(f"error: ports already in use: {', '.join(busy)}. Stop whatever holds them and run again.",
               file=sys.stderr)
@@ -108,6 +89,7 @@ def main() -> int:
         print("starting checkout, entitlements, accounts and notifications...", flush=True)
         suite = Suite(
             kafka_bootstrap_servers=bootstrap,
+            ports=PORTS,
             database_urls={service: f"sqlite:///{DATA / f'{service}.db'}" for service in SERVICES},
             smtp_port=smtp_port,
             log_dir=DATA / "logs",

@@ -15,6 +15,7 @@ to be exchanged). Three nodes give a quorum that survives one node being stopped
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import base64
 import fcntl
@@ -23,8 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -32,6 +31,9 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from .processes import (CACHE_DIR, REPO_ROOT, ComponentUnavailable, docker_available, free_port,
                         start_process, stop_process, tail, wait_for_port)
@@ -324,7 +326,7 @@ logger.request.level = WARN
             )
 
     def _wait_ready(self, i: int, deadline: float) -> None:
-        """Wait until node i's broker answers a Metadata request listing every running broker.
+        """Wait until node i's broker describes a cluster with every running broker and a controller.
 
         An open port is not enough: a broker accepts connections before it has caught up with
         the metadata log and been unfenced by the controller, and clients then get errors.
@@ -337,58 +339,31 @@ logger.request.level = WARN
                 raise ComponentUnavailable(f"Kafka node {i} exited with {proc.returncode}; "
                                            f"see {self.node_log(i)}:\n{tail(self.node_log(i))}")
             try:
-                brokers, controller = metadata(port)
+                brokers, controller = cluster_state(port)
                 want = set(self.running_nodes())
                 if controller >= 0 and want <= brokers:
                     return
                 last = f"brokers {sorted(brokers)} (want {sorted(want)}), controller {controller}"
-            except OSError as error:
-                last = str(error)
+            except (OSError, KafkaError) as error:
+                last = repr(error)
             time.sleep(0.2)
         raise ComponentUnavailable(f"Kafka node {i} on port {port} was not ready in time ({last}); "
                                    f"see {self.node_log(i)}:\n{tail(self.node_log(i))}")
 
 
-def metadata(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> tuple[set[int], int]:
-    """One Kafka Metadata request (v4, no topics): the registered broker ids and the controller id.
+def cluster_state(port: int, host: str = "127.0.0.1") -> tuple[set[int], int]:
+    """The ids of the registered brokers and of the active controller, asked of the broker at `port`."""
 
-    Written out by hand so that this package needs no Kafka client library.
-    """
-    client_id = b"postsale-local"
-    # Request header v1 (api key 3 = Metadata, version 4, correlation id 1, client id), then the
-    # body: an empty topic array (no topics, just brokers) and allow_auto_topic_creation=false.
-    body = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id + struct.pack(">ib", 0, 0)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", _read(sock, 4))[0]
-        data = _read(sock, size)
-    # Response: correlation id, throttle ms, [node id, host, port, rack], cluster id, controller id.
-    pos = 8
-    (count,) = struct.unpack_from(">i", data, pos)
-    pos += 4
-    brokers = set()
-    for _ in range(count):
-        (node_id,) = struct.unpack_from(">i", data, pos)
-        (host_len,) = struct.unpack_from(">h", data, pos + 4)
-        pos += 6 + host_len + 4
-        (rack_len,) = struct.unpack_from(">h", data, pos)
-        pos += 2 + max(rack_len, 0)
-        brokers.add(node_id)
-    (cluster_len,) = struct.unpack_from(">h", data, pos)
-    pos += 2 + max(cluster_len, 0)
-    (controller,) = struct.unpack_from(">i", data, pos)
-    return brokers, controller
+    async def describe() -> dict:
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=2000)
+        await admin.start()
+        try:
+            return await admin.describe_cluster()
+        finally:
+            await admin.close()
 
-
-def _read(sock: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = sock.recv(left)
-        if not chunk:
-            raise ConnectionError("Kafka closed the connection")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+    cluster = asyncio.run(describe())  # callers are synchronous (fixtures, `make run`, worker threads)
+    return {broker["node_id"] for broker in cluster["brokers"]}, cluster["controller_id"]
 
 
 class ContainerKafka:

@@ -14,10 +14,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from postsale_local.processes import ComponentUnavailable, start_process, stop_process, tail
 
 SERVICES = ("checkout", "entitlements", "accounts", "notifications")
-DEFAULT_PORTS = {"checkout": 8001, "entitlements": 8002, "accounts": 8003, "notifications": 8004}
 
 
 def generate_secrets() -> dict[str, str]:
@@ -35,14 +36,22 @@ def generate_secrets() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Store:
+    product_id: str
+    product_name: str
+    offer_id: str
+    checkout_url: str
+
+
 @dataclass
 class Suite:
     kafka_bootstrap_servers: str
+    ports: dict[str, int]
     database_urls: dict[str, str]
     smtp_port: int
     log_dir: Path
     secrets: dict[str, str] = field(default_factory=generate_secrets)
-    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -63,6 +72,29 @@ class Suite:
             **self.extra_env,
         }
         return env
+
+    def admin(self, service: str) -> httpx.Client:
+        """A client of the service's admin API."""
+        return httpx.Client(base_url=self.url(service), timeout=10,
+                            headers={"Authorization": f"Bearer {self.admin_token(service)}"})
+
+    def create_store(self, product_name: str, offer_name: str, *, amount: int = 4900, currency: str = "EUR",
+                     description: str = "", timeout: float = 60) -> Store:
+        """A membership product in an offer, through the admin APIs as a seller would make them."""
+        with self.admin("entitlements") as entitlements, self.admin("checkout") as checkout:
+            product = entitlements.post("/admin/products", json={
+                "name": product_name, "description": description, "delivery_type": "membership"})
+            product.raise_for_status()
+            product_id = product.json()["id"]
+            deadline = time.monotonic() + timeout
+            while True:  # the product reaches checkout's catalog through Kafka
+                offer = checkout.post("/admin/offers", json={
+                    "name": offer_name, "product_ids": [product_id], "price": {"amount": amount, "currency": currency}})
+                if offer.status_code != 422 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            offer.raise_for_status()
+        return Store(product_id, product_name, offer.json()["id"], offer.json()["checkout_url"])
 
     def start(self, timeout: float = 120) -> None:
         env = self.environment()

@@ -9,7 +9,7 @@ from typing import Sequence
 from postsale.contracts import topics
 from postsale.contracts.envelope import EVENT_TYPES
 from postsale.runtime.messaging import Subscription
-from postsale.runtime.messaging.consumer import dead_letter_topic
+from postsale.runtime.messaging.deadletters import dead_letter_topic
 
 CLOUDEVENT_HEADERS = {
     "type": "object",

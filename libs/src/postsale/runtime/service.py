@@ -19,14 +19,15 @@ from postsale.contracts import topics as contract_topics
 from postsale.runtime.auth import SessionVerifier
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
-from postsale.runtime.messaging.consumer import dead_letter_topic
+from postsale.runtime.messaging.deadletters import dead_letter_topic
 from postsale.runtime.migrations import migrate
 from postsale.runtime.settings import KafkaSettings, PublicUrls
 from postsale.runtime.web import add_operational_routes, configure_logging
 
 log = logging.getLogger(__name__)
 
-BackgroundTask = Callable[[], Awaitable[None]]
+BackgroundTask = Callable[[FastAPI], Awaitable[None]]
+"""A loop the service runs beside its requests, given the app; it runs until cancelled."""
 
 
 def make_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
@@ -54,7 +55,7 @@ async def ensure_topics(bootstrap_servers: str, service: str) -> None:
                 t.name,
                 num_partitions=t.partitions,
                 replication_factor=replication,
-                topic_configs={"cleanup.policy": "compact"} if t.compacted else {},
+                topic_configs=t.kafka_configs(),
             )
             for t in contract_topics.ALL
             if t.name not in existing
@@ -77,7 +78,7 @@ def service_lifespan(
     migrations_dir: Path,
     bootstrap_servers: str,
     subscriptions: Sequence[Subscription],
-    background: Sequence[Callable[[FastAPI], BackgroundTask]] = (),
+    background: Sequence[BackgroundTask] = (),
 ):
     """The lifespan of a service app: migrations, topics, subscribers, relay and background loops."""
 
@@ -89,12 +90,9 @@ def service_lifespan(
             subscribe(broker, engine, subscription)
         await ensure_topics(bootstrap_servers, service)
         await broker.start()
-        relay = OutboxRelay(engine, broker)
-        app.state.engine = engine
         app.state.broker = broker
-        app.state.relay = relay
-        tasks = [asyncio.create_task(relay.run(), name=f"{service}-outbox-relay")]
-        tasks += [asyncio.create_task(make_task(app)(), name=f"{service}-{make_task.__name__}") for make_task in background]
+        tasks = [asyncio.create_task(OutboxRelay(engine, broker).run(), name=f"{service}-outbox-relay")]
+        tasks += [asyncio.create_task(task(app), name=f"{service}-{task.__name__}") for task in background]
         try:
             yield
         finally:
@@ -114,7 +112,7 @@ def create_service_app(
     admin_token: str,
     migrations_dir: Path,
     subscriptions: Sequence[Subscription],
-    background: Sequence[Callable[[FastAPI], BackgroundTask]] = (),
+    background: Sequence[BackgroundTask] = (),
 ) -> FastAPI:
     """A service's FastAPI app with what every service shares; the caller adds its routes and state."""
     configure_logging(service)

@@ -1,17 +1,22 @@
-"""Wake a background loop as soon as a transaction that gave it work commits.
+"""Background loops that poll for due work and are woken early by the commit that gave them some.
 
-The loops (outbox relay, email dispatcher) poll anyway, so a lost wake-up only costs one
-poll interval; waking them on commit saves that interval on every event in this process.
+A loop (the outbox relay, the email dispatcher) runs its work again at once when the work
+says more is waiting, when a transaction that asked for the loop commits, or else every
+poll interval; a failure is logged and retried with backoff. Polling stays the guarantee
+(another replica's commit cannot wake this process); waking only saves the wait.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import asyncio
+import logging
+from typing import Awaitable, Callable
 
 from sqlalchemy import event as orm_events
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+log = logging.getLogger(__name__)
 _PENDING = "postsale_wakeups"
 _wakers: dict[tuple[Engine, str], Callable[[], None]] = {}
 
@@ -21,10 +26,31 @@ def wake_after_commit(session: Session, loop_name: str) -> None:
     session.info.setdefault(_PENDING, set()).add(loop_name)
 
 
-def register(engine: Engine, loop_name: str, wake: Callable[[], None]) -> Callable[[], None]:
-    """Calls `wake` (from any thread) after each commit that asked for `loop_name`; returns the unregistering call."""
-    _wakers[(engine, loop_name)] = wake
-    return lambda: _wakers.pop((engine, loop_name), None)
+async def run_loop(engine: Engine, loop_name: str, work: Callable[[], Awaitable[bool]], *,
+                   poll_interval: float, max_backoff: float = 5.0) -> None:
+    """Runs `work` until cancelled; `work` returns True when more is waiting right now."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+    _wakers[(engine, loop_name)] = lambda: loop.call_soon_threadsafe(woken.set)
+    delay = poll_interval
+    try:
+        while True:
+            # Cleared before the work, so a commit during the work wakes the next round.
+            woken.clear()
+            try:
+                more = await work()
+                delay = poll_interval
+            except Exception:
+                log.exception("%s failed; retrying in %.1fs", loop_name, delay)
+                more = False
+                delay = min(delay * 2, max_backoff)
+            if not more:
+                try:
+                    await asyncio.wait_for(woken.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+    finally:
+        _wakers.pop((engine, loop_name), None)
 
 
 @orm_events.listens_for(Session, "after_commit")

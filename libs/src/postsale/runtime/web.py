@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Awaitable, Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from postsale.runtime.tracing import HEADER, continue_trace, current_trace_id
 
@@ -29,9 +32,6 @@ def templates_for(service_templates: Path) -> Jinja2Templates:
     return templates
 
 
-ReadinessCheck = Callable[[], Awaitable[None]]
-
-
 def add_operational_routes(app: FastAPI) -> None:
     """`/healthz` (the process answers), `/readyz` (database and broker reachable), `/metrics`."""
 
@@ -43,8 +43,7 @@ def add_operational_routes(app: FastAPI) -> None:
     async def readyz(request: Request) -> JSONResponse:
         problems: dict[str, str] = {}
         try:
-            with request.app.state.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            await run_in_threadpool(_ping_database, request.app.state.engine)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems["database"] = str(exc)
         broker = getattr(request.app.state, "broker", None)
@@ -70,6 +69,11 @@ def add_operational_routes(app: FastAPI) -> None:
         errors = exc.errors()
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
         return JSONResponse({"message": message, "detail": jsonable(errors)}, status_code=422)
+
+
+def _ping_database(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
 
 
 def jsonable(errors: list[dict]) -> list[dict]:
@@ -111,10 +115,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 def require_admin(request: Request) -> None:
     """The seller's admin API takes `Authorization: Bearer <the service's admin token>`."""
-    import hmac
-
-    from fastapi import HTTPException
-
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     expected = request.app.state.admin_token
@@ -123,7 +123,7 @@ def require_admin(request: Request) -> None:
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-_EMAIL = __import__("re").compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
 
 
 def normalize_email(raw: str) -> str | None:

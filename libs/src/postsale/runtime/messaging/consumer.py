@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable, Mapping
 
 from faststream import AckPolicy
@@ -27,6 +26,7 @@ from sqlmodel import Session
 from postsale.contracts import DecodeError, Event, UnknownEventType, decode
 from postsale.contracts.envelope import cloudevent_attributes
 from postsale.runtime import tracing
+from postsale.runtime.messaging.deadletters import dead_letter_headers, dead_letter_topic
 from postsale.runtime.messaging.inbox import InboxMessage
 from postsale.runtime.metrics import CONSUMED, DEAD_LETTERED
 
@@ -69,10 +69,6 @@ class Subscription:
         return dead_letter_topic(self.service)
 
 
-def dead_letter_topic(service: str) -> str:
-    return f"{service}.dead-letters"
-
-
 def apply_once(engine: Engine, consumer: str, handler: EventHandler, event: Event, event_id: str) -> bool:
     """Run `handler` unless this consumer already did for `event_id`. True when it ran.
 
@@ -100,25 +96,9 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -
 
     async def dead_letter(msg: KafkaMessage, error: BaseException, attempts: int) -> None:
         record = msg.raw_message
-        original = {
-            name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-            for name, value in (record.headers or ())
-        }
         await broker.publish(
-            record.value or b"",
-            topic=subscription.dead_letter_topic,
-            key=record.key,
-            headers={
-                **original,
-                "dlq_original_topic": record.topic,
-                "dlq_original_partition": str(record.partition),
-                "dlq_original_offset": str(record.offset),
-                "dlq_consumer": subscription.consumer_name,
-                "dlq_error_type": type(error).__name__,
-                "dlq_error": str(error)[:4000],
-                "dlq_attempts": str(attempts),
-                "dlq_failed_at": datetime.now(timezone.utc).isoformat(),
-            },
+            record.value or b"", topic=subscription.dead_letter_topic, key=record.key,
+            headers=dead_letter_headers(record, consumer=subscription.consumer_name, error=error, attempts=attempts),
         )
         DEAD_LETTERED.labels(consumer=subscription.consumer_name).inc()
         log.error(

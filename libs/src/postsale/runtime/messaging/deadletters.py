@@ -19,9 +19,30 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from postsale.runtime.messaging.consumer import dead_letter_topic
+from postsale.runtime.clock import utcnow
 
 DLQ_HEADER_PREFIX = "dlq_"
+
+
+def dead_letter_topic(service: str) -> str:
+    return f"{service}.dead-letters"
+
+
+def dead_letter_headers(record, *, consumer: str, error: BaseException, attempts: int) -> dict[str, str]:
+    """The failed record's own headers, with where it came from and why it failed added."""
+    original = {name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+                for name, value in (record.headers or ())}
+    return {
+        **original,
+        "dlq_original_topic": record.topic,
+        "dlq_original_partition": str(record.partition),
+        "dlq_original_offset": str(record.offset),
+        "dlq_consumer": consumer,
+        "dlq_error_type": type(error).__name__,
+        "dlq_error": str(error)[:4000],
+        "dlq_attempts": str(attempts),
+        "dlq_failed_at": utcnow().isoformat(),
+    }
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,7 @@ class DeadLetter:
     original_topic: str
     original_partition: int
     original_offset: int
+    consumer: str
     error_type: str
     error: str
     attempts: int
@@ -55,7 +77,7 @@ def _dead_letter(record) -> DeadLetter:
         original_partition=int(meta.get("dlq_original_partition", -1)),
         original_offset=int(meta.get("dlq_original_offset", -1)), error_type=meta.get("dlq_error_type", ""),
         error=meta.get("dlq_error", ""), attempts=int(meta.get("dlq_attempts", 0)),
-        failed_at=meta.get("dlq_failed_at", ""), key=record.key, value=record.value or b"", headers=headers,
+        failed_at=meta.get("dlq_failed_at", ""), consumer=meta.get("dlq_consumer", ""), key=record.key, value=record.value or b"", headers=headers,
     )
 
 
@@ -67,7 +89,9 @@ async def _read_to_end(bootstrap_servers: str, topic: str, group_id: str | None)
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - learn the topic's partitions now
+        # The consumer's own metadata must know the topic's partitions before `assign`; its public
+        # `topics()` fetches them into a separate object, so refresh the client's metadata itself.
+        await consumer._client.force_metadata_update()  # noqa: SLF001
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions) if partitions else {}

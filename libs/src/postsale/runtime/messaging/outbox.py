@@ -78,41 +78,13 @@ class OutboxRelay:
         self.broker = broker
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        unregister = wakeups.register(self.engine, RELAY, self.wake)
-        try:
-            await self._run()
-        finally:
-            unregister()
+        """Publishes until cancelled: when a commit queued rows, and every poll interval."""
+        await wakeups.run_loop(self.engine, RELAY, self._publish_full_batch, poll_interval=self.poll_interval)
 
-    async def _run(self) -> None:
-        backoff = self.poll_interval
-        while True:
-            # Cleared before publishing, so a commit during the publish wakes the next round.
-            self._wake.clear()
-            try:
-                published = await self.publish_pending()
-                backoff = self.poll_interval
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
-                published = 0
-                backoff = min(backoff * 2, 5.0)
-            if published < self.batch_size:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-                except asyncio.TimeoutError:
-                    pass
-
-    def wake(self) -> None:
-        """Publish now instead of at the next poll. Safe to call from any thread."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+    async def _publish_full_batch(self) -> bool:
+        return await self.publish_pending() == self.batch_size
 
     def _claim(self, session: Session) -> list[OutboxMessage]:
         return list(

@@ -1,6 +1,7 @@
 from pathlib import Path
 from typing import Literal
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from postsale.runtime.settings import secret_field
@@ -19,3 +20,10 @@ class Settings(BaseSettings):
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None  # stripe-mock in tests; Stripe's own API when unset
     stripe_webhook_secret: str | None = None
+
+    @model_validator(mode="after")
+    def stripe_needs_its_keys(self) -> "Settings":
+        if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
+            raise ValueError("CHECKOUT_PAYMENT_PROVIDER=stripe needs CHECKOUT_STRIPE_API_KEY and "
+                             "CHECKOUT_STRIPE_WEBHOOK_SECRET")
+        return self

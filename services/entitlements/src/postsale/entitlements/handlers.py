@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 from postsale.contracts import AccessGranted, ProductPublished, PurchaseCompleted
 from postsale.entitlements.adapters.tables import AccessEntry, Product
 from postsale.entitlements.config import SERVICE
-from postsale.entitlements.domain.access import LedgerEntry, accessible_products
+from postsale.entitlements.domain.access import LedgerEntry, current_grants
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 
@@ -37,7 +37,10 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
     ).all())
     for item in event.products:
         if item.product_id in already_granted:
-            continue  # the same purchase published again: its grant exists
+            # The same purchase published again. The partial unique index guarantees this even
+            # under a race (the insert fails and the retry finds the grant); reading first keeps
+            # the common case free of an exception.
+            continue
         entry = AccessEntry(
             id=f"grant_{uuid.uuid4().hex[:16]}",
             customer_id=event.customer_id,
@@ -70,25 +73,24 @@ def ledger(session: Session, customer_id: str) -> list[AccessEntry]:
     ).all())
 
 
+def _current_grants(session: Session, customer_id: str) -> dict[str, AccessEntry]:
+    entries = ledger(session, customer_id)
+    by_id = {entry.id: entry for entry in entries}
+    grants = current_grants(
+        (LedgerEntry(e.id, e.product_id, e.action, as_utc(e.created_at), as_utc(e.expires_at)) for e in entries),
+        utcnow(),
+    )
+    return {product_id: by_id[grant.entry_id] for product_id, grant in grants.items()}
+
+
 def library(session: Session, customer_id: str) -> list[tuple[Product, AccessEntry]]:
     """The products a customer may use now, each with the grant that gave it, newest first."""
-    now = utcnow()
-    entries = ledger(session, customer_id)
-    allowed = accessible_products(
-        (LedgerEntry(e.product_id, e.action, as_utc(e.created_at), as_utc(e.expires_at)) for e in entries), now
-    )
-    latest_grant: dict[str, AccessEntry] = {}
-    for entry in sorted(entries, key=lambda e: as_utc(e.created_at)):
-        if entry.action == "grant" and entry.product_id in allowed:
-            latest_grant[entry.product_id] = entry
-    products = {p.id: p for p in session.exec(select(Product).where(Product.id.in_(allowed))).all()}  # type: ignore[attr-defined]
-    items = [(products[pid], grant) for pid, grant in latest_grant.items() if pid in products]
-    return sorted(items, key=lambda item: as_utc(item[1].created_at), reverse=True)
+    grants = _current_grants(session, customer_id)
+    products = session.exec(select(Product).where(Product.id.in_(grants))).all()  # type: ignore[attr-defined]
+    return sorted(((product, grants[product.id]) for product in products),
+                  key=lambda item: as_utc(item[1].created_at), reverse=True)
 
 
 def check_access(session: Session, customer_id: str, product_id: str) -> AccessEntry | None:
     """The grant that gives the customer the product now, or None."""
-    for product, grant in library(session, customer_id):
-        if product.id == product_id:
-            return grant
-    return None
+    return _current_grants(session, customer_id).get(product_id)

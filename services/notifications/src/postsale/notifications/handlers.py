@@ -51,7 +51,7 @@ def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _eve
                 to=event.email, customer_id=event.customer_id, purchase=event, library_url=PublicUrls().library_url)
 
 
-def due_emails(session: Session, limit: int = 20) -> list[Email]:
+def due_emails(session: Session, limit: int) -> list[Email]:
     """Claims queued emails that are due; replicas skip each other's claims."""
     return list(session.exec(
         select(Email).where(Email.status == "queued", Email.next_attempt_at <= utcnow())

@@ -30,6 +30,8 @@ templates.env.filters["money"] = lambda amount, currency: f"{amount / 100:,.2f} 
 router = APIRouter()
 admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
 CustomerDep = Annotated[CustomerSession | None, Depends(current_customer)]
+STRIPE_CARD_FORM_MISSING = ("This store takes cards through Stripe, whose card form is not on this page yet, "
+                            "so nothing can be charged here.")
 
 
 class Price(BaseModel):
@@ -162,9 +164,11 @@ def payment_page(checkout_id: str, request: Request, session: SessionDep, custom
 def _payment_form(request: Request, session: Session, checkout: CheckoutSession, error: str | None = None,
                   status_code: int = 200) -> HTMLResponse:
     offer = session.get(Offer, checkout.offer_id)
+    sandbox = request.app.state.sandbox is not None
     return templates.TemplateResponse(
         request, "payment.html",
-        {"offer": offer, "checkout": checkout, "error": error, "provider": request.app.state.payment_provider,
+        {"offer": offer, "checkout": checkout, "error": error or (None if sandbox else STRIPE_CARD_FORM_MISSING),
+         "sandbox": sandbox,
          "test_card": SandboxProvider.SUCCEEDS, "declined_card": "4000000000000002"},
         status_code=status_code,
     )
@@ -179,7 +183,9 @@ def pay(checkout_id: str, request: Request, session: SessionDep, customer: Custo
         return _after_purchase(request, session, checkout)
     if _needs_login(session, checkout, customer):
         return _login_redirect(request, checkout)
-    provider = request.app.state.sandbox
+    provider: SandboxProvider | None = request.app.state.sandbox
+    if provider is None:
+        return _payment_form(request, session, checkout, status_code=409)
     offer = session.get(Offer, checkout.offer_id)
     result = provider.charge(amount=offer.price_amount, currency=offer.currency, card_number=card_number,
                              idempotency_key=checkout.id)
@@ -264,7 +270,7 @@ def _handle_stripe_event(request: Request, event: stripe.Event) -> dict[str, str
             intent = event.data.object.to_dict()
             metadata = intent.get("metadata") or {}
             checkout = session.get(CheckoutSession, metadata.get("postsale_checkout_session", ""))
-            if checkout is None:
+            if checkout is None or not intent.get("id"):
                 log.warning("Stripe payment %s names no known checkout session", intent.get("id"))
             else:
                 handlers.complete_purchase(session, checkout, provider="stripe", provider_payment_id=intent["id"],

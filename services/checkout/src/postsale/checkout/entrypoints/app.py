@@ -14,8 +14,8 @@ def create_app() -> FastAPI:
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
                              migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS)
     app.state.secret_key = settings.secret_key
-    app.state.payment_provider = settings.payment_provider
-    app.state.sandbox = SandboxProvider()
+    # Test cards pay only in a sandbox store: a store on Stripe must never hand out products for them.
+    app.state.sandbox = SandboxProvider() if settings.payment_provider == "sandbox" else None
     app.state.stripe = (
         StripeGateway(settings.stripe_api_key, settings.stripe_api_base, settings.stripe_webhook_secret)
         if settings.stripe_api_key else None

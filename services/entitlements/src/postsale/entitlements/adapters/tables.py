@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
@@ -28,8 +28,13 @@ class AccessEntry(Base, table=True):
     """One grant or revoke, with why, who and which event caused it."""
 
     __tablename__ = "access_ledger"
-    # One entry per cause: a redelivered or replayed event can never grant twice.
-    __table_args__ = (UniqueConstraint("customer_id", "product_id", "action", "cause_event_id"),)
+    __table_args__ = (
+        # One entry per cause: a redelivered or replayed event can never grant twice.
+        UniqueConstraint("customer_id", "product_id", "action", "cause_event_id"),
+        # One grant per product of a purchase, even when the purchase arrives again as a new event.
+        Index("uq_access_ledger_purchase_grant", "purchase_id", "product_id", unique=True,
+              sqlite_where=text("action = 'grant'"), postgresql_where=text("action = 'grant'")),
+    )
 
     id: str = Field(primary_key=True)
     customer_id: str = Field(index=True)

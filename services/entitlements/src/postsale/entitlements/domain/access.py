@@ -1,4 +1,4 @@
-"""The access ledger's rules: current access is the newest entry per product."""
+"""The access ledger's rules: per product, the newest entry decides."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ Action = Literal["grant", "revoke"]
 
 @dataclass(frozen=True)
 class LedgerEntry:
+    entry_id: str
     product_id: str
     action: Action
     at: datetime
     expires_at: datetime | None = None
 
 
-def has_access(entries: Iterable[LedgerEntry], product_id: str, now: datetime) -> bool:
-    """True when the newest entry for the product is an unexpired grant."""
-    newest = max((e for e in entries if e.product_id == product_id), key=lambda e: e.at, default=None)
-    if newest is None or newest.action != "grant":
-        return False
-    return newest.expires_at is None or newest.expires_at > now
-
-
-def accessible_products(entries: Iterable[LedgerEntry], now: datetime) -> set[str]:
-    entries = list(entries)
-    return {e.product_id for e in entries if has_access(entries, e.product_id, now)}
+def current_grants(entries: Iterable[LedgerEntry], now: datetime) -> dict[str, LedgerEntry]:
+    """Per product the customer may use now, the grant that gives it: the product's newest
+    entry, when that entry is a grant that has not expired."""
+    newest: dict[str, LedgerEntry] = {}
+    for entry in entries:
+        if entry.product_id not in newest or entry.at >= newest[entry.product_id].at:
+            newest[entry.product_id] = entry
+    return {
+        product_id: entry for product_id, entry in newest.items()
+        if entry.action == "grant" and (entry.expires_at is None or entry.expires_at > now)
+    }

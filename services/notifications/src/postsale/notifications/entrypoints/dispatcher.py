@@ -11,16 +11,17 @@ from sqlmodel import Session
 from postsale.notifications import handlers
 from postsale.notifications.adapters.smtp import SmtpSender
 from postsale.runtime import wakeups
+from postsale.runtime.service import BackgroundTask
 
 log = logging.getLogger(__name__)
+BATCH = 20
 
 
-def send_due(engine, sender: SmtpSender, max_attempts: int) -> int:
-    """Sends what is due; returns how many went out. An email is sent at least once: a crash
-    after the SMTP server took it but before it was marked sent sends it again."""
+def send_due(engine, sender: SmtpSender, max_attempts: int) -> bool:
+    """Sends what is due; True when more may be due at once. An email is sent at least once:
+    a crash after the SMTP server took it but before it was marked sent sends it again."""
     with Session(engine) as session:
-        emails = handlers.due_emails(session)
-        sent = 0
+        emails = handlers.due_emails(session, limit=BATCH)
         for email in emails:
             try:
                 sender.send(to=email.to, subject=email.subject, text_body=email.text_body,
@@ -30,35 +31,18 @@ def send_due(engine, sender: SmtpSender, max_attempts: int) -> int:
                 handlers.mark_failed_attempt(session, email, repr(exc), max_attempts)
             else:
                 handlers.mark_sent(session, email)
-                sent += 1
             # One commit per email, so one bad address never holds back the others' state.
             session.commit()
-        return sent
+        return len(emails) == BATCH
 
 
-def email_dispatcher(sender: SmtpSender, max_attempts: int, poll_interval: float = 1.0):
-    def make(app: FastAPI):
-        async def run() -> None:
-            loop = asyncio.get_running_loop()
-            due = asyncio.Event()
-            unregister = wakeups.register(app.state.engine, handlers.DISPATCHER,
-                                          lambda: loop.call_soon_threadsafe(due.set))
-            try:
-                while True:
-                    due.clear()
-                    try:
-                        await asyncio.to_thread(send_due, app.state.engine, sender, max_attempts)
-                    except Exception:
-                        log.exception("email dispatcher failed; retrying")
-                    try:
-                        await asyncio.wait_for(due.wait(), timeout=poll_interval)
-                    except asyncio.TimeoutError:
-                        pass  # retries fall due with time, not with a commit
-            finally:
-                unregister()
+def email_dispatcher(sender: SmtpSender, max_attempts: int, poll_interval: float = 1.0) -> BackgroundTask:
+    """Sends emails as they are queued; the poll interval is when retries fall due."""
 
-        run.__name__ = "email-dispatcher"
-        return run
+    async def email_dispatcher(app: FastAPI) -> None:
+        engine = app.state.engine
+        await wakeups.run_loop(engine, handlers.DISPATCHER,
+                               lambda: asyncio.to_thread(send_due, engine, sender, max_attempts),
+                               poll_interval=poll_interval)
 
-    make.__name__ = "email-dispatcher"
-    return make
+    return email_dispatcher

@@ -37,6 +37,8 @@ def upgrade() -> None:
     op.create_index(op.f("ix_access_ledger_customer_id"), "access_ledger", ["customer_id"])
     op.create_index(op.f("ix_access_ledger_product_id"), "access_ledger", ["product_id"])
     op.create_index(op.f("ix_access_ledger_purchase_id"), "access_ledger", ["purchase_id"])
+    op.create_index("uq_access_ledger_purchase_grant", "access_ledger", ["purchase_id", "product_id"], unique=True,
+                    sqlite_where=sa.text("action = 'grant'"), postgresql_where=sa.text("action = 'grant'"))
     op.create_table(
         "inbox",
         sa.Column("consumer", sa.String(), nullable=False),

@@ -1,0 +1,63 @@
+"""A store on Stripe never takes the sandbox's test cards, and says so."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from postsale.checkout.adapters.tables import CatalogProduct
+from postsale.checkout.config import MIGRATIONS_DIR, Settings
+from postsale.checkout.entrypoints.app import create_app
+from postsale.runtime.migrations import migrate
+
+pytestmark = pytest.mark.integration
+ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
+
+
+@pytest.fixture
+def stripe_store(tmp_path, monkeypatch):
+    for name, value in {
+        "CHECKOUT_DATABASE_URL": f"sqlite:///{tmp_path / 'checkout.db'}",
+        "CHECKOUT_ADMIN_TOKEN": "admin-token-for-tests",
+        "CHECKOUT_SECRET_KEY": "secret-key-for-the-tests",
+        "CHECKOUT_PAYMENT_PROVIDER": "stripe",
+        "CHECKOUT_STRIPE_API_KEY": "sk_test_postsale",
+        "CHECKOUT_STRIPE_WEBHOOK_SECRET": "whsec_postsale_tests_only",
+    }.items():
+        monkeypatch.setenv(name, value)
+    handlers = logging.getLogger().handlers[:]
+    app = create_app()  # it sets up JSON logs on the root logger: put pytest's back afterwards
+    logging.getLogger().handlers[:] = handlers
+    migrate(app.state.engine, MIGRATIONS_DIR)
+    with Session(app.state.engine) as session:
+        session.add(CatalogProduct(id="prod_1", name="Course", delivery_type="membership"))
+        session.commit()
+    # Without the lifespan: these pages need the database, not Kafka.
+    return TestClient(app, follow_redirects=False)
+
+
+def test_the_payment_page_of_a_stripe_store_refuses_test_cards(stripe_store):
+    offer = stripe_store.post("/admin/offers", headers=ADMIN, json={
+        "name": "Course", "product_ids": ["prod_1"], "price": {"amount": 4900, "currency": "EUR"}})
+    assert offer.status_code == 201, offer.text
+    started = stripe_store.post(f"/offers/{offer.json()['id']}/checkout", data={"email": "ann@example.com"})
+    payment_page = stripe_store.get(started.headers["location"])
+    assert "whose card form is not on this page yet" in payment_page.text
+    assert 'name="card_number"' not in payment_page.text
+
+    paid = stripe_store.post(f"{started.headers['location']}/pay", data={"card_number": "4242424242424242"})
+    assert paid.status_code == 409
+    assert "nothing can be charged here" in paid.text
+    assert stripe_store.get("/admin/purchases", headers=ADMIN).json() == []
+
+
+def test_a_stripe_store_without_its_keys_does_not_start(monkeypatch):
+    monkeypatch.setenv("CHECKOUT_ADMIN_TOKEN", "admin-token-for-tests")
+    monkeypatch.setenv("CHECKOUT_SECRET_KEY", "secret-key-for-the-tests")
+    monkeypatch.setenv("CHECKOUT_PAYMENT_PROVIDER", "stripe")
+    with pytest.raises(ValidationError, match="needs CHECKOUT_STRIPE_API_KEY and CHECKOUT_STRIPE_WEBHOOK_SECRET"):
+        Settings()
