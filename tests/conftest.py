@@ -14,9 +14,14 @@ from tests.support import STRIPE_WEBHOOK_SECRET
 
 @pytest.fixture(scope="session", params=["postgresql", "sqlite"])
 def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -> Iterator[Suite]:
+    """The suite on PostgreSQL or SQLite with the sandbox provider; a test that needs a store on
+    Stripe (stripe-mock, on PostgreSQL) asks for `@pytest.mark.parametrize("suite", ["stripe"], indirect=True)`.
+    Only one suite runs at a time: they share the broker's topics and consumer groups."""
     backend = request.param
     run = uuid.uuid4().hex[:8]
-    if backend == "postgresql":
+    provider = {"CHECKOUT_PAYMENT_PROVIDER": "stripe", "CHECKOUT_STRIPE_PUBLISHABLE_KEY": "pk_test_postsale"} \
+        if backend == "stripe" else {}
+    if backend in ("postgresql", "stripe"):
         postgres = request.getfixturevalue("postgres")
         database_urls = {service: postgres.create_database(f"{service}_{run}") for service in SERVICES}
     else:
@@ -32,6 +37,7 @@ def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -
             "CHECKOUT_STRIPE_API_KEY": "sk_test_postsale",
             "CHECKOUT_STRIPE_API_BASE": stripe_mock.api_base,
             "CHECKOUT_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+            **provider,
         },
     )
     running.start()

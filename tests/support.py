@@ -29,3 +29,31 @@ def start_checkout(browser: httpx.Client, suite: Suite, offer_id: str, email: st
     started = browser.post(f"{suite.url('checkout')}/offers/{offer_id}/checkout", data={"email": email}, **request)
     assert started.status_code == 303, started.text
     return suite.url("checkout") + started.headers["location"]
+
+
+def create_product(suite: Suite, name: str, delivery_type: str = "membership") -> str:
+    with suite.admin("entitlements") as entitlements:
+        product = entitlements.post("/admin/products", json={"name": name, "delivery_type": delivery_type})
+        product.raise_for_status()
+        return product.json()["id"]
+
+
+def create_offer(suite: Suite, **body) -> dict:
+    """An offer through checkout's admin API, once its products have reached checkout's catalog."""
+    body.setdefault("price", {"amount": 4900, "currency": "EUR"})
+    with suite.admin("checkout") as checkout:
+        def attempt():
+            response = checkout.post("/admin/offers", json=body)
+            return None if response.status_code == 422 and "unknown product" in response.text else response
+
+        created = eventually(attempt)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
+def set_up_account(browser: httpx.Client, suite: Suite, setup_url: str, *, password: str = "correct horse battery"):
+    """Fills in the account page a new buyer lands on; returns the response to the form."""
+    page = eventually(lambda: (p := browser.get(setup_url)).status_code == 200 and 'name="token"' in p.text and p)
+    token = page.text.split('name="token" value="', 1)[1].split('"', 1)[0]
+    return browser.post(f"{suite.url('accounts')}/setup", data={
+        "token": token, "first_name": "Ann", "last_name": "Lee", "password": password, "password_repeat": password})

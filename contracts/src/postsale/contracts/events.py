@@ -42,10 +42,17 @@ class PurchaseCompleted(Event):
     offer_id: str
     offer_name: str
     products: list[PurchasedProduct] = Field(description="What the offer grants.")
-    amount: Money
-    provider: str = Field(description="Payment provider: `sandbox` or `stripe`.")
-    provider_payment_id: str
+    amount: Money = Field(description="What the customer paid for this offer, after any coupon (0 for a free offer "
+                                      "or a trial).")
+    provider: str = Field(description="Payment provider: `sandbox` or `stripe`; `none` when nothing was charged.")
+    provider_payment_id: str = Field(description="The provider's payment; empty when nothing was charged.")
     completed_at: AwareDatetime
+    order_id: str | None = Field(
+        default=None,
+        description="The order this purchase was paid in. An order bump or a cart's offers are purchases of "
+                    "their own that share one order and one payment.",
+    )
+    coupon_code: str | None = Field(default=None, description="The coupon the customer redeemed, if any.")
     parent_purchase_id: str | None = Field(
         default=None, description="For an upsell accepted after another purchase, that purchase."
     )
@@ -62,6 +69,16 @@ class PurchaseCompleted(Event):
         ),
     )
     send_confirmation_email: bool = Field(default=True, description="The seller's per-offer setting.")
+    send_account_setup_email: bool = Field(
+        default=True,
+        description="For a new customer: email a link that sets up the account (the welcome email), so a buyer "
+                    "who closes the tab can still get in. False only when the seller turned the welcome email off.",
+    )
+    after_setup_url: str | None = Field(
+        default=None,
+        description="Where a new customer goes once the account is set up (the offer's thank-you or landing "
+                    "page); empty: the library.",
+    )
 
 
 class PurchaseRefunded(Event):

@@ -32,7 +32,7 @@ EXAMPLES: tuple[Event, ...] = (
         products=[PurchasedProduct(product_id="prod_1a2b3c4d5e6f7a8b", name="The Creator Membership",
                                    delivery_type="membership")],
         amount=PRICE, provider="stripe", provider_payment_id="pi_3Q0a1b2c3d4e5f6g", completed_at=AT,
-        new_customer=True,
+        order_id="ord_2b4d6f8a0c1e3a5c", coupon_code="LAUNCH20", new_customer=True,
         account_setup_token_sha256="9b74c9897bac770ffc029102a200c5de8f1c1a4b1e6c0f9d6f3e2a1b0c9d8e7f",
     ),
     PurchaseRefunded(refund_id="re_4a6c8e0b2d4f6a8c", purchase_id="pur_5d1c9a7e3b2f4c80", **CUSTOMER,

@@ -18,12 +18,15 @@ class Settings(BaseSettings):
     secret_key: str = secret_field("Derives the account setup token handed to each buyer's browser.")
     payment_provider: Literal["sandbox", "stripe"] = "sandbox"
     stripe_api_key: str | None = None
+    stripe_publishable_key: str | None = None  # pk_...: Stripe.js on the payment page
     stripe_api_base: str | None = None  # stripe-mock in tests; Stripe's own API when unset
     stripe_webhook_secret: str | None = None
 
     @model_validator(mode="after")
     def stripe_needs_its_keys(self) -> "Settings":
-        if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
+        if self.payment_provider == "stripe" and not (
+                self.stripe_api_key and self.stripe_webhook_secret and self.stripe_publishable_key):
             raise ValueError("CHECKOUT_PAYMENT_PROVIDER=stripe needs CHECKOUT_STRIPE_API_KEY and "
-                             "CHECKOUT_STRIPE_WEBHOOK_SECRET")
+                             "CHECKOUT_STRIPE_WEBHOOK_SECRET, and CHECKOUT_STRIPE_PUBLISHABLE_KEY for the "
+                             "payment page's card form")
         return self

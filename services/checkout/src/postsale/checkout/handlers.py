@@ -1,20 +1,40 @@
-"""Checkout use cases. Each runs inside the caller's transaction and never commits."""
+"""Checkout use cases. Each runs inside the caller's transaction and never commits.
+
+Calls to the payment provider happen in the entrypoints, between transactions; the use cases
+here record what the provider answered, and publish what follows from it.
+"""
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from dataclasses import asdict
+from datetime import datetime
+
+from sqlalchemy import update
 from sqlmodel import Session, select
 
+from postsale.checkout.adapters.payments.port import PaymentResult
 from postsale.checkout.adapters.tables import (
     CatalogProduct,
+    Cart,
     CheckoutSession,
+    Coupon,
+    CouponRedemption,
     Customer,
     Offer,
-    Purchase,
+    Payment,
     ProviderEvent,
+    Purchase,
+    Subscription,
 )
 from postsale.checkout.config import SERVICE
+from postsale.checkout.domain import funnel
+from postsale.checkout.domain.billing import BillingTerms, terms_problem
+from postsale.checkout.domain.coupons import CouponRules, normalize_code, redeem_problem, rules_problem
+from postsale.checkout.domain.funnel import FunnelStep, MAX_STEPS
+from postsale.checkout.domain.post_purchase import PostPurchase, settings_problem
+from postsale.checkout.domain.quote import Quote, make_quote
 from postsale.checkout.domain.setup_tokens import setup_token, token_sha256
 from postsale.contracts import (
     AccountActivated,
@@ -24,31 +44,140 @@ from postsale.contracts import (
     PurchaseCompleted,
     PurchasedProduct,
 )
-from postsale.runtime.clock import utcnow
+from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 
 SOURCE = f"/postsale/{SERVICE}"
+MAX_CART_OFFERS = 20
+FIRST_PAYMENT = "checkout"
 
 
 class CheckoutError(ValueError):
     """A request checkout refuses, with a message for the person who made it."""
 
 
-def create_offer(session: Session, *, name: str, amount: int, currency: str, product_ids: list[str],
-                 send_confirmation_email: bool = True) -> Offer:
+class NotFound(CheckoutError):
+    """What the request names does not exist."""
+
+
+# --- offers, coupons, carts (the seller) ------------------------------------------------------
+
+
+def offer_terms(offer: Offer) -> BillingTerms:
+    return BillingTerms(type=offer.billing_type, amount=offer.price_amount, currency=offer.currency,  # type: ignore[arg-type]
+                        interval=offer.interval, interval_count=offer.interval_count,  # type: ignore[arg-type]
+                        trial_days=offer.trial_days, instalments=offer.instalments, minimum=offer.minimum_amount)
+
+
+def offer_funnel(offer: Offer) -> list[FunnelStep]:
+    return [FunnelStep(**step) for step in offer.upsells]
+
+
+def post_purchase_of(settings: dict) -> PostPurchase:
+    return PostPurchase(**settings)
+
+
+def _offers_by_id(session: Session, offer_ids: list[str]) -> dict[str, Offer]:
+    if not offer_ids:
+        return {}
+    return {o.id: o for o in session.exec(select(Offer).where(Offer.id.in_(offer_ids))).all()}  # type: ignore[attr-defined]
+
+
+def _require_offers(session: Session, offer_ids: list[str]) -> dict[str, Offer]:
+    offers = _offers_by_id(session, offer_ids)
+    unknown = [o for o in dict.fromkeys(offer_ids) if o not in offers]
+    if unknown:
+        raise CheckoutError(f"unknown offer id(s): {', '.join(unknown)}")
+    return offers
+
+
+def _check_add_on(offer: Offer, add_on: Offer, role: str) -> None:
+    """An order bump or an upsell is a one-time offer in the primary offer's currency."""
+    if add_on.billing_type != "one_time":
+        raise CheckoutError(f"The {role} {add_on.id} must be a one-time offer.")
+    if add_on.currency != offer.currency:
+        raise CheckoutError(f"The {role} {add_on.id} must be priced in {offer.currency}, as the offer is.")
+
+
+def create_offer(session: Session, *, name: str, terms: BillingTerms, product_ids: list[str],
+                 order_bump_offer_id: str | None = None, upsells: list[FunnelStep] = (),  # type: ignore[assignment]
+                 post_purchase: PostPurchase = PostPurchase(), send_confirmation_email: bool = True) -> Offer:
+    problem = terms_problem(terms) or settings_problem(post_purchase)
+    if problem:
+        raise CheckoutError(problem)
     known = set(session.exec(select(CatalogProduct.id).where(CatalogProduct.id.in_(product_ids))).all())  # type: ignore[attr-defined]
     unknown = [p for p in product_ids if p not in known]
     if unknown:
         raise CheckoutError(f"unknown product id(s): {', '.join(unknown)}")
-    offer = Offer(id=f"offer_{uuid.uuid4().hex[:16]}", name=name, price_amount=amount, currency=currency.upper(),
-                  product_ids=list(dict.fromkeys(product_ids)), send_confirmation_email=send_confirmation_email)
+    if len(upsells) > MAX_STEPS:
+        raise CheckoutError(f"A funnel has at most {MAX_STEPS} upsell steps.")
+    offer = Offer(
+        id=f"offer_{uuid.uuid4().hex[:16]}", name=name, billing_type=terms.type, price_amount=terms.amount,
+        currency=terms.currency, interval=terms.interval, interval_count=terms.interval_count,
+        trial_days=terms.trial_days, instalments=terms.instalments, minimum_amount=terms.minimum,
+        product_ids=list(dict.fromkeys(product_ids)), order_bump_offer_id=order_bump_offer_id,
+        upsells=[asdict(step) for step in upsells], post_purchase=asdict(post_purchase),
+        send_confirmation_email=send_confirmation_email,
+    )
+    add_ons = [order_bump_offer_id] if order_bump_offer_id else []
+    add_ons += [o for step in upsells for o in (step.offer_id, step.downsell_offer_id) if o]
+    if (upsells or order_bump_offer_id) and terms.type == "free":
+        raise CheckoutError("A free offer takes no payment, so it can have no order bump or upsells.")
+    for add_on_id, add_on in _require_offers(session, add_ons).items():
+        _check_add_on(offer, add_on, "order bump" if add_on_id == order_bump_offer_id else "upsell")
     session.add(offer)
     return offer
 
 
-def start_checkout(session: Session, *, offer: Offer, email: str) -> CheckoutSession:
+def create_coupon(session: Session, rules: CouponRules) -> Coupon:
+    problem = rules_problem(rules)
+    if problem:
+        raise CheckoutError(problem)
+    _require_offers(session, list(rules.offer_ids))
+    if session.exec(select(Coupon).where(Coupon.code == rules.code)).first() is not None:
+        raise CheckoutError(f"A coupon with the code {rules.code} exists already.")
+    coupon = Coupon(id=f"coupon_{uuid.uuid4().hex[:16]}", code=rules.code, kind=rules.kind,
+                    percent_off=rules.percent_off, amount_off=rules.amount_off, currency=rules.currency,
+                    duration=rules.duration, duration_periods=rules.duration_periods, expires_at=rules.expires_at,
+                    max_redemptions=rules.max_redemptions, offer_ids=list(rules.offer_ids))
+    session.add(coupon)
+    return coupon
+
+
+def coupon_rules(coupon: Coupon) -> CouponRules:
+    return CouponRules(code=coupon.code, kind=coupon.kind, percent_off=coupon.percent_off,  # type: ignore[arg-type]
+                       amount_off=coupon.amount_off, currency=coupon.currency, duration=coupon.duration,  # type: ignore[arg-type]
+                       duration_periods=coupon.duration_periods,
+                       expires_at=as_utc(coupon.expires_at) if coupon.expires_at else None,
+                       max_redemptions=coupon.max_redemptions, offer_ids=tuple(coupon.offer_ids))
+
+
+def create_cart(session: Session, *, name: str, offer_ids: list[str], post_purchase: PostPurchase) -> Cart:
+    problem = settings_problem(post_purchase)
+    if problem:
+        raise CheckoutError(problem)
+    if not 1 <= len(offer_ids) <= MAX_CART_OFFERS or len(set(offer_ids)) != len(offer_ids):
+        raise CheckoutError(f"A cart holds from 1 to {MAX_CART_OFFERS} different offers.")
+    offers = _require_offers(session, offer_ids)
+    if len({offer.currency for offer in offers.values()}) > 1:
+        raise CheckoutError("The offers of a cart must share one currency.")
+    if any(offer.billing_type == "pay_what_you_want" for offer in offers.values()):
+        raise CheckoutError("A pay-what-you-want offer is sold on its own, not in a cart.")
+    cart = Cart(id=f"cart_{uuid.uuid4().hex[:16]}", name=name, offer_ids=offer_ids,
+                post_purchase=asdict(post_purchase))
+    session.add(cart)
+    return cart
+
+
+# --- the buyer's attempt --------------------------------------------------------------------
+
+
+def start_checkout(session: Session, *, offer: Offer, email: str, cart: Cart | None = None) -> CheckoutSession:
     # The id is a bearer secret held only by the buyer's browser: it derives the setup token.
-    checkout = CheckoutSession(id=f"cs_{secrets.token_urlsafe(24)}", offer_id=offer.id, email=email)
+    customer = session.get(Customer, email)
+    checkout = CheckoutSession(id=f"cs_{secrets.token_urlsafe(24)}", offer_id=offer.id,
+                               cart_id=cart.id if cart else None, email=email,
+                               bought_before=customer is not None and not customer.has_account)
     session.add(checkout)
     return checkout
 
@@ -58,32 +187,220 @@ def customer_has_account(session: Session, email: str) -> bool:
     return customer is not None and customer.has_account
 
 
-def complete_purchase(session: Session, checkout: CheckoutSession, *, provider: str, provider_payment_id: str,
-                      secret_key: str) -> Purchase:
-    """The payment of `checkout` succeeded: records the purchase and publishes `PurchaseCompleted`.
+def checkout_offers(session: Session, checkout: CheckoutSession, *, with_bump: bool | None = None) -> list[tuple[Offer, bool]]:
+    """The offers this attempt buys, primary first, each with whether it is the order bump."""
+    if checkout.cart_id:
+        cart = session.get(Cart, checkout.cart_id)
+        offers = _offers_by_id(session, cart.offer_ids)
+        return [(offers[offer_id], False) for offer_id in cart.offer_ids if offer_id in offers]
+    primary = session.get(Offer, checkout.offer_id)
+    items = [(primary, False)]
+    bump = session.get(Offer, primary.order_bump_offer_id) if primary.order_bump_offer_id else None
+    if bump is not None and (checkout.order_bump if with_bump is None else with_bump):
+        items.append((bump, True))
+    return items
 
-    Safe to repeat: a paid attempt returns its purchase and publishes nothing more.
+
+def order_bump_of(session: Session, checkout: CheckoutSession) -> Offer | None:
+    primary = session.get(Offer, checkout.offer_id)
+    if checkout.cart_id or not primary.order_bump_offer_id:
+        return None
+    return session.get(Offer, primary.order_bump_offer_id)
+
+
+def _coupon_by_code(session: Session, code: str) -> Coupon | None:
+    return session.exec(select(Coupon).where(Coupon.code == normalize_code(code))).first()
+
+
+def quote(session: Session, checkout: CheckoutSession, *, now: datetime | None = None) -> Quote:
+    """What the attempt charges now, with its current choices. Raises CheckoutError when the
+    coupon no longer applies (expired or used up since the buyer entered it)."""
+    items = checkout_offers(session, checkout)
+    coupon = None
+    if checkout.coupon_code:
+        coupon_row = _coupon_by_code(session, checkout.coupon_code)
+        if coupon_row is None:
+            raise CheckoutError(f"The code {checkout.coupon_code} does not exist.")
+        rules = coupon_rules(coupon_row)
+        if not _reserved(session, coupon_row, checkout):
+            problem = redeem_problem(rules, offer_ids=[o.id for o, _ in items], currency=items[0][0].currency,
+                                     now=now or utcnow(), redemptions=coupon_row.redemptions)
+            if problem:
+                raise CheckoutError(problem)
+        coupon = rules
+    return make_quote([(o.id, o.name, offer_terms(o), bump) for o, bump in items], coupon=coupon,
+                      chosen_amount=checkout.chosen_amount)
+
+
+def _reserved(session: Session, coupon: Coupon, checkout: CheckoutSession) -> bool:
+    return session.exec(select(CouponRedemption).where(
+        CouponRedemption.coupon_id == coupon.id, CouponRedemption.checkout_session_id == checkout.id)).first() is not None
+
+
+def apply_coupon(session: Session, checkout: CheckoutSession, code: str, *, now: datetime | None = None) -> None:
+    """The buyer entered a code (an empty one removes it). Raises CheckoutError with the reason
+    a code cannot be used; the attempt then keeps no coupon."""
+    if not code.strip():
+        checkout.coupon_code = None
+        session.add(checkout)
+        return
+    if len(code) > 40 or _coupon_by_code(session, code) is None:
+        raise CheckoutError(f"The code {code.strip()[:40]} does not exist.")
+    checkout.coupon_code = normalize_code(code)
+    quote(session, checkout, now=now)  # raises when the code does not apply
+    session.add(checkout)
+
+
+def reserve_coupon(session: Session, checkout: CheckoutSession) -> None:
+    """Counts the attempt's coupon before the charge, so two buyers racing for the last
+    redemption cannot both pay the discounted price. Safe to repeat for one attempt."""
+    if not checkout.coupon_code:
+        return
+    coupon = _coupon_by_code(session, checkout.coupon_code)
+    if coupon is None or _reserved(session, coupon, checkout):
+        return
+    counted = session.exec(  # type: ignore[call-overload]
+        update(Coupon).where(Coupon.id == coupon.id)
+        .where((Coupon.max_redemptions.is_(None)) | (Coupon.redemptions < Coupon.max_redemptions))  # type: ignore[union-attr,operator]
+        .values(redemptions=Coupon.redemptions + 1)
+    )
+    if counted.rowcount != 1:
+        raise CheckoutError(f"The code {coupon.code} has been used up.")
+    session.add(CouponRedemption(coupon_id=coupon.id, checkout_session_id=checkout.id))
+
+
+def release_coupon(session: Session, checkout: CheckoutSession) -> None:
+    """The payment was declined: the redemption it held is free again."""
+    if not checkout.coupon_code:
+        return
+    coupon = _coupon_by_code(session, checkout.coupon_code)
+    held = session.exec(select(CouponRedemption).where(
+        CouponRedemption.coupon_id == coupon.id, CouponRedemption.checkout_session_id == checkout.id)).first() if coupon else None
+    if held is None:
+        return
+    session.delete(held)
+    session.exec(update(Coupon).where(Coupon.id == coupon.id).values(redemptions=Coupon.redemptions - 1))  # type: ignore[call-overload]
+
+
+def owned_product_ids(session: Session, email: str) -> set[str]:
+    """The products this email's purchases granted."""
+    offer_ids = list(session.exec(select(Purchase.offer_id).where(Purchase.email == email)).all())
+    return {p for offer in _offers_by_id(session, offer_ids).values() for p in offer.product_ids}
+
+
+def payment_idempotency_key(checkout: CheckoutSession, amount: int, currency: str) -> str:
+    """One key per try and amount: a double click repeats the key (one charge); a new try after a
+    decline, or a changed total, is a new payment at the provider."""
+    return f"{checkout.id}:pay:{checkout.payment_tries}:{amount}:{currency}"
+
+
+def record_decline(session: Session, checkout: CheckoutSession, message: str | None) -> None:
+    checkout.last_error = message
+    checkout.payment_tries += 1
+    release_coupon(session, checkout)
+    session.add(checkout)
+
+
+def _order_id(checkout: CheckoutSession, step: str) -> str:
+    # Derived, never the checkout id itself: that is the buyer's bearer secret, and orders are public.
+    return f"ord_{uuid.uuid5(uuid.NAMESPACE_URL, f'{checkout.id}:{step}').hex[:16]}"
+
+
+def _customer(session: Session, email: str) -> Customer:
+    customer = session.get(Customer, email)
+    if customer is None:
+        customer = Customer(email=email, customer_id=f"cus_{uuid.uuid4().hex[:16]}")
+        session.add(customer)
+    return customer
+
+
+def after_setup_url(urls, checkout: CheckoutSession, settings: PostPurchase, purchase_id: str) -> str | None:
+    """Where a new customer goes once the account is set up; None: the library."""
+    if settings.destination == "landing_page":
+        return settings.landing_page_url
+    if settings.destination == "thank_you":
+        return f"{urls.checkout_url}/purchases/{purchase_id}/thank-you"
+    return None
+
+
+def post_purchase_settings(session: Session, checkout: CheckoutSession) -> PostPurchase:
+    """The cart's settings override its offers'; with upsells, the primary offer's settings rule."""
+    if checkout.cart_id:
+        return post_purchase_of(session.get(Cart, checkout.cart_id).post_purchase)
+    return post_purchase_of(session.get(Offer, checkout.offer_id).post_purchase)
+
+
+def complete_first_payment(session: Session, checkout: CheckoutSession, *, provider: str, result: PaymentResult,
+                           secret_key: str, urls, now: datetime | None = None) -> list[Purchase]:
+    """The first payment of `checkout` succeeded (or nothing was due): one purchase per offer
+    bought, each publishing `PurchaseCompleted`; subscriptions and payment plans start.
+
+    Safe to repeat: a paid attempt returns its purchases and publishes nothing more. Raises
+    CheckoutError when the provider's amount or currency is not what the attempt charged.
     """
     if checkout.status == "paid":
-        existing = session.exec(select(Purchase).where(Purchase.checkout_session_id == checkout.id)).one()
-        return existing
-    offer = session.get(Offer, checkout.offer_id)
-    assert offer is not None, "a checkout session always references an existing offer"
-    customer = session.get(Customer, checkout.email)
-    if customer is None:
-        customer = Customer(email=checkout.email, customer_id=f"cus_{uuid.uuid4().hex[:16]}")
-        session.add(customer)
-    purchase = Purchase(
-        id=f"pur_{uuid.uuid4().hex[:16]}", checkout_session_id=checkout.id, customer_id=customer.customer_id,
-        email=checkout.email, offer_id=offer.id, amount=offer.price_amount, currency=offer.currency,
-        provider=provider, provider_payment_id=provider_payment_id,
-    )
-    session.add(purchase)
+        return purchases_of(session, checkout)
+    now = now or utcnow()
+    the_quote = quote(session, checkout, now=now) if checkout.amount_due is None else None
+    due = checkout.amount_due if checkout.amount_due is not None else the_quote.total
+    items = checkout_offers(session, checkout)
+    currency = items[0][0].currency
+    if result.payment_id and (result.amount, result.currency and result.currency.upper()) != (due, currency):
+        raise CheckoutError(f"The provider's payment {result.payment_id} is for {result.amount} {result.currency}, "
+                            f"not the {due} {currency} this checkout charges.")
+    reserve_coupon(session, checkout)
+    the_quote = the_quote or quote(session, checkout, now=now)
+    customer = _customer(session, checkout.email)
+    payment = None
+    if result.payment_id:
+        payment = Payment(id=f"pay_{uuid.uuid4().hex[:16]}", checkout_session_id=checkout.id, step=FIRST_PAYMENT,
+                          amount=due, currency=currency, provider=provider, provider_payment_id=result.payment_id,
+                          paid_at=now)
+        session.add(payment)
+    settings = post_purchase_settings(session, checkout)
+    order_id = _order_id(checkout, FIRST_PAYMENT)
+    purchases = []
+    primary_id = None
+    for (offer, is_bump), line in zip(items, the_quote.lines):
+        purchase = _record_purchase(
+            session, checkout, offer, customer, amount=line.due_now, payment=payment, provider=provider,
+            result=result, order_id=order_id, parent_purchase_id=primary_id if is_bump else None,
+            coupon_code=checkout.coupon_code if line.discount else None, now=now, first=primary_id is None,
+            secret_key=secret_key, settings=settings, urls=urls,
+        )
+        primary_id = primary_id or purchase.id
+        purchases.append(purchase)
     checkout.status = "paid"
     checkout.provider = provider
-    checkout.provider_payment_id = provider_payment_id
+    checkout.provider_payment_id = result.payment_id
+    checkout.payment_method_id = result.payment_method_id
+    checkout.customer_ref = result.customer_ref
     checkout.last_error = None
+    position = None if checkout.cart_id else funnel.start(offer_funnel(items[0][0]))
+    checkout.funnel_step = position.step if position else None
+    checkout.funnel_downsell = False
     session.add(checkout)
+    return purchases
+
+
+def _record_purchase(session: Session, checkout: CheckoutSession, offer: Offer, customer: Customer, *, amount: int,
+                     payment: Payment | None, provider: str, result: PaymentResult, order_id: str,
+                     parent_purchase_id: str | None, coupon_code: str | None, now: datetime, first: bool,
+                     secret_key: str, settings: PostPurchase, urls) -> Purchase:
+    purchase = Purchase(
+        id=f"pur_{uuid.uuid4().hex[:16]}", checkout_session_id=checkout.id, payment_id=payment.id if payment else None,
+        parent_purchase_id=parent_purchase_id, customer_id=customer.customer_id, email=checkout.email,
+        offer_id=offer.id, amount=amount, currency=offer.currency, coupon_code=coupon_code,
+        provider=provider if payment else "none", provider_payment_id=payment.provider_payment_id if payment else "",
+        completed_at=now,
+    )
+    session.add(purchase)
+    session.flush()  # the subscription references the purchase
+    terms = offer_terms(offer)
+    if terms.recurring:
+        purchase.subscription_id = _start_billing(session, purchase, terms, checkout, result, provider, now).id
+    # Only the attempt's first purchase sets up the account: one setup link, one welcome email.
+    new_account = first and not customer.has_account
     products = [session.get(CatalogProduct, pid) for pid in offer.product_ids]
     publish_later(
         session,
@@ -92,17 +409,111 @@ def complete_purchase(session: Session, checkout: CheckoutSession, *, provider: 
             offer_id=offer.id, offer_name=offer.name,
             products=[PurchasedProduct(product_id=p.id, name=p.name, delivery_type=p.delivery_type)
                       for p in products if p is not None],
-            amount=Money(amount=offer.price_amount, currency=offer.currency),
-            provider=provider, provider_payment_id=provider_payment_id,
-            completed_at=purchase.completed_at,
+            amount=Money(amount=amount, currency=offer.currency),
+            provider=purchase.provider, provider_payment_id=purchase.provider_payment_id,
+            completed_at=now, order_id=order_id, coupon_code=coupon_code,
+            parent_purchase_id=parent_purchase_id, subscription_id=purchase.subscription_id,
             new_customer=not customer.has_account,
-            account_setup_token_sha256=None if customer.has_account
-            else token_sha256(setup_token(secret_key, checkout.id)),
+            account_setup_token_sha256=token_sha256(setup_token(secret_key, checkout.id))
+            if new_account and not checkout.bought_before else None,
             send_confirmation_email=offer.send_confirmation_email,
+            send_account_setup_email=new_account and (settings.send_welcome_email or not settings.skips_account_page),
+            after_setup_url=after_setup_url(urls, checkout, settings, purchase.id) if first else None,
         ),
         source=SOURCE,
     )
     return purchase
+
+
+def _start_billing(session: Session, purchase: Purchase, terms: BillingTerms, checkout: CheckoutSession,
+                   result: PaymentResult, provider: str, now: datetime) -> Subscription:
+    """The subscription or payment plan a purchase starts; its renewals are charged later."""
+    trial_end = terms.trial_end(now)
+    coupon = _coupon_by_code(session, checkout.coupon_code) if purchase.coupon_code else None
+    periods = coupon_rules(coupon).periods() if coupon else None
+    subscription = Subscription(
+        id=f"sub_{uuid.uuid4().hex[:16]}", purchase_id=purchase.id, customer_id=purchase.customer_id,
+        offer_id=purchase.offer_id, kind=terms.type, status="trialing" if trial_end else "active",
+        amount=terms.amount, currency=terms.currency, interval=terms.interval or "month",
+        interval_count=terms.interval_count, instalments_total=terms.instalments,
+        instalments_paid=1 if terms.type == "payment_plan" else 0, coupon_code=purchase.coupon_code,
+        discounted_periods_left=None if periods is None else periods - (0 if trial_end else 1),
+        provider=provider, payment_method_id=result.payment_method_id, customer_ref=result.customer_ref,
+        trial_end=trial_end, current_period_start=now, current_period_end=trial_end or terms.period_end(now),
+    )
+    session.add(subscription)
+    return subscription
+
+
+def purchases_of(session: Session, checkout: CheckoutSession) -> list[Purchase]:
+    return list(session.exec(select(Purchase).where(Purchase.checkout_session_id == checkout.id)
+                             .order_by(Purchase.completed_at, Purchase.id)).all())
+
+
+def primary_purchase(session: Session, checkout: CheckoutSession) -> Purchase:
+    return session.exec(select(Purchase).where(Purchase.checkout_session_id == checkout.id,
+                                               Purchase.offer_id == checkout.offer_id)).one()
+
+
+# --- the upsell funnel ----------------------------------------------------------------------
+
+
+def funnel_position(checkout: CheckoutSession) -> funnel.Position | None:
+    if checkout.status != "paid" or checkout.funnel_step is None:
+        return None
+    return funnel.Position(checkout.funnel_step, checkout.funnel_downsell)
+
+
+def current_upsell(session: Session, checkout: CheckoutSession) -> Offer | None:
+    position = funnel_position(checkout)
+    if position is None:
+        return None
+    return session.get(Offer, funnel.offer_at(offer_funnel(session.get(Offer, checkout.offer_id)), position))
+
+
+def position_token(checkout: CheckoutSession) -> str:
+    """Names the upsell page the buyer saw, so a stale tab or a double click acts on nothing else."""
+    return f"{checkout.funnel_step}:{'down' if checkout.funnel_downsell else 'up'}"
+
+
+def move_funnel(session: Session, checkout: CheckoutSession, *, accepted: bool) -> None:
+    steps = offer_funnel(session.get(Offer, checkout.offer_id))
+    position = funnel.next_position(steps, funnel_position(checkout), accepted=accepted)
+    checkout.funnel_step = position.step if position else None
+    checkout.funnel_downsell = bool(position and position.downsell)
+    session.add(checkout)
+
+
+def upsell_idempotency_key(checkout: CheckoutSession, offer: Offer) -> str:
+    return f"{checkout.id}:upsell:{offer.id}"
+
+
+def complete_upsell(session: Session, checkout: CheckoutSession, offer: Offer, *, provider: str,
+                    result: PaymentResult, urls, now: datetime | None = None) -> Purchase:
+    """The buyer accepted an upsell and its off-session charge succeeded: a purchase of its own,
+    with `parent_purchase_id` the attempt's first purchase. Safe to repeat for the same step."""
+    existing = session.exec(select(Purchase).where(Purchase.checkout_session_id == checkout.id,
+                                                   Purchase.offer_id == offer.id)).first()
+    if existing is not None:
+        return existing
+    now = now or utcnow()
+    step = f"upsell:{offer.id}"
+    payment = Payment(id=f"pay_{uuid.uuid4().hex[:16]}", checkout_session_id=checkout.id, step=step,
+                      amount=offer.price_amount, currency=offer.currency, provider=provider,
+                      provider_payment_id=result.payment_id or "", paid_at=now)
+    session.add(payment)
+    customer = _customer(session, checkout.email)
+    purchase = _record_purchase(
+        session, checkout, offer, customer, amount=offer.price_amount, payment=payment, provider=provider,
+        result=result, order_id=_order_id(checkout, step), parent_purchase_id=primary_purchase(session, checkout).id,
+        coupon_code=None, now=now, first=False, secret_key="",
+        settings=post_purchase_settings(session, checkout), urls=urls,
+    )
+    move_funnel(session, checkout, accepted=True)
+    return purchase
+
+
+# --- provider webhooks and read models ------------------------------------------------------
 
 
 def record_provider_event(session: Session, *, source: str, external_id: str, type: str) -> bool:

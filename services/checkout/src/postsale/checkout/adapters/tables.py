@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
@@ -36,46 +36,165 @@ class Customer(Base, table=True):
 
 
 class Offer(Base, table=True):
+    """How products are sold: the price model, the funnel around it and what follows the payment."""
+
     __tablename__ = "offers"
 
     id: str = Field(primary_key=True)
     name: str
-    price_amount: int
+    billing_type: str = "one_time"  # one_time | free | subscription | payment_plan | pay_what_you_want
+    price_amount: int  # the price; each renewal or instalment; the suggested amount of pay what you want
     currency: str
+    interval: str | None = None  # day | week | month | year
+    interval_count: int = 1
+    trial_days: int = 0
+    instalments: int | None = None
+    minimum_amount: int | None = None
     product_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    order_bump_offer_id: str | None = None
+    upsells: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # FunnelStep fields
+    post_purchase: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # PostPurchase fields
     send_confirmation_email: bool = True
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Coupon(Base, table=True):
+    __tablename__ = "coupons"
+    # The database, not Python, keeps the count within the limit when buyers race for the last one.
+    __table_args__ = (CheckConstraint("max_redemptions IS NULL OR redemptions <= max_redemptions",
+                                      name="within_limit"),)
+
+    id: str = Field(primary_key=True)
+    code: str = Field(unique=True)  # upper case
+    kind: str  # percent | fixed
+    percent_off: int | None = None
+    amount_off: int | None = None
+    currency: str | None = None
+    duration: str = "once"  # once | repeating | forever
+    duration_periods: int | None = None
+    expires_at: datetime | None = None
+    max_redemptions: int | None = None
+    redemptions: int = 0
+    offer_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CouponRedemption(Base, table=True):
+    """One per coupon and purchase attempt: a retried payment never counts twice."""
+
+    __tablename__ = "coupon_redemptions"
+    __table_args__ = (UniqueConstraint("coupon_id", "checkout_session_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    coupon_id: str = Field(foreign_key="coupons.id")
+    checkout_session_id: str = Field(foreign_key="checkout_sessions.id")
+    redeemed_at: datetime = Field(default_factory=utcnow)
+
+
+class Cart(Base, table=True):
+    """Several offers checked out together, in one payment; its post-purchase settings win."""
+
+    __tablename__ = "carts"
+
+    id: str = Field(primary_key=True)
+    name: str
+    offer_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    post_purchase: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class CheckoutSession(Base, table=True):
-    """One purchase attempt. Its id is the idempotency key of every charge it makes."""
+    """One purchase attempt. Its id is the idempotency key of every charge it makes, upsells included."""
 
     __tablename__ = "checkout_sessions"
 
     id: str = Field(primary_key=True)
-    offer_id: str = Field(foreign_key="offers.id")
+    offer_id: str = Field(foreign_key="offers.id")  # the primary offer (a cart's first)
+    cart_id: str | None = Field(default=None, foreign_key="carts.id")
     email: str
     status: str = "open"  # open | paid
+    order_bump: bool = False  # the buyer ticked the order bump
+    coupon_code: str | None = None
+    chosen_amount: int | None = None  # pay what you want
+    amount_due: int | None = None  # what the first payment charges, fixed when it starts
+    payment_tries: int = 0  # a declined try makes the next one a new payment at the provider
+    bought_before: bool = False  # the email had bought before without setting up an account
     provider: str | None = None
     provider_payment_id: str | None = Field(default=None, index=True)
+    payment_method_id: str | None = None  # saved at the first payment, charged by upsells
+    customer_ref: str | None = None
+    funnel_step: int | None = None  # the upsell page the buyer is on; None when the funnel is over
+    funnel_downsell: bool = False
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Purchase(Base, table=True):
-    __tablename__ = "purchases"
+class Payment(Base, table=True):
+    """A charge through a provider: the first payment of an attempt, or an accepted upsell."""
+
+    __tablename__ = "payments"
 
     id: str = Field(primary_key=True)
-    # One purchase per attempt, whatever retries, double clicks or repeated webhooks do.
-    checkout_session_id: str = Field(unique=True, foreign_key="checkout_sessions.id")
+    # One payment per step of an attempt: `checkout` for the first, `upsell:<offer id>` for each upsell.
+    checkout_session_id: str = Field(foreign_key="checkout_sessions.id")
+    step: str
+    amount: int
+    currency: str
+    provider: str
+    provider_payment_id: str
+    paid_at: datetime = Field(default_factory=utcnow)
+
+    __table_args__ = (UniqueConstraint("checkout_session_id", "step"),)
+
+
+class Purchase(Base, table=True):
+    __tablename__ = "purchases"
+    # One purchase per offer and attempt, whatever retries, double clicks or repeated webhooks do.
+    __table_args__ = (UniqueConstraint("checkout_session_id", "offer_id"),)
+
+    id: str = Field(primary_key=True)
+    checkout_session_id: str = Field(foreign_key="checkout_sessions.id")
+    payment_id: str | None = Field(default=None, foreign_key="payments.id", index=True)  # None: nothing charged
+    parent_purchase_id: str | None = Field(default=None, index=True)
     customer_id: str = Field(index=True)
     email: str
     offer_id: str
     amount: int
     currency: str
+    coupon_code: str | None = None
     provider: str
     provider_payment_id: str
+    subscription_id: str | None = None
     completed_at: datetime = Field(default_factory=utcnow)
+
+
+class Subscription(Base, table=True):
+    """A subscription or payment plan started by a purchase; renewals and instalments are charged
+    against its saved payment method."""
+
+    __tablename__ = "subscriptions"
+
+    id: str = Field(primary_key=True)
+    purchase_id: str = Field(unique=True, foreign_key="purchases.id")
+    customer_id: str = Field(index=True)
+    offer_id: str
+    kind: str  # subscription | payment_plan
+    status: str  # trialing | active | completed
+    amount: int
+    currency: str
+    interval: str
+    interval_count: int
+    instalments_total: int | None = None
+    instalments_paid: int = 0
+    coupon_code: str | None = None
+    discounted_periods_left: int | None = None  # None: the coupon lasts for ever (or there is none)
+    provider: str
+    payment_method_id: str | None = None
+    customer_ref: str | None = None
+    trial_end: datetime | None = None
+    current_period_start: datetime
+    current_period_end: datetime
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class ProviderEvent(Base, table=True):
@@ -89,3 +208,22 @@ class ProviderEvent(Base, table=True):
     external_id: str
     type: str
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class SandboxPayment(Base, table=True):
+    """A payment the sandbox made; what a real provider would hold on its side."""
+
+    __tablename__ = "sandbox_payments"
+
+    id: str = Field(primary_key=True)
+    idempotency_key: str = Field(unique=True)
+    attempt_id: str
+    amount: int
+    currency: str
+    card_last4: str
+    payment_method_id: str
+    status: str  # succeeded | declined | requires_action
+    message: str | None = None
+    refunded: int = 0
+    disputed: bool = False
+    created_at: datetime = Field(default_factory=utcnow)

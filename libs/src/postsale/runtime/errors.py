@@ -1,0 +1,30 @@
+"""Errors a person reads as a page, errors a program reads as JSON.
+
+A browser that reaches a missing offer or a stale checkout gets an HTML page with the message;
+an API client (the admin API, webhooks, a script that asks for JSON) gets `{"detail": ...}`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+TITLES = {400: "Something is wrong with this request", 401: "Please log in", 403: "Not allowed",
+          404: "Not found", 409: "This cannot be done now", 410: "No longer available"}
+
+
+def html_errors_for_pages(app: FastAPI, *, templates: Jinja2Templates, api_prefixes: tuple[str, ...]) -> None:
+    """Render HTTP errors outside `api_prefixes` with the shared `error.html` page."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def page_or_json(request: Request, exc: StarletteHTTPException):
+        wants_json = "application/json" in request.headers.get("accept", "")
+        if wants_json or request.url.path.startswith(api_prefixes) or exc.status_code >= 500:
+            return await http_exception_handler(request, exc)
+        return templates.TemplateResponse(
+            request, "error.html",
+            {"title": TITLES.get(exc.status_code, "Sorry"), "message": exc.detail},
+            status_code=exc.status_code, headers=getattr(exc, "headers", None),
+        )
