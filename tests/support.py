@@ -32,23 +32,12 @@ def start_checkout(browser: httpx.Client, suite: Suite, offer_id: str, email: st
 
 
 def create_product(suite: Suite, name: str, delivery_type: str = "membership") -> str:
-    with suite.admin("entitlements") as entitlements:
-        product = entitlements.post("/admin/products", json={"name": name, "delivery_type": delivery_type})
-        product.raise_for_status()
-        return product.json()["id"]
+    return suite.create_product(name, delivery_type=delivery_type)
 
 
 def create_offer(suite: Suite, **body) -> dict:
-    """An offer through checkout's admin API, once its products have reached checkout's catalog."""
     body.setdefault("price", {"amount": 4900, "currency": "EUR"})
-    with suite.admin("checkout") as checkout:
-        def attempt():
-            response = checkout.post("/admin/offers", json=body)
-            return None if response.status_code == 422 and "unknown product" in response.text else response
-
-        created = eventually(attempt)
-    assert created.status_code == 201, created.text
-    return created.json()
+    return suite.create_offer(body)
 
 
 def set_up_account(browser: httpx.Client, suite: Suite, setup_url: str, *, password: str = "correct horse battery"):

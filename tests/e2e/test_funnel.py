@@ -3,6 +3,7 @@ upsells and downsells, and never charging twice. Real services, broker, PostgreS
 
 from __future__ import annotations
 
+import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -274,3 +275,85 @@ def test_offers_refuse_impossible_prices_and_funnels_with_a_clear_message(suite,
         assert refused({"price": {"amount": 100, "currency": "EUR"},
                         "post_purchase": {"skip_account_page": True}}) == \
             "The account creation page can only be skipped when the buyer goes on to a landing page."
+
+
+# --- what follows the payment ---------------------------------------------------------------
+
+LANDING = "https://seller.example/welcome"
+
+
+def setup_link_in(message) -> str:
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    return next(word for word in text.split() if "/setup?" in word and "token=" in word)
+
+
+def test_skipping_the_account_page_lands_on_the_sellers_page_and_emails_the_setup_link(suite, smtp_inbox):
+    offer = create_offer(suite, name="Webinar", product_ids=products(suite, "Webinar"), post_purchase={
+        "skip_account_page": True, "destination": "landing_page", "landing_page_url": LANDING})
+    email, browser = new_email("sky"), httpx.Client(timeout=10)
+    paid = browser.post(f"{start_checkout(browser, suite, offer['id'], email)}/pay", data=CARD)
+    assert paid.headers["location"] == LANDING
+    welcome = smtp_inbox.wait_for(lambda m: m["To"] == email and m["Subject"] == "Set up your account")
+    created = set_up_account(browser, suite, setup_link_in(welcome))
+    assert created.status_code == 303
+
+
+def test_the_thank_you_page_follows_the_account_page(suite):
+    offer = create_offer(suite, name="Guide", product_ids=products(suite, "Guide"),
+                         post_purchase={"destination": "thank_you"})
+    email, browser = new_email("tia"), httpx.Client(timeout=10)
+    paid = browser.post(f"{start_checkout(browser, suite, offer['id'], email)}/pay", data=CARD)
+    created = set_up_account(browser, suite, paid.headers["location"])
+    [purchase] = purchases(suite, email)
+    assert created.headers["location"] == f"{suite.url('checkout')}/purchases/{purchase['id']}/thank-you"
+    thanks = browser.get(created.headers["location"])
+    assert "Thank you for your purchase" in thanks.text and "Guide" in thanks.text
+
+
+def test_a_cart_pays_its_offers_at_once_and_its_settings_override_the_offers(suite):
+    first = create_offer(suite, name="Course A", product_ids=products(suite, "Course A"),
+                         price={"amount": 3000, "currency": "EUR"})
+    second = create_offer(suite, name="Course B", product_ids=products(suite, "Course B"),
+                          price={"amount": 2000, "currency": "EUR"}, post_purchase={"destination": "thank_you"})
+    with suite.admin("checkout") as checkout:
+        cart = checkout.post("/admin/carts", json={"name": "Bundle", "offer_ids": [first["id"], second["id"]],
+                                                   "post_purchase": {"skip_account_page": True,
+                                                                     "destination": "landing_page",
+                                                                     "landing_page_url": LANDING}})
+        assert cart.status_code == 201, cart.text
+        mixed = checkout.post("/admin/carts", json={"name": "Bad", "offer_ids": [first["id"], first["id"]]})
+        assert mixed.status_code == 422
+    email, browser = new_email("cat"), httpx.Client(timeout=10)
+    started = browser.post(cart.json()["checkout_url"] + "/checkout", data={"email": email})
+    payment_url = suite.url("checkout") + started.headers["location"]
+    assert "Pay <span id=\"total\">50.00 EUR</span>" in browser.get(payment_url).text
+    paid = browser.post(f"{payment_url}/pay", data=CARD)
+    assert paid.headers["location"] == LANDING
+    bought = purchases(suite, email)
+    assert sorted(p["price"]["amount"] for p in bought) == [2000, 3000]
+    details = [purchase_detail(suite, p["id"]) for p in bought]
+    assert len({d["payments"][0]["id"] for d in details}) == 1
+    assert details[0]["payments"][0]["amount"]["amount"] == 5000
+
+
+def test_a_password_chosen_at_checkout_goes_to_accounts_and_no_account_page_follows(suite):
+    offer = create_offer(suite, name="Course", product_ids=products(suite, "Course"),
+                         post_purchase={"require_password": True})
+    email, browser = new_email("pam"), httpx.Client(timeout=10)
+    payment_url = start_checkout(browser, suite, offer["id"], email)
+    assert 'name="password_repeat"' in browser.get(payment_url).text
+    fields = {"first_name": "Pam", "last_name": "Ode", "password": "a good passphrase"}
+    mismatch = browser.post(f"{payment_url}/pay", data={**CARD, **fields, "password_repeat": "another one"})
+    assert mismatch.status_code == 422 and "The two passwords are not the same." in mismatch.text
+    assert purchases(suite, email) == []
+    handed = browser.post(f"{payment_url}/pay", data={**CARD, **fields, "password_repeat": "a good passphrase"})
+    assert handed.status_code == 200 and handed.headers["cache-control"] == "no-store"
+    assert f'action="{suite.url("accounts")}/setup/checkout"' in handed.text
+    hidden = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', handed.text))
+    assert hidden["password"] == "a good passphrase" and hidden["next"].endswith("/next")
+    signed_in = browser.post(f"{suite.url('accounts')}/setup/checkout", data=hidden, follow_redirects=True)
+    assert str(signed_in.url) == f"{suite.url('entitlements')}/library"
+    eventually(lambda: "Course" in browser.get(f"{suite.url('entitlements')}/library").text)
+    browser.post(f"{suite.url('accounts')}/logout")
+    logged_in = browser.post(f"{suite.url('accounts')}/login", data={"email": email, "password": "a good passphrase"})
+    assert logged_in.status_code == 303

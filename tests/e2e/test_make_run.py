@@ -54,14 +54,18 @@ def test_make_run_serves_the_demo_store_and_keeps_it_across_runs(tmp_path):
         runner, printed = run_until_ready(env)
         try:
             checkout_url = re.search(r"Checkout \(demo offer\):\s+(\S+)", printed).group(1)
+            subscription_url = re.search(r"Subscription:\s+(\S+)", printed).group(1)
+            plan_url = re.search(r"Payment plan:\s+(\S+)", printed).group(1)
             library_url = re.search(r"Library:\s+(\S+)", printed).group(1)
             mailbox_url = re.search(r"Mailbox:\s+(\S+)", printed).group(1)
             offer_page = httpx.get(checkout_url)
             assert offer_page.status_code == 200
             assert "Creator Membership: lifetime access" in offer_page.text
+            assert "19.00 EUR a month after a 14-day free trial" in httpx.get(subscription_url).text
+            assert "3 payments of 99.00 EUR a month" in httpx.get(plan_url).text
             assert httpx.get(library_url).headers["location"].startswith(f"http://127.0.0.1:{first_port + 2}/login")
             assert httpx.get(mailbox_url).status_code == 200
-            offers.append(checkout_url)
+            offers.append((checkout_url, subscription_url, plan_url))
         finally:
             runner.send_signal(signal.SIGINT)  # what Ctrl-C sends
             assert runner.wait(timeout=90) == 0

@@ -43,19 +43,42 @@ def save_state(state: dict) -> None:
     (DATA / "devrun.json").write_text(json.dumps(state, indent=2))
 
 
-def seed_demo_store(suite: Suite, state: dict) -> str:
-    """A membership product in an offer with a price, made once; returns the offer's checkout URL."""
-    demo = state.get("demo")
+DEMO_COUPON = "LAUNCH20"
+
+
+def seed_demo_store(suite: Suite, state: dict) -> dict[str, str]:
+    """The demo store, made once: a one-time offer with an order bump and an upsell funnel, a
+    subscription with a free trial, a payment plan and a coupon. Returns each offer's checkout URL."""
+    demo = state.get("demo_store")
     if demo:
         with suite.admin("checkout") as checkout:
-            found = checkout.get(f"/admin/offers/{demo['offer_id']}")
-        if found.status_code == 200:
-            return found.json()["checkout_url"]
-    store = suite.create_store("The Creator Membership", "Creator Membership: lifetime access",
-                               description="Weekly lessons, the community and every recording.")
-    state["demo"] = {"product_id": store.product_id, "offer_id": store.offer_id}
+            if all(checkout.get(f"/admin/offers/{offer_id}").status_code == 200 for offer_id in demo.values()):
+                return {name: f"{suite.url('checkout')}/offers/{offer_id}" for name, offer_id in demo.items()}
+
+    def offer(name: str, product: str, amount: int, description: str = "", **settings) -> dict:
+        product_id = suite.create_product(product, description=description)
+        return suite.create_offer({"name": name, "product_ids": [product_id],
+                                   "price": {"amount": amount, "currency": "EUR"}, **settings})
+
+    workbook = offer("The Creator Workbook", "The Creator Workbook", 1500, "Printable worksheets for every lesson.")
+    coaching = offer("A 1:1 coaching call", "Coaching call", 9900, "Sixty minutes on your plan.")
+    masterclass = offer("The Launch Masterclass, live", "Launch Masterclass", 19900)
+    replay = offer("The Launch Masterclass replay", "Launch Masterclass replay", 4900)
+    membership = offer(
+        "Creator Membership: lifetime access", "The Creator Membership", 4900,
+        "Weekly lessons, the community and every recording.", order_bump_offer_id=workbook["id"],
+        upsells=[{"offer_id": coaching["id"]},
+                 {"offer_id": masterclass["id"], "downsell_offer_id": replay["id"]}])
+    circle = offer("The Inner Circle", "The Inner Circle", 1900, "Monthly live Q&A and the private forum.",
+                   billing={"type": "subscription", "interval": "month", "trial_days": 14})
+    course = offer("The Pro Course in 3 payments", "The Pro Course", 9900,
+                   billing={"type": "payment_plan", "interval": "month", "instalments": 3})
+    with suite.admin("checkout") as checkout:
+        checkout.post("/admin/coupons", json={"code": DEMO_COUPON, "percent_off": 20,
+                                              "offer_ids": [membership["id"]]}).raise_for_status()
+    state["demo_store"] = {"one_time": membership["id"], "subscription": circle["id"], "payment_plan": course["id"]}
     save_state(state)
-    return store.checkout_url
+    return {name: f"{suite.url('checkout')}/offers/{offer_id}" for name, offer_id in state["demo_store"].items()}
 
 
 def main() -> int:
@@ -97,12 +120,19 @@ def main() -> int:
             extra_env={"NOTIFICATIONS_DEV_MAILBOX_DIR": str(DATA / "mailbox")},
         )
         suite.start()
-        checkout_url = seed_demo_store(suite, state)
+        offers = seed_demo_store(suite, state)
         print(f"""
 Postsale is running ({time.monotonic() - started:.0f}s to start). Open:
 
-  Checkout (demo offer):  {checkout_url}
-      pay with the test card 4242 4242 4242 4242 (4000 0000 0000 0002 is declined)
+  Checkout (demo offer):  {offers['one_time']}
+      one-time, with an order bump and two upsells; the code {DEMO_COUPON} takes 20 % off
+  Subscription:           {offers['subscription']}
+      monthly, after a 14-day free trial
+  Payment plan:           {offers['payment_plan']}
+      three monthly payments
+  Pay with the test card 4242 4242 4242 4242 (4000 0000 0000 0002 is declined; Stripe's other
+  test cards work as Stripe documents them). No money moves: this is the sandbox.
+
   Library:                {suite.url('entitlements')}/library
   Mailbox:                {suite.url('notifications')}/mailbox
 

@@ -78,23 +78,35 @@ class Suite:
         return httpx.Client(base_url=self.url(service), timeout=10,
                             headers={"Authorization": f"Bearer {self.admin_token(service)}"})
 
-    def create_store(self, product_name: str, offer_name: str, *, amount: int = 4900, currency: str = "EUR",
-                     description: str = "", timeout: float = 60) -> Store:
-        """A membership product in an offer, through the admin APIs as a seller would make them."""
-        with self.admin("entitlements") as entitlements, self.admin("checkout") as checkout:
+    def create_product(self, name: str, *, description: str = "", delivery_type: str = "membership") -> str:
+        """A product through entitlements' admin API; returns its id."""
+        with self.admin("entitlements") as entitlements:
             product = entitlements.post("/admin/products", json={
-                "name": product_name, "description": description, "delivery_type": "membership"})
+                "name": name, "description": description, "delivery_type": delivery_type})
             product.raise_for_status()
-            product_id = product.json()["id"]
+            return product.json()["id"]
+
+    def create_offer(self, body: dict, *, timeout: float = 60) -> dict:
+        """An offer through checkout's admin API, once its products have reached checkout's
+        catalog (through Kafka); returns the offer as the API answers it."""
+        with self.admin("checkout") as checkout:
             deadline = time.monotonic() + timeout
-            while True:  # the product reaches checkout's catalog through Kafka
-                offer = checkout.post("/admin/offers", json={
-                    "name": offer_name, "product_ids": [product_id], "price": {"amount": amount, "currency": currency}})
-                if offer.status_code != 422 or time.monotonic() > deadline:
+            while True:
+                offer = checkout.post("/admin/offers", json=body)
+                if offer.status_code != 422 or "unknown product" not in offer.text or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
-            offer.raise_for_status()
-        return Store(product_id, product_name, offer.json()["id"], offer.json()["checkout_url"])
+        if offer.status_code != 201:
+            raise RuntimeError(f"checkout refused the offer {body.get('name')!r}: {offer.text}")
+        return offer.json()
+
+    def create_store(self, product_name: str, offer_name: str, *, amount: int = 4900, currency: str = "EUR",
+                     description: str = "", **offer) -> Store:
+        """A membership product in an offer, through the admin APIs as a seller would make them."""
+        product_id = self.create_product(product_name, description=description)
+        created = self.create_offer({"name": offer_name, "product_ids": [product_id],
+                                     "price": {"amount": amount, "currency": currency}, **offer})
+        return Store(product_id, product_name, created["id"], created["checkout_url"])
 
     def start(self, timeout: float = 120) -> None:
         env = self.environment()

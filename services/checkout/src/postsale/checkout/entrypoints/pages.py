@@ -37,6 +37,8 @@ templates.env.filters["major"] = format_major
 router = APIRouter(tags=["pages"])
 CustomerDep = Annotated[CustomerSession | None, Depends(current_customer)]
 MAX_NAME = 100
+STRIPE_TAKES_CARDS = ("This store takes cards through Stripe's card form only; card numbers typed here, such as "
+                      "the sandbox's test cards, are never charged.")
 MAX_FIELD = 1024
 
 
@@ -283,6 +285,8 @@ def _pay(request: Request, checkout_id: str, customer: CustomerSession | None, f
         if _needs_login(session, checkout, customer):
             return _login_redirect(request, checkout)
         try:
+            if form.get("card_number") and not isinstance(_provider(request), SandboxProvider):
+                raise PaymentRefused(STRIPE_TAKES_CARDS, 409)
             if _already_owned(session, checkout, customer):
                 raise PaymentRefused("You already own everything in this offer.", 409)
             _read_choices(session, checkout, form)
@@ -334,7 +338,10 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
         checkout.provider_payment_id = result.payment_id
         session.add(checkout)
         session.commit()
-        if result.client_secret and _wants_json(request):
+        if result.client_secret:
+            if not _wants_json(request):
+                return _refused(request, session, checkout, customer,
+                                "The card form needs JavaScript: enable it to pay.", 409, form)
             return JSONResponse({"status": "requires_action", "client_secret": result.client_secret,
                                  "mode": "payment" if (result.amount or 0) > 0 else "setup"})
         if result.action_url:
