@@ -70,3 +70,61 @@ def test_a_new_customer_buys_creates_the_account_and_comes_back_by_the_email(sui
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(library_url)
     expect(page.locator("ul.products")).to_contain_text(store.product_name)
+
+
+@pytest.mark.parametrize("suite", ["sqlite"], indirect=True)
+def test_a_buyer_takes_the_coupon_the_bump_and_the_funnel_then_sees_four_products(suite, smtp_inbox, browser):
+    """Coupon and order bump on the payment page; accept an upsell, decline the next, accept its
+    downsell; create the account; all four products in the library; the emails in the mailbox."""
+    run = uuid.uuid4().hex[:6]
+
+    def offer(name: str, amount: int, **settings) -> dict:
+        product = suite.create_product(f"{name} {run}")
+        return suite.create_offer({"name": f"{name} {run}", "product_ids": [product],
+                                   "price": {"amount": amount, "currency": "EUR"}, **settings})
+
+    workbook, coaching = offer("Workbook", 1500), offer("Coaching", 9900)
+    masterclass, replay = offer("Masterclass", 19900), offer("Replay", 4900)
+    course = offer("Course", 4900, order_bump_offer_id=workbook["id"],
+                   upsells=[{"offer_id": coaching["id"]},
+                            {"offer_id": masterclass["id"], "downsell_offer_id": replay["id"]}])
+    with suite.admin("checkout") as checkout:
+        checkout.post("/admin/coupons", json={"code": f"SAVE{run}", "percent_off": 20}).raise_for_status()
+    email = f"zoe-{run}@example.com"
+    page = browser.new_context().new_page()
+
+    page.goto(course["checkout_url"])
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Continue to payment").click()
+    page.get_by_label("Coupon code").fill("nope")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_role("alert")).to_have_text("The code NOPE does not exist.")
+    page.get_by_label("Coupon code").fill(f"save{run}")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_role("status")).to_have_text(f"The code SAVE{run.upper()} is applied.")
+    expect(page.get_by_role("button", name="Pay 39.20 EUR")).to_be_visible()
+    page.get_by_label(re.compile("Yes, add")).check()
+    # The total follows the checkbox before paying: 20 % off both, 39.20 + 12.00.
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_role("button", name="Pay 51.20 EUR").click()
+
+    expect(page.get_by_role("heading", name=f"Coaching {run}")).to_be_visible()
+    page.get_by_role("button", name=re.compile("Yes, add it")).click()
+    expect(page.get_by_role("heading", name=f"Masterclass {run}")).to_be_visible()
+    page.get_by_role("button", name="No, thanks").click()
+    expect(page.get_by_role("heading", name=f"Replay {run}")).to_be_visible()
+    page.get_by_role("button", name=re.compile("Yes, add it")).click()
+
+    expect(page.get_by_role("heading", name="Create your account")).to_be_visible(timeout=30_000)
+    page.get_by_label("First name").fill("Zoe")
+    page.get_by_label("Last name").fill("Park")
+    page.get_by_label("Password", exact=True).fill("zoe-password-1")
+    page.get_by_label("Repeat password").fill("zoe-password-1")
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(f"{suite.url('entitlements')}/library")
+    for name in ("Course", "Workbook", "Coaching", "Replay"):
+        expect(page.locator("ul.products")).to_contain_text(f"{name} {run}")
+    expect(page.locator("ul.products")).not_to_contain_text(f"Masterclass {run}")
+
+    for name in ("Course", "Workbook", "Coaching", "Replay"):
+        smtp_inbox.wait_for(lambda m, name=name: m["To"] == email and f"{name} {run}" in m["Subject"])

@@ -245,7 +245,7 @@ def apply_coupon(session: Session, checkout: CheckoutSession, code: str, *, now:
         session.add(checkout)
         return
     if len(code) > 40 or _coupon_by_code(session, code) is None:
-        raise CheckoutError(f"The code {code.strip()[:40]} does not exist.")
+        raise CheckoutError(f"The code {normalize_code(code)[:40]} does not exist.")
     checkout.coupon_code = normalize_code(code)
     quote(session, checkout, now=now)  # raises when the code does not apply
     session.add(checkout)

@@ -25,6 +25,7 @@ from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "postsale_checkout_session"
+SETUP_CURRENCY_KEY = "postsale_currency"  # a SetupIntent has no currency of its own: the attempt's, in its metadata
 WEBHOOK_TYPES = {"payment_intent.succeeded", "payment_intent.payment_failed",
                  "setup_intent.succeeded", "setup_intent.setup_failed"}
 
@@ -68,18 +69,19 @@ def _card_error_result(exc: stripe.CardError, *, amount: int, currency: str, att
 def result_of_intent(intent: Mapping[str, Any]) -> PaymentResult:
     """A PaymentIntent or SetupIntent (as Stripe sends it, a plain mapping) in the port's terms.
 
-    A SetupIntent charges nothing: its result has amount 0 and no currency (Stripe sends none).
+    A SetupIntent charges nothing: its result has amount 0, and the attempt's currency that
+    `start_payment` put in its metadata (Stripe's SetupIntent has no currency field), else none.
     `requires_payment_method` without a last error is an intent the buyer has not confirmed
     yet (the browser still has to act); with one, the last attempt failed.
     """
     setup = intent.get("object") == "setup_intent"
     error = intent.get("last_setup_error" if setup else "last_payment_error")
-    currency = intent.get("currency")
+    metadata = intent.get("metadata") or {}
+    currency = metadata.get(SETUP_CURRENCY_KEY) if setup else intent.get("currency")
     base = PaymentResult(
         "processing", payment_id=intent.get("id"), payment_method_id=_id(intent.get("payment_method")),
         customer_ref=_id(intent.get("customer")), amount=0 if setup else intent.get("amount"),
-        currency=None if setup or not currency else str(currency).upper(),
-        attempt_id=(intent.get("metadata") or {}).get(METADATA_KEY),
+        currency=str(currency).upper() if currency else None, attempt_id=metadata.get(METADATA_KEY),
     )
     status = intent.get("status")
     if status == "succeeded":
@@ -87,7 +89,7 @@ def result_of_intent(intent: Mapping[str, Any]) -> PaymentResult:
     if status == "canceled":
         return dataclasses.replace(base, status="declined", message=CANCELED)
     if status == "requires_payment_method" and error:
-        return dataclasses.replace(base, status="declined", message=(error or {}).get("message") or DECLINED)
+        return dataclasses.replace(base, status="declined", message=error.get("message") or DECLINED)
     if status in ("requires_payment_method", "requires_confirmation", "requires_action"):
         next_action = intent.get("next_action") or {}
         redirect = (next_action.get("redirect_to_url") or {}).get("url") if isinstance(next_action, Mapping) else None
@@ -140,7 +142,7 @@ class StripeProvider:
             if amount == 0:  # a free trial: only save the method
                 intent: Any = self.client.v1.setup_intents.create(params={
                     "customer": customer, "usage": "off_session", "automatic_payment_methods": {"enabled": True},
-                    "metadata": metadata,
+                    "metadata": {**metadata, SETUP_CURRENCY_KEY: currency.upper()},
                 }, options=options)
             else:
                 intent = self.client.v1.payment_intents.create(params={
