@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import Callable
 
@@ -46,3 +48,10 @@ def set_up_account(browser: httpx.Client, suite: Suite, setup_url: str, *, passw
     token = page.text.split('name="token" value="', 1)[1].split('"', 1)[0]
     return browser.post(f"{suite.url('accounts')}/setup", data={
         "token": token, "first_name": "Ann", "last_name": "Lee", "password": password, "password_repeat": password})
+
+
+def sign_webhook(payload: bytes, secret: str = STRIPE_WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    """Stripe's scheme: `t=<unix time>,v1=<HMAC-SHA256 of "t.payload">`."""
+    timestamp = timestamp or int(time.time())
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={signature}"

@@ -13,21 +13,46 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 
 from postsale.contracts import topics as contract_topics
 from postsale.runtime.auth import SessionVerifier
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
+from postsale.runtime.messaging.consumer import LagMonitor
 from postsale.runtime.messaging.deadletters import dead_letter_topic
+from postsale.runtime.messaging.outbox import observe_outbox
 from postsale.runtime.migrations import migrate
 from postsale.runtime.settings import KafkaSettings, PublicUrls
-from postsale.runtime.web import add_operational_routes, configure_logging
+from postsale.runtime.web import OUTBOX_MAX_AGE_SECONDS, add_operational_routes, configure_logging
 
 log = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[FastAPI], Awaitable[None]]
 """A loop the service runs beside its requests, given the app; it runs until cancelled."""
+
+
+class OperationsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSTSALE_")
+
+    outbox_max_age_seconds: float = OUTBOX_MAX_AGE_SECONDS  # /readyz fails beyond this
+    metrics_interval_seconds: float = 15.0  # how often the outbox and lag gauges are refreshed
+
+
+async def observe_forever(engine: Engine, lag: LagMonitor, interval: float) -> None:
+    """Refreshes the outbox and consumer-lag gauges every `interval` seconds until cancelled."""
+    try:
+        while True:
+            try:
+                await asyncio.to_thread(observe_outbox, engine)
+                await lag.observe()
+            except Exception as exc:  # noqa: BLE001 - a missed look is logged, the next one may work
+                log.warning("refreshing the outbox and lag gauges failed: %r", exc)
+                await lag.close()
+            await asyncio.sleep(interval)
+    finally:
+        await lag.close()
 
 
 def make_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
@@ -91,7 +116,11 @@ def service_lifespan(
         await ensure_topics(bootstrap_servers, service)
         await broker.start()
         app.state.broker = broker
-        tasks = [asyncio.create_task(OutboxRelay(engine, broker).run(), name=f"{service}-outbox-relay")]
+        relay = OutboxRelay(engine, bootstrap_servers, client_id=f"postsale-{service}-outbox")
+        lag = LagMonitor(bootstrap_servers, {subscription.group_id for subscription in subscriptions})
+        tasks = [asyncio.create_task(relay.run(), name=f"{service}-outbox-relay"),
+                 asyncio.create_task(observe_forever(engine, lag, OperationsSettings().metrics_interval_seconds),
+                                     name=f"{service}-metrics")]
         tasks += [asyncio.create_task(task(app), name=f"{service}-{task.__name__}") for task in background]
         try:
             yield
@@ -128,5 +157,5 @@ def create_service_app(
     app.state.urls = urls
     app.state.admin_token = admin_token
     app.state.session_verifier = SessionVerifier(f"{urls.accounts_url}/.well-known/jwks.json")
-    add_operational_routes(app)
+    add_operational_routes(app, outbox_max_age=OperationsSettings().outbox_max_age_seconds)
     return app

@@ -8,7 +8,9 @@ import logging
 import re
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,9 +19,9 @@ from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
+from postsale.runtime.clock import utcnow
+from postsale.runtime.messaging.outbox import observe_outbox
 from postsale.runtime.tracing import HEADER, continue_trace, current_trace_id
 
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
@@ -32,8 +34,14 @@ def templates_for(service_templates: Path) -> Jinja2Templates:
     return templates
 
 
-def add_operational_routes(app: FastAPI) -> None:
-    """`/healthz` (the process answers), `/readyz` (database and broker reachable), `/metrics`."""
+OUTBOX_MAX_AGE_SECONDS = 60.0
+"""`/readyz` fails while the oldest unsent (and unparked) outbox row is older than this."""
+
+
+def add_operational_routes(app: FastAPI, *, outbox_max_age: float = OUTBOX_MAX_AGE_SECONDS,
+                           clock: Callable[[], datetime] = utcnow) -> None:
+    """`/healthz` (the process answers), `/readyz` (database and broker reachable, outbox
+    flowing), `/metrics`."""
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -42,16 +50,26 @@ def add_operational_routes(app: FastAPI) -> None:
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> JSONResponse:
         problems: dict[str, str] = {}
+        body: dict = {}
         try:
-            await run_in_threadpool(_ping_database, request.app.state.engine)
+            # Reading the outbox also proves the database answers.
+            outbox = await run_in_threadpool(observe_outbox, request.app.state.engine, clock())
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             problems["database"] = str(exc)
+        else:
+            body["outbox"] = {"backlog": outbox.backlog, "oldest_unsent_age_seconds": round(outbox.oldest_age, 3),
+                              "parked": outbox.parked}
+            # Events stuck in the outbox are changes other services do not see: a stalled relay
+            # must show, even while the broker answers pings.
+            if outbox.oldest_age > outbox_max_age:
+                problems["outbox"] = (f"the oldest unsent outbox row has waited {outbox.oldest_age:.0f}s, "
+                                      f"over the {outbox_max_age:g}s limit")
         broker = getattr(request.app.state, "broker", None)
         if broker is None or not await broker.ping(timeout=2):
             problems["kafka"] = "broker not reachable"
         if problems:
-            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse({"status": "unavailable", "problems": problems, **body}, status_code=503)
+        return JSONResponse({"status": "ready", **body})
 
     app.mount("/metrics", make_asgi_app())
 
@@ -69,11 +87,6 @@ def add_operational_routes(app: FastAPI) -> None:
         errors = exc.errors()
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
         return JSONResponse({"message": message, "detail": jsonable(errors)}, status_code=422)
-
-
-def _ping_database(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
 
 def jsonable(errors: list[dict]) -> list[dict]:

@@ -7,16 +7,22 @@ offset committed. A redelivered record finds its inbox row and changes nothing.
 A record that cannot be decoded goes straight to the dead-letter topic (retrying cannot fix
 it); one whose handler keeps failing goes there after bounded retries with backoff. Either
 way the partition moves on. Only when the dead letter itself cannot be written does the
-record stay uncommitted, to be delivered again.
+record stay uncommitted, to be delivered again; a dead letter too large for the broker is
+written without its value (which stays readable at its original offset) rather than stall.
+
+`LagMonitor` measures each consumer group's lag per partition for the metrics.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from sqlalchemy.engine import Engine
@@ -26,9 +32,10 @@ from sqlmodel import Session
 from postsale.contracts import DecodeError, Event, UnknownEventType, decode
 from postsale.contracts.envelope import cloudevent_attributes
 from postsale.runtime import tracing
-from postsale.runtime.messaging.deadletters import dead_letter_headers, dead_letter_topic
+from postsale.runtime.messaging.deadletters import VALUE_OMITTED_HEADER, dead_letter_headers, dead_letter_topic
 from postsale.runtime.messaging.inbox import InboxMessage
-from postsale.runtime.metrics import CONSUMED, DEAD_LETTERED
+from postsale.runtime.messaging.outbox import is_unfixable
+from postsale.runtime.metrics import CONSUMED, CONSUMER_LAG, DEAD_LETTERED
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +103,18 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -
 
     async def dead_letter(msg: KafkaMessage, error: BaseException, attempts: int) -> None:
         record = msg.raw_message
-        await broker.publish(
-            record.value or b"", topic=subscription.dead_letter_topic, key=record.key,
-            headers=dead_letter_headers(record, consumer=subscription.consumer_name, error=error, attempts=attempts),
-        )
+        headers = dead_letter_headers(record, consumer=subscription.consumer_name, error=error, attempts=attempts)
+        try:
+            await broker.publish(record.value, topic=subscription.dead_letter_topic, key=record.key, headers=headers)
+        except Exception as exc:
+            if not is_unfixable(exc):
+                raise
+            # Too large with the headers added: raising would redeliver the record for ever and
+            # stall the partition. The value stays at its original offset, where replay reads it.
+            log.error("dead letter of %s[%s]@%s refused (%r); writing it without its value",
+                      record.topic, record.partition, record.offset, exc)
+            headers[VALUE_OMITTED_HEADER] = str(len(record.value or b""))
+            await broker.publish(None, topic=subscription.dead_letter_topic, key=record.key or b"", headers=headers)
         DEAD_LETTERED.labels(consumer=subscription.consumer_name).inc()
         log.error(
             "dead-lettered %s[%s]@%s after %s attempt(s): %s",
@@ -140,6 +155,7 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -
         # Hand over the raw record: decoding is ours, so a malformed one is dead-lettered
         # instead of failing inside the framework and being redelivered for ever.
         decoder=_undecoded,
+        parser=_lenient_headers,
         group_id=subscription.group_id,
         auto_offset_reset="earliest",
         # Never the acknowledge-first default: the offset is committed after on_record
@@ -152,3 +168,58 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -
 
 async def _undecoded(msg: KafkaMessage) -> bytes:
     return msg.body
+
+
+async def _lenient_headers(record, original_parser) -> KafkaMessage:
+    """faststream reads every header as UTF-8 and fails on other bytes, before our handler and
+    so for ever (the record is redelivered); let it read a copy with those bytes replaced, and
+    hand our handler the record itself."""
+    try:
+        return await original_parser(record)
+    except UnicodeDecodeError:
+        readable = dataclasses.replace(record, headers=[(name, value.decode(errors="replace").encode())
+                                                        for name, value in record.headers])
+        message = await original_parser(readable)
+        message.raw_message = record
+        return message
+
+
+class LagMonitor:
+    """Each consumer group's lag per partition: the partition's end offset minus the group's
+    committed offset (what `kafka-consumer-groups --describe` shows), set on the gauge.
+
+    Two requests per look, on clients of its own, so the service's consumers are not touched.
+    A partition the group never committed on is not reported.
+    """
+
+    def __init__(self, bootstrap_servers: str, group_ids: Iterable[str]) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.group_ids = sorted(set(group_ids))
+        self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: AIOKafkaConsumer | None = None
+
+    async def observe(self) -> dict[tuple[str, TopicPartition], int]:
+        if self._admin is None or self._offsets is None:
+            await self.close()
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+            self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None)
+            await self._admin.start()
+            await self._offsets.start()
+        lags: dict[tuple[str, TopicPartition], int] = {}
+        for group in self.group_ids:
+            committed = {tp: meta.offset for tp, meta in (await self._admin.list_consumer_group_offsets(group)).items()
+                         if meta.offset >= 0}
+            if not committed:
+                continue
+            ends = await self._offsets.end_offsets(list(committed))
+            for tp, offset in committed.items():
+                lags[(group, tp)] = max(ends[tp] - offset, 0)
+                CONSUMER_LAG.labels(group=group, topic=tp.topic, partition=str(tp.partition)).set(lags[(group, tp)])
+        return lags
+
+    async def close(self) -> None:
+        admin, offsets, self._admin, self._offsets = self._admin, self._offsets, None, None
+        if admin is not None:
+            await admin.close()
+        if offsets is not None:
+            await offsets.stop()

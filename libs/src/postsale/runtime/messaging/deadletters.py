@@ -1,18 +1,27 @@
-"""List and replay a service's dead letters.
+"""List and replay a service's dead letters; list and release its parked outbox rows.
 
     python -m postsale.runtime.messaging.deadletters list entitlements
     python -m postsale.runtime.messaging.deadletters replay entitlements
+    python -m postsale.runtime.messaging.deadletters release entitlements 12 13   (or --all)
 
-Replaying republishes each dead record, unchanged (same key, value and CloudEvents id), to
-the topic it came from. That is safe for every consumer of the topic: each one has handled
-the id already (its inbox skips it) or never could (and handles it now). Replay remembers how
-far it got in its own consumer group, so running it again replays only newer dead letters.
+Replaying republishes each dead record, unchanged (same key, value and headers, so the same
+CloudEvents id), to the topic it came from. That is safe for every consumer of the topic:
+each one has handled the id already (its inbox skips it) or never could (and handles it
+now). Replay remembers how far it got in its own consumer group, so running it again
+replays only newer dead letters.
+
+A parked row is an outbox row the broker refused for a reason retrying cannot fix (too
+large, invalid topic, not authorised); `list` shows them beside the dead letters, read from
+the service's database (`<SERVICE>_DATABASE_URL`, as the service reads it). `release` puts
+them back in the queue once the cause is fixed; the running service's relay publishes them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -20,8 +29,12 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from postsale.runtime.clock import utcnow
+from postsale.runtime.db import make_engine
+from postsale.runtime.messaging.outbox import parked_messages, release_parked
 
 DLQ_HEADER_PREFIX = "dlq_"
+ORIGINAL_HEADERS_HEADER = "dlq_original_headers"
+VALUE_OMITTED_HEADER = "dlq_value_omitted"
 
 
 def dead_letter_topic(service: str) -> str:
@@ -29,14 +42,22 @@ def dead_letter_topic(service: str) -> str:
 
 
 def dead_letter_headers(record, *, consumer: str, error: BaseException, attempts: int) -> dict[str, str]:
-    """The failed record's own headers, with where it came from and why it failed added."""
+    """The failed record's own headers, with where it came from and why it failed added.
+
+    The original headers also travel exactly (bytes, order, repeats) in `dlq_original_headers`,
+    since the text copies beside it cannot carry every byte and the publisher adds its own."""
+    raw = list(record.headers or ())
     original = {name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-                for name, value in (record.headers or ())}
+                for name, value in raw}
     return {
         **original,
         "dlq_original_topic": record.topic,
         "dlq_original_partition": str(record.partition),
         "dlq_original_offset": str(record.offset),
+        "dlq_original_timestamp": str(record.timestamp),
+        ORIGINAL_HEADERS_HEADER: json.dumps(
+            [[name, base64.b64encode(value if isinstance(value, bytes) else str(value).encode()).decode()]
+             for name, value in raw]),
         "dlq_consumer": consumer,
         "dlq_error_type": type(error).__name__,
         "dlq_error": str(error)[:4000],
@@ -57,16 +78,29 @@ class DeadLetter:
     attempts: int
     failed_at: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: list[tuple[str, bytes]]
 
     @property
+    def _meta(self) -> dict[str, str]:
+        return {name: value.decode(errors="replace") for name, value in self.headers if name.startswith(DLQ_HEADER_PREFIX)}
+
+    @property
     def original_headers(self) -> list[tuple[str, bytes]]:
+        exact = self._meta.get(ORIGINAL_HEADERS_HEADER)
+        if exact is not None:
+            return [(name, base64.b64decode(value)) for name, value in json.loads(exact)]
+        # Written before the exact copy existed: the text copies, less the dead-letter headers.
         return [(name, value) for name, value in self.headers if not name.startswith(DLQ_HEADER_PREFIX)]
 
     @property
+    def value_omitted(self) -> bool:
+        """Too large to dead-letter whole: the value is read from its original offset on replay."""
+        return VALUE_OMITTED_HEADER in self._meta
+
+    @property
     def event_type(self) -> str:
-        return dict(self.headers).get("ce_type", b"?").decode(errors="replace")
+        return dict(self.original_headers).get("ce_type", b"?").decode(errors="replace")
 
 
 def _dead_letter(record) -> DeadLetter:
@@ -77,7 +111,8 @@ def _dead_letter(record) -> DeadLetter:
         original_partition=int(meta.get("dlq_original_partition", -1)),
         original_offset=int(meta.get("dlq_original_offset", -1)), error_type=meta.get("dlq_error_type", ""),
         error=meta.get("dlq_error", ""), attempts=int(meta.get("dlq_attempts", 0)),
-        failed_at=meta.get("dlq_failed_at", ""), consumer=meta.get("dlq_consumer", ""), key=record.key, value=record.value or b"", headers=headers,
+        failed_at=meta.get("dlq_failed_at", ""), consumer=meta.get("dlq_consumer", ""), key=record.key,
+        value=record.value, headers=headers,
     )
 
 
@@ -105,6 +140,23 @@ async def _read_to_end(bootstrap_servers: str, topic: str, group_id: str | None)
         raise
 
 
+async def _original_value(bootstrap_servers: str, letter: DeadLetter) -> bytes | None:
+    """The value of the record a dead letter stands for, read at its original offset."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(letter.original_topic, letter.original_partition)
+        consumer.assign([tp])
+        consumer.seek(tp, letter.original_offset)
+        record = await asyncio.wait_for(consumer.getone(tp), timeout=30)
+        if record.offset != letter.original_offset:
+            raise LookupError(f"{letter.original_topic}[{letter.original_partition}]@{letter.original_offset} "
+                              "is gone (retention)")
+        return record.value
+    finally:
+        await consumer.stop()
+
+
 async def list_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLetter]:
     records, consumer = await _read_to_end(bootstrap_servers, dead_letter_topic(service), group_id=None)
     await consumer.stop()
@@ -120,7 +172,8 @@ async def replay_dead_letters(bootstrap_servers: str, service: str) -> list[Dead
     try:
         letters = [_dead_letter(record) for record in records]
         for letter in letters:
-            await producer.send_and_wait(letter.original_topic, letter.value, key=letter.key,
+            value = await _original_value(bootstrap_servers, letter) if letter.value_omitted else letter.value
+            await producer.send_and_wait(letter.original_topic, value, key=letter.key,
                                          headers=letter.original_headers)
         if records:
             # Only after every replayed record was acknowledged by the broker.
@@ -131,23 +184,52 @@ async def replay_dead_letters(bootstrap_servers: str, service: str) -> list[Dead
         await consumer.stop()
 
 
+def database_url(service: str) -> str:
+    """The service's database, named as the service itself reads it."""
+    return os.environ.get(f"{service.upper()}_DATABASE_URL", f"sqlite:///.data/{service}.db")
+
+
+def _with_engine(url: str, work):
+    engine = make_engine(url)
+    try:
+        return work(engine)
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m postsale.runtime.messaging.deadletters",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["list", "replay"])
+    parser.add_argument("command", choices=["list", "replay", "release"])
     parser.add_argument("service", help="checkout, entitlements, accounts or notifications")
+    parser.add_argument("ids", nargs="*", type=int, help="release: the parked outbox rows to re-queue")
+    parser.add_argument("--all", action="store_true", help="release: every parked outbox row")
     parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--database-url", help="default: $<SERVICE>_DATABASE_URL, else sqlite:///.data/<service>.db")
     args = parser.parse_args(argv)
+    url = args.database_url or database_url(args.service)
     if args.command == "list":
         letters = asyncio.run(list_dead_letters(args.bootstrap_servers, args.service))
         for letter in letters:
+            omitted = " (value omitted: too large)" if letter.value_omitted else ""
             print(f"#{letter.offset} {letter.failed_at} {letter.event_type} from {letter.original_topic}"
                   f"[{letter.original_partition}]@{letter.original_offset} after {letter.attempts} attempt(s): "
-                  f"{letter.error_type}: {letter.error}")
+                  f"{letter.error_type}: {letter.error}{omitted}")
         print(f"{len(letters)} dead letter(s) in {dead_letter_topic(args.service)}")
-    else:
+        parked = _with_engine(url, parked_messages)
+        for row in parked:
+            event_type = json.loads(row.headers).get("ce_type", "?")
+            print(f"outbox #{row.id} {row.parked_at} {event_type} to {row.topic} ({len(row.value)} bytes, "
+                  f"event {row.event_id}) after {row.attempts} attempt(s): {row.last_error}")
+        print(f"{len(parked)} parked outbox row(s) in the {args.service} database")
+    elif args.command == "replay":
         letters = asyncio.run(replay_dead_letters(args.bootstrap_servers, args.service))
         print(f"replayed {len(letters)} dead letter(s) from {dead_letter_topic(args.service)}")
+    else:
+        if not args.ids and not args.all:
+            parser.error("release needs the ids of parked outbox rows, or --all")
+        released = _with_engine(url, lambda engine: release_parked(engine, None if args.all else args.ids))
+        print(f"released {len(released)} parked outbox row(s) {released}; the relay publishes them next")
     return 0
 
 

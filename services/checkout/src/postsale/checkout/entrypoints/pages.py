@@ -343,6 +343,7 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
                 return _refused(request, session, checkout, customer,
                                 "The card form needs JavaScript: enable it to pay.", 409, form)
             return JSONResponse({"status": "requires_action", "client_secret": result.client_secret,
+                                 "payment_id": result.payment_id,
                                  "mode": "payment" if (result.amount or 0) > 0 else "setup"})
         if result.action_url:
             return RedirectResponse(result.action_url, status_code=303)
