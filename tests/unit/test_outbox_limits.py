@@ -8,11 +8,14 @@ from datetime import timedelta
 
 import pytest
 from aiokafka import errors
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from postsale.contracts import AccountActivated, ProductPublished
 from postsale.runtime.clock import utcnow
 from postsale.runtime.db import create_tables, make_engine
+from postsale.runtime.errors import refuse_oversized_events
 from postsale.runtime.messaging import MAX_EVENT_BYTES, EventTooLarge, OutboxMessage, publish_later
 from postsale.runtime.messaging.outbox import is_unfixable, observe_outbox, parked_messages, release_parked
 
@@ -101,3 +104,20 @@ def test_the_readings_count_waiting_and_parked_rows_apart_and_release_requeues(e
     assert release_parked(engine) == [second.id]
     assert parked_messages(engine) == []
     assert observe_outbox(engine).backlog == 2
+
+
+def test_a_request_that_would_queue_an_oversized_event_gets_a_413_and_stores_nothing(engine):
+    app = FastAPI()
+    refuse_oversized_events(app)
+
+    @app.post("/names")
+    def rename() -> dict:
+        with Session(engine) as session:
+            publish_later(session, product("x" * (MAX_EVENT_BYTES + 1)), source="/test")
+            session.commit()
+        return {}
+
+    answer = TestClient(app).post("/names")
+    assert answer.status_code == 413 and "too large" in answer.json()["detail"]
+    with Session(engine) as session:
+        assert session.exec(select(OutboxMessage)).all() == []

@@ -62,3 +62,13 @@ def test_a_stripe_store_without_its_keys_does_not_start(monkeypatch):
     monkeypatch.setenv("CHECKOUT_PAYMENT_PROVIDER", "stripe")
     with pytest.raises(ValidationError, match="needs CHECKOUT_STRIPE_API_KEY and CHECKOUT_STRIPE_WEBHOOK_SECRET"):
         Settings()
+
+
+def test_a_person_gets_an_error_page_and_a_program_gets_json(stripe_store):
+    missing = stripe_store.get("/offers/offer_nope")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "This offer does not exist." in missing.text
+    stale = stripe_store.get("/checkout/cs_gone")
+    assert stale.status_code == 404 and "This checkout does not exist or has expired." in stale.text
+    api = stripe_store.get("/admin/offers/offer_nope", headers=ADMIN)
+    assert api.status_code == 404 and api.json() == {"detail": "no offer offer_nope"}

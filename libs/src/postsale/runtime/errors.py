@@ -9,7 +9,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.templating import Jinja2Templates
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from postsale.runtime.messaging import EventTooLarge
 
 TITLES = {400: "Something is wrong with this request", 401: "Please log in", 403: "Not allowed",
           404: "Not found", 409: "This cannot be done now", 410: "No longer available"}
@@ -28,3 +31,13 @@ def html_errors_for_pages(app: FastAPI, *, templates: Jinja2Templates, api_prefi
             {"title": TITLES.get(exc.status_code, "Sorry"), "message": exc.detail},
             status_code=exc.status_code, headers=getattr(exc, "headers", None),
         )
+
+
+def refuse_oversized_events(app: FastAPI) -> None:
+    """A request whose change would publish an event larger than Kafka takes is refused with a 413
+    and changes nothing (its transaction is never committed); every input has limits before this,
+    so reaching it means a limit is missing."""
+
+    @app.exception_handler(EventTooLarge)
+    async def too_large(_request: Request, exc: EventTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": f"This request is too large to be processed: {exc}"}, status_code=413)

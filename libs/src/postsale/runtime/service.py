@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from postsale.contracts import topics as contract_topics
 from postsale.runtime.auth import SessionVerifier
 from postsale.runtime.db import make_engine
+from postsale.runtime.errors import refuse_oversized_events
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
 from postsale.runtime.messaging.consumer import LagMonitor
 from postsale.runtime.messaging.deadletters import dead_letter_topic
@@ -157,5 +158,6 @@ def create_service_app(
     app.state.urls = urls
     app.state.admin_token = admin_token
     app.state.session_verifier = SessionVerifier(f"{urls.accounts_url}/.well-known/jwks.json")
+    refuse_oversized_events(app)
     add_operational_routes(app, outbox_max_age=OperationsSettings().outbox_max_age_seconds)
     return app

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from postsale.checkout.adapters.payments.port import PaymentResult, RefundResult, WebhookEvent
@@ -72,7 +73,7 @@ class SandboxProvider:
     def _record(self, *, idempotency_key: str, attempt_id: str, amount: int, currency: str, card: TestCard,
                 payment_method_id: str, status: str, message: str | None) -> PaymentResult:
         with Session(self.engine) as session:
-            existing = session.exec(select(SandboxPayment).where(SandboxPayment.idempotency_key == idempotency_key)).first()
+            existing = self._by_key(session, idempotency_key)
             if existing is not None:
                 return self._result(existing)
             payment = SandboxPayment(
@@ -82,9 +83,16 @@ class SandboxProvider:
                 disputed=card.disputed and status == "succeeded",
             )
             session.add(payment)
-            session.commit()
-            session.refresh(payment)
+            try:
+                session.commit()
+            except IntegrityError:  # the same key at the same moment (a double click): one payment
+                session.rollback()
+                payment = self._by_key(session, idempotency_key)
             return self._result(payment)
+
+    @staticmethod
+    def _by_key(session: Session, idempotency_key: str) -> SandboxPayment | None:
+        return session.exec(select(SandboxPayment).where(SandboxPayment.idempotency_key == idempotency_key)).first()
 
     def start_payment(self, *, attempt_id: str, amount: int, currency: str, email: str, idempotency_key: str,
                       details: Mapping[str, str]) -> PaymentResult:
