@@ -6,7 +6,8 @@
   (the version in contracts/pyproject.toml), never rewritten; compatibility is checked
   against every release of the same major version;
 - the catalogue section of `docs/contracts.md`;
-- `docs/asyncapi/<service>.json`: each service's AsyncAPI document, from its subscriptions.
+- `docs/asyncapi/<service>.json`: each service's AsyncAPI document, from its subscriptions;
+- `docs/openapi/<service>.json`: each service's OpenAPI document, from its FastAPI app.
 
     python contracts/generate.py           # write
     python contracts/generate.py --check   # exit 1 and list what differs
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import tomllib
 from pathlib import Path
@@ -28,6 +30,7 @@ from postsale.contracts.base import SECRET_MARK, Event
 from postsale.contracts.events import ALL_EVENTS
 from postsale.contracts.examples import EXAMPLES
 from postsale.runtime.asyncapi import asyncapi_document
+from postsale_local.suite import generate_secrets
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("checkout", "entitlements", "accounts", "notifications")
@@ -74,9 +77,26 @@ def generated_files(root: Path = ROOT) -> dict[Path, str]:
         subscriptions = importlib.import_module(f"postsale.{service}.entrypoints.consumers").SUBSCRIPTIONS
         out[root / "docs" / "asyncapi" / f"{service}.json"] = _json(
             asyncapi_document(service, subscriptions, contracts_version(root)))
+        out[root / "docs" / "openapi" / f"{service}.json"] = _json(openapi_document(service))
     docs = root / "docs" / "contracts.md"
     out[docs] = with_catalogue(docs.read_text() if docs.exists() else f"{CATALOGUE_START}\n{CATALOGUE_END}\n")
     return out
+
+
+def openapi_document(service: str) -> dict:
+    """The service's OpenAPI document, from an app made with throwaway settings (nothing starts)."""
+    settings = {**generate_secrets(), f"{service.upper()}_DATABASE_URL": "sqlite://"}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        app = importlib.import_module(f"postsale.{service}.entrypoints.app").create_app()
+        return app.openapi()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _type_name(annotation: object) -> str:

@@ -160,3 +160,40 @@ def test_an_upsell_on_stripe_charges_the_saved_card_off_session_and_shows_a_decl
     declined = browser.post(f"{payment_url}/upsell", data={"position": "0:up", "decision": "decline"})
     onwards = browser.get(suite.url("checkout") + declined.headers["location"])
     assert onwards.headers["location"].startswith(f"{suite.url('accounts')}/setup?")
+
+
+def test_a_cart_on_stripe_is_one_payment_and_its_settings_override_the_offers(suite):
+    run = uuid.uuid4().hex[:6]
+    first = create_offer(suite, name="A", product_ids=[create_product(suite, f"A {run}")],
+                         price={"amount": 3000, "currency": "EUR"}, post_purchase={"destination": "thank_you"})
+    second = create_offer(suite, name="B", product_ids=[create_product(suite, f"B {run}")],
+                          price={"amount": 2000, "currency": "EUR"})
+    landing = "https://seller.example/thanks"
+    with suite.admin("checkout") as checkout:
+        cart = checkout.post("/admin/carts", json={
+            "name": "Bundle", "offer_ids": [first["id"], second["id"]],
+            "post_purchase": {"skip_account_page": True, "destination": "landing_page", "landing_page_url": landing}})
+        assert cart.status_code == 201, cart.text
+    email, browser = f"ca-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
+    started = browser.post(cart.json()["checkout_url"] + "/checkout", data={"email": email})
+    payment_url = suite.url("checkout") + started.headers["location"]
+    intent = start_stripe_payment(browser, payment_url)
+    webhook(suite, payment_url.rsplit("/", 1)[1], intent["payment_id"], amount=5000)
+    assert sorted(p["price"]["amount"] for p in purchases(suite, email)) == [2000, 3000]
+    assert browser.post(f"{payment_url}/complete", data={}).headers["location"] == landing
+
+
+def test_a_password_chosen_on_the_stripe_payment_page_reaches_accounts_after_the_webhook(suite):
+    offer = create_offer(suite, name="Course", product_ids=[create_product(suite, f"C {uuid.uuid4().hex[:6]}")],
+                         post_purchase={"require_password": True})
+    email, browser = f"pw-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
+    payment_url = start_checkout(browser, suite, offer["id"], email)
+    fields = {"first_name": "Pia", "last_name": "Lund", "password": "stripe passphrase",
+              "password_repeat": "stripe passphrase"}
+    too_short = browser.post(f"{payment_url}/pay", data={**fields, "password_repeat": "x"}, headers=JSON)
+    assert too_short.status_code == 422 and too_short.json()["status"] == "invalid"
+    intent = start_stripe_payment(browser, payment_url, **fields)
+    webhook(suite, payment_url.rsplit("/", 1)[1], intent["payment_id"], amount=4900)
+    # Stripe.js confirmed; the page posts the same form to /complete, and the password goes on.
+    handed = browser.post(f"{payment_url}/complete", data=fields)
+    assert f'action="{suite.url("accounts")}/setup/checkout"' in handed.text

@@ -379,19 +379,22 @@ def _hand_password_to_accounts(request: Request, checkout: CheckoutSession, pass
     return response
 
 
-@router.api_route("/checkout/{checkout_id}/complete", methods=["GET", "POST"], response_class=HTMLResponse)
-async def after_provider_action(checkout_id: str, request: Request, customer: CustomerDep):
-    """Where the buyer returns after confirming with the provider (Stripe.js, 3-D Secure)."""
-    form = await _form(request) if request.method == "POST" else {}
-    return await to_thread.run_sync(_complete, request, checkout_id, customer, form)
+@router.get("/checkout/{checkout_id}/complete", response_class=HTMLResponse)
+async def after_provider_redirect(checkout_id: str, request: Request, customer: CustomerDep):
+    """Where the provider sends the buyer back (3-D Secure, a redirecting payment method)."""
+    return await to_thread.run_sync(_complete, request, checkout_id, customer, {})
+
+
+@router.post("/checkout/{checkout_id}/complete", response_class=HTMLResponse)
+async def after_provider_confirmation(checkout_id: str, request: Request, customer: CustomerDep):
+    """Where the payment page's script posts the form once Stripe.js confirmed the payment, so that
+    the fields that go on (the password chosen at checkout) go along."""
+    return await to_thread.run_sync(_complete, request, checkout_id, customer, await _form(request))
 
 
 def _complete(request: Request, checkout_id: str, customer, form: dict[str, str]) -> Response:
     with Session(request.app.state.engine) as session:
         checkout = _checkout_or_404(session, checkout_id)
-        if checkout.status == "paid" or not checkout.provider_payment_id:
-            return _after_purchase(request, session, checkout, customer)
-        result = _provider(request).payment_result(checkout.provider_payment_id)
         password = None
         settings = handlers.post_purchase_settings(session, checkout)
         if form and settings.asks_password_at_checkout and not checkout.bought_before:
@@ -399,6 +402,13 @@ def _complete(request: Request, checkout_id: str, customer, form: dict[str, str]
                 password = _password_fields(form)
             except PaymentRefused:
                 password = None  # the account page asks again
+        if checkout.status == "paid" and password is not None and not handlers.customer_has_account(
+                session, checkout.email):
+            # Stripe's webhook often completes the purchase before the buyer's page comes back.
+            return _hand_password_to_accounts(request, checkout, password)
+        if checkout.status == "paid" or not checkout.provider_payment_id:
+            return _after_purchase(request, session, checkout, customer)
+        result = _provider(request).payment_result(checkout.provider_payment_id)
         if result.status in ("requires_action", "processing"):
             return _page(request, "processing.html", {"checkout": checkout})
         return _on_payment_result(request, session, checkout, customer, result, {}, password)
