@@ -1,0 +1,131 @@
+"""Timed work, one shape everywhere: rows with a due time, claimed by a scheduler.
+
+A service keeps its timed work (renewals, retries, end-of-period revocations, reminders,
+follow-up emails, webhook retries) as rows of a table that has the `DueRow` columns. The
+`Scheduler` claims due rows one at a time with `FOR UPDATE SKIP LOCKED` (on PostgreSQL; so two
+replicas never take the same row), runs the service's handler for the row in the row's own
+transaction, and marks it done. A row whose handler fails is retried later with backoff, then
+given up with its error kept: one bad row never stalls the others. Nothing sleeps in memory: a
+restart loses nothing, because the rows are the schedule.
+
+Every handler gets `now` from the scheduler's clock (injectable), never from the wall clock, so
+tests and the sandbox's lifecycle simulator can move time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Callable, Generic, TypeVar
+
+from sqlalchemy import Index, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, select
+
+from postsale.runtime import wakeups
+from postsale.runtime.clock import as_utc, utcnow
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+MAX_ATTEMPTS = 8
+
+
+class DueRow(SQLModel):
+    """The columns every table of timed work has. Add `pending_index(<table>)` to its table args."""
+
+    id: str = Field(primary_key=True)
+    due_at: datetime
+    done_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+def pending_index(table: str) -> Index:
+    """A partial index of the rows still to do, so a claim stays cheap however many are done."""
+    condition = text("done_at IS NULL")
+    return Index(f"ix_{table}_pending", "due_at", sqlite_where=condition, postgresql_where=condition)
+
+
+Row = TypeVar("Row", bound=DueRow)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """1 minute, 2, 4, ... capped at 6 hours."""
+    return timedelta(minutes=min(2 ** (attempts - 1), 360))
+
+
+class Scheduler(Generic[Row]):
+    """Runs `handle(session, row, now)` for each due row of `table`, each in its own transaction.
+
+    The handler must not commit; it may add rows (the next renewal, a retry) and publish events
+    through the outbox. When it returns, the row is done.
+    """
+
+    def __init__(self, engine: Engine, name: str, table: type[Row], handle: Callable[[Session, Row, datetime], None],
+                 *, clock: Clock = utcnow, poll_interval: float = 1.0, batch_size: int = 50) -> None:
+        self.engine, self.name, self.table, self.handle = engine, name, table, handle
+        self.clock, self.poll_interval, self.batch_size = clock, poll_interval, batch_size
+
+    async def run(self) -> None:
+        """Runs due rows until cancelled: when a commit asked for it, and every poll interval."""
+        await wakeups.run_loop(self.engine, self.name, self._run_batch, poll_interval=self.poll_interval)
+
+    async def _run_batch(self) -> bool:
+        return await asyncio.to_thread(self.run_due) == self.batch_size
+
+    def run_due(self, *, until: datetime | None = None, where=None) -> int:
+        """Runs up to a batch of rows due by `until` (default: the clock's now), earliest first,
+        narrowed by the SQL condition `where`; returns how many it ran."""
+        ran = 0
+        while ran < self.batch_size and self.run_one(until=until, where=where):
+            ran += 1
+        return ran
+
+    def run_one(self, *, until: datetime | None = None, where=None) -> bool:
+        """Claims and runs the earliest due row; False when none is due."""
+        with Session(self.engine) as session:
+            query = (select(self.table)
+                     .where(self.table.done_at.is_(None), self.table.due_at <= (until or self.clock()))  # type: ignore[union-attr]
+                     .order_by(self.table.due_at, self.table.id).limit(1).with_for_update(skip_locked=True))
+            if where is not None:
+                query = query.where(where)
+            row = session.exec(query).first()
+            if row is None:
+                return False
+            row_id, due_at = row.id, as_utc(row.due_at)
+            # Ahead of time (the lifecycle simulator) a row happens at its own due time, as it
+            # would have; otherwise at the clock's now.
+            now = due_at if until is not None else max(due_at, self.clock())
+            try:
+                self.handle(session, row, now)
+                row.done_at = now
+                session.add(row)
+                session.commit()
+                return True
+            except Exception as exc:  # noqa: BLE001 - recorded on the row below, retried later
+                session.rollback()
+                failure = exc
+        self._record_failure(row_id, failure)
+        return True
+
+    def _record_failure(self, row_id: str, error: BaseException) -> None:
+        with Session(self.engine) as session:
+            row = session.get(self.table, row_id, with_for_update=True)
+            if row is None or row.done_at is not None:
+                return
+            row.attempts += 1
+            row.last_error = f"{type(error).__name__}: {error}"[:2000]
+            if row.attempts >= MAX_ATTEMPTS:
+                row.done_at = self.clock()
+                log.error("%s gave up on %s after %s attempts: %s", self.name, row_id, row.attempts, error)
+            else:
+                row.due_at = self.clock() + retry_delay(row.attempts)
+                log.warning("%s failed on %s (attempt %s): %r", self.name, row_id, row.attempts, error)
+            session.add(row)
+            session.commit()
+
+
+def wake(session: Session, scheduler_name: str) -> None:
+    """Runs inside the caller's transaction: the scheduler looks for due rows once it commits."""
+    wakeups.wake_after_commit(session, scheduler_name)
