@@ -19,6 +19,7 @@ from postsale.contracts.envelope import (
 from postsale.contracts.events import (
     ALL_EVENTS,
     AccessGranted,
+    AccessPolicy,
     AccessRestored,
     AccessRevoked,
     AccessSuspended,
@@ -56,6 +57,7 @@ from postsale.contracts.events import (
 __all__ = [
     "ALL_EVENTS",
     "AccessGranted",
+    "AccessPolicy",
     "AccessRestored",
     "AccessRevoked",
     "AccessSuspended",

@@ -25,6 +25,22 @@ class PurchasedProduct(Contract):
     delivery_type: DeliveryType
 
 
+class AccessPolicy(Contract):
+    """How access follows billing for a purchase: the offer's policy, Postsale's defaults unless
+    the seller changed them. Entitlements applies it, whatever the payment provider."""
+
+    access_days: int | None = Field(
+        default=None, ge=1, le=36500,
+        description="Access lasts this many days from the purchase, then expires; empty: for good (while the "
+                    "billing lasts, for a subscription or payment plan).")
+    on_cancel: Literal["period_end", "now"] = Field(
+        default="period_end",
+        description="A cancelled subscription keeps access to the end of its paid period, or loses it as soon as "
+                    "the cancellation is asked for.")
+    on_pause: Literal["keep", "suspend"] = Field(default="keep", description="Access while billing is paused.")
+    on_partial_refund: Literal["keep", "revoke"] = Field(default="keep", description="A full refund always revokes.")
+
+
 # --- checkout.purchases.v1 ------------------------------------------------------------------
 
 
@@ -74,6 +90,8 @@ class PurchaseCompleted(Event):
         description="For a new customer: email a link that sets up the account (the welcome email), so a buyer "
                     "who closes the tab can still get in. False only when the seller turned the welcome email off.",
     )
+    access_policy: AccessPolicy = Field(default_factory=AccessPolicy,
+                                        description="How access follows billing for this purchase.")
     after_setup_url: str | None = Field(
         default=None,
         description="Where a new customer goes once the account is set up (the offer's thank-you or landing "

@@ -37,6 +37,7 @@ from postsale.checkout.domain.post_purchase import PostPurchase, settings_proble
 from postsale.checkout.domain.quote import Quote, make_quote
 from postsale.checkout.domain.setup_tokens import setup_token, token_sha256
 from postsale.contracts import (
+    AccessPolicy,
     AccountActivated,
     CustomerRegistered,
     Money,
@@ -101,7 +102,8 @@ def _check_add_on(offer: Offer, add_on: Offer, role: str) -> None:
 
 def create_offer(session: Session, *, name: str, terms: BillingTerms, product_ids: list[str],
                  order_bump_offer_id: str | None = None, upsells: list[FunnelStep] = (),  # type: ignore[assignment]
-                 post_purchase: PostPurchase = PostPurchase(), send_confirmation_email: bool = True) -> Offer:
+                 post_purchase: PostPurchase = PostPurchase(), access_policy: AccessPolicy = AccessPolicy(),
+                 send_confirmation_email: bool = True) -> Offer:
     problem = terms_problem(terms) or settings_problem(post_purchase)
     if problem:
         raise CheckoutError(problem)
@@ -117,6 +119,7 @@ def create_offer(session: Session, *, name: str, terms: BillingTerms, product_id
         trial_days=terms.trial_days, instalments=terms.instalments, minimum_amount=terms.minimum,
         product_ids=list(dict.fromkeys(product_ids)), order_bump_offer_id=order_bump_offer_id,
         upsells=[asdict(step) for step in upsells], post_purchase=asdict(post_purchase),
+        access_policy=access_policy.model_dump(exclude_defaults=True),
         send_confirmation_email=send_confirmation_email,
     )
     add_ons = [order_bump_offer_id] if order_bump_offer_id else []
@@ -417,6 +420,7 @@ def _record_purchase(session: Session, checkout: CheckoutSession, offer: Offer, 
             account_setup_token_sha256=token_sha256(setup_token(secret_key, checkout.id))
             if new_account and not checkout.bought_before else None,
             send_confirmation_email=offer.send_confirmation_email,
+            access_policy=AccessPolicy(**offer.access_policy),
             send_account_setup_email=new_account and (settings.send_welcome_email or not settings.skips_account_page),
             after_setup_url=after_setup_url(urls, checkout, settings, purchase.id) if first else None,
         ),

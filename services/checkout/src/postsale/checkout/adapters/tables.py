@@ -54,6 +54,7 @@ class Offer(Base, table=True):
     order_bump_offer_id: str | None = None
     upsells: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # FunnelStep fields
     post_purchase: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # PostPurchase fields
+    access_policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # AccessPolicy fields
     send_confirmation_email: bool = True
     created_at: datetime = Field(default_factory=utcnow)
 

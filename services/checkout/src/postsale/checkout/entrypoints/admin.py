@@ -19,6 +19,7 @@ from postsale.checkout.domain.billing import BillingTerms
 from postsale.checkout.domain.coupons import CouponRules, normalize_code
 from postsale.checkout.domain.funnel import MAX_STEPS, FunnelStep
 from postsale.checkout.domain.post_purchase import PostPurchase
+from postsale.contracts import AccessPolicy
 from postsale.runtime.db import SessionDep
 from postsale.runtime.web import normalize_email, require_admin
 
@@ -76,6 +77,9 @@ class NewOffer(BaseModel):
     order_bump_offer_id: str | None = Field(default=None, min_length=1, max_length=64)
     upsells: list[UpsellStep] = Field(default_factory=list, max_length=MAX_STEPS)
     post_purchase: PostPurchaseSettings = PostPurchaseSettings()
+    access_policy: AccessPolicy = Field(default_factory=AccessPolicy, description=(
+        "How access follows billing: for how many days, and on cancellation, pause and partial refund. "
+        "Postsale's defaults unless set."))
     send_confirmation_email: bool = True
 
 
@@ -89,6 +93,7 @@ class OfferOut(BaseModel):
     order_bump_offer_id: str | None
     upsells: list[UpsellStep]
     post_purchase: PostPurchaseSettings
+    access_policy: AccessPolicy
     send_confirmation_email: bool
     checkout_url: str
 
@@ -101,7 +106,8 @@ def _offer_out(request: Request, offer: Offer) -> OfferOut:
                         trial_days=terms.trial_days, instalments=terms.instalments, minimum=terms.minimum),
         price_description=terms.describe(), product_ids=offer.product_ids,
         order_bump_offer_id=offer.order_bump_offer_id, upsells=[UpsellStep(**step) for step in offer.upsells],
-        post_purchase=PostPurchaseSettings(**offer.post_purchase), send_confirmation_email=offer.send_confirmation_email,
+        post_purchase=PostPurchaseSettings(**offer.post_purchase), access_policy=AccessPolicy(**offer.access_policy),
+        send_confirmation_email=offer.send_confirmation_email,
         checkout_url=f"{request.app.state.urls.checkout_url}/offers/{offer.id}",
     )
 
@@ -121,7 +127,8 @@ def create_offer(body: NewOffer, request: Request, session: SessionDep) -> Offer
             session, name=body.name, terms=terms, product_ids=body.product_ids,
             order_bump_offer_id=body.order_bump_offer_id,
             upsells=[FunnelStep(step.offer_id, step.downsell_offer_id) for step in body.upsells],
-            post_purchase=body.post_purchase.domain(), send_confirmation_email=body.send_confirmation_email)
+            post_purchase=body.post_purchase.domain(), access_policy=body.access_policy,
+            send_confirmation_email=body.send_confirmation_email)
     except handlers.CheckoutError as exc:
         raise _unprocessable(exc) from exc
     session.commit()

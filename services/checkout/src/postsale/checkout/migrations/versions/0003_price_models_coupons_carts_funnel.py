@@ -135,6 +135,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('order_bump_offer_id', sa.String(), nullable=True))
         batch_op.add_column(sa.Column('upsells', sa.JSON(), nullable=False, server_default='[]'))
         batch_op.add_column(sa.Column('post_purchase', sa.JSON(), nullable=False, server_default='{}'))
+        batch_op.add_column(sa.Column('access_policy', sa.JSON(), nullable=False, server_default='{}'))
 
     with op.batch_alter_table('purchases', schema=None) as batch_op:
         batch_op.add_column(sa.Column('payment_id', sa.String(), nullable=True))
@@ -162,6 +163,7 @@ def downgrade() -> None:
         batch_op.drop_column('payment_id')
 
     with op.batch_alter_table('offers', schema=None) as batch_op:
+        batch_op.drop_column('access_policy')
         batch_op.drop_column('post_purchase')
         batch_op.drop_column('upsells')
         batch_op.drop_column('order_bump_offer_id')
