@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import hmac
+import re
 import time
 from typing import Callable
+from urllib.parse import urljoin
 
 import httpx
 
@@ -55,3 +58,18 @@ def sign_webhook(payload: bytes, secret: str = STRIPE_WEBHOOK_SECRET, timestamp:
     timestamp = timestamp or int(time.time())
     signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={signature}"
+
+
+def follow_page(browser: httpx.Client, response: httpx.Response, timeout: float = 30) -> httpx.Response:
+    """Follows redirects and self-refreshing pages (`<meta http-equiv="refresh">`), as a browser does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if response.is_redirect:
+            response = browser.get(urljoin(str(response.url), response.headers["location"]))
+            continue
+        refresh = re.search(r'http-equiv="refresh" content="\d+;url=([^"]+)"', response.text)
+        if refresh is None:
+            return response
+        time.sleep(0.3)
+        response = browser.get(urljoin(str(response.url), html.unescape(refresh.group(1))))
+    raise AssertionError(f"still waiting after {timeout}s at {response.url}")

@@ -61,7 +61,7 @@ def test_a_new_customer_buys_creates_the_account_and_comes_back_by_the_email(sui
     expect(page).to_have_url(re.compile(re.escape(suite.url("accounts")) + r"/login\?next="))
 
     # The confirmation email's button leads to the library, through the login page.
-    confirmation = smtp_inbox.wait_for(lambda m: m["To"] == email)
+    confirmation = smtp_inbox.wait_for(lambda m: m["To"] == email and m["Subject"].startswith("Your purchase"))
     html = confirmation.get_body(preferencelist=("html",)).get_content()
     button = re.search(r'href="([^"]+)"[^>]*>Log in to your library<', html).group(1)
     page.goto(button)

@@ -49,10 +49,10 @@ def test_admin_apis_refuse_bad_requests_with_a_clear_4xx(suite, store):
         unknown = checkout.post("/admin/offers", json={"name": "O", "product_ids": ["prod_nope"],
                                                        "price": {"amount": 100, "currency": "EUR"}})
         assert (unknown.status_code, unknown.json()["detail"]) == (422, "unknown product id(s): prod_nope")
-        free = checkout.post("/admin/offers", json={"name": "O", "product_ids": [store.product_id],
-                                                    "price": {"amount": 0, "currency": "EURO"}})
-        assert free.status_code == 422
-        assert "price.amount" in free.json()["message"] and "price.currency" in free.json()["message"]
+        negative = checkout.post("/admin/offers", json={"name": "O", "product_ids": [store.product_id],
+                                                        "price": {"amount": -1, "currency": "EURO"}})
+        assert negative.status_code == 422
+        assert "price.amount" in negative.json()["message"] and "price.currency" in negative.json()["message"]
         assert checkout.get("/admin/offers/offer_nope").status_code == 404
 
     assert httpx.get(f"{checkout_url}/offers/offer_nope").status_code == 404

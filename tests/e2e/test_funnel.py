@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support import create_offer, create_product, eventually, set_up_account, start_checkout
+from tests.support import create_offer, create_product, eventually, follow_page, set_up_account, start_checkout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["postgresql"], indirect=True)]
 CARD = {"card_number": "4242 4242 4242 4242"}
@@ -351,7 +351,8 @@ def test_a_password_chosen_at_checkout_goes_to_accounts_and_no_account_page_foll
     assert f'action="{suite.url("accounts")}/setup/checkout"' in handed.text
     hidden = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', handed.text))
     assert hidden["password"] == "a good passphrase" and hidden["next"].endswith("/next")
-    signed_in = browser.post(f"{suite.url('accounts')}/setup/checkout", data=hidden, follow_redirects=True)
+    handed_over = browser.post(f"{suite.url('accounts')}/setup/checkout", data=hidden)
+    signed_in = follow_page(browser, handed_over)
     assert str(signed_in.url) == f"{suite.url('entitlements')}/library"
     eventually(lambda: "Course" in browser.get(f"{suite.url('entitlements')}/library").text)
     browser.post(f"{suite.url('accounts')}/logout")

@@ -62,7 +62,7 @@ def test_new_customer_buys_sets_up_account_and_sees_product(suite, store, smtp_i
                          and store.product_name in page.text and page)
     assert email in library.text
 
-    confirmation = smtp_inbox.wait_for(lambda m: m["To"] == email)
+    confirmation = smtp_inbox.wait_for(lambda m: m["To"] == email and m["Subject"].startswith("Your purchase"))
     assert confirmation["Subject"] == f"Your purchase: {store.product_name} offer"
     html = confirmation.get_body(preferencelist=("html",)).get_content()
     assert f'href="{suite.url("entitlements")}/library"' in html
@@ -105,7 +105,8 @@ def test_returning_customer_logs_in_before_paying(suite, store):
                                                         "password": "pass-word-1", "password_repeat": "pass-word-1"})
     browser.post(f"{suite.url('accounts')}/logout")
 
-    checkout_url = start_checkout(browser, suite, store.offer_id, email)
+    second = suite.create_store(f"Second {uuid.uuid4().hex[:6]}", "Second offer")
+    checkout_url = start_checkout(browser, suite, second.offer_id, email)
     # Checkout learns about the new account through accounts.customers.v1.
     to_login = eventually(lambda: (r := browser.get(checkout_url)).status_code == 303
                           and "/login" in r.headers["location"] and r)

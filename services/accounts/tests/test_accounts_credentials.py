@@ -4,7 +4,8 @@ import jwt
 import pytest
 
 from postsale.accounts.adapters.signing import SessionSigner, generate_private_key_pem
-from postsale.accounts.domain.passwords import hash_password, password_problem, verify_password
+from postsale.accounts.domain.passwords import hash_password, verify_password
+from postsale.runtime.passwords import password_problem
 from postsale.runtime.auth import AUDIENCE, ISSUER
 
 pytestmark = pytest.mark.unit

@@ -19,7 +19,6 @@ import uuid
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
@@ -27,7 +26,8 @@ import pytest
 import stripe
 
 import postsale.checkout
-from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult, WebhookEvent
+from postsale.checkout.adapters.payments.port import (PaymentError, PaymentResult, ProviderDispute, ProviderRefund,
+                                                     WebhookEvent)
 from postsale.checkout.adapters.payments.stripe import (
     CANCELED, DECLINED, NOT_FOUND, REFUSED, UNREACHABLE, StripeProvider, result_of_intent)
 from postsale.runtime.web import templates_for
@@ -386,8 +386,28 @@ def test_setup_intent_webhooks(webhooks):
 
 @pytest.mark.unit
 def test_other_events_carry_no_payment(webhooks):
-    payload = event("charge.refunded", {"id": "ch_1", "object": "charge", "amount": 4900, "currency": "eur"})
-    assert _parse(webhooks, payload) == WebhookEvent(json.loads(payload)["id"], "charge.refunded")
+    payload = event("customer.created", {"id": "cus_1", "object": "customer"})
+    assert _parse(webhooks, payload) == WebhookEvent(json.loads(payload)["id"], "customer.created")
+
+
+@pytest.mark.unit
+def test_a_refund_made_in_stripes_dashboard_arrives_as_charge_refunded(webhooks):
+    charge = {"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount": 4900, "currency": "eur",
+              "amount_refunded": 1500, "refunds": {"data": [{"id": "re_1", "amount": 1500}]}}
+    parsed = _parse(webhooks, event("charge.refunded", charge))
+    assert parsed.refunds == (ProviderRefund("re_1", "pi_1", 1500, "EUR"),) and parsed.payment is None
+    without_list = _parse(webhooks, event("charge.refunded", {**charge, "refunds": None}))
+    assert without_list.refunds == (ProviderRefund("ch_1:1500", "pi_1", 1500, "EUR"),)
+
+
+@pytest.mark.unit
+def test_disputes_arrive_opened_and_closed(webhooks):
+    dispute = {"id": "dp_1", "object": "dispute", "payment_intent": "pi_1", "amount": 4900, "currency": "eur",
+               "reason": "fraudulent", "status": "needs_response"}
+    opened = _parse(webhooks, event("charge.dispute.created", dispute)).dispute
+    assert opened == ProviderDispute("dp_1", "pi_1", 4900, "EUR", "open", "fraudulent")
+    assert _parse(webhooks, event("charge.dispute.closed", {**dispute, "status": "lost"})).dispute.status == "lost"
+    assert _parse(webhooks, event("charge.dispute.closed", {**dispute, "status": "won"})).dispute.status == "won"
 
 
 @pytest.mark.unit
@@ -455,7 +475,7 @@ class _Elements(HTMLParser):
 
 def render(**context) -> str:
     env = templates_for(Path(postsale.checkout.__file__).parent / "templates").env  # as the pages render it
-    values = {"publishable_key": "pk_test_postsale", "checkout": SimpleNamespace(id="cs_abc123"),
+    values = {"publishable_key": "pk_test_postsale", "complete_url": "/checkout/cs_abc123/complete",
               "amount_due": 4900, "currency": "EUR", "form_id": "pay-form", **context}
     return env.get_template("stripe_payment.html").render(**values)
 
@@ -492,7 +512,7 @@ def test_the_partial_carries_the_payment_element_and_its_settings():
 @pytest.mark.unit
 def test_the_partial_escapes_what_it_is_given():
     html = render(publishable_key='pk_test_"><script>alert(1)</script>',
-                  checkout=SimpleNamespace(id='x"><b>'), form_id="f", amount_due=0)
+                  complete_url='/checkout/x"><b>/complete', form_id="f", amount_due=0)
     page = _Elements()
     page.feed(html)
     _, box = page.by_id("stripe-payment")

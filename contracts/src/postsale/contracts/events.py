@@ -75,6 +75,10 @@ class PurchaseCompleted(Event):
     subscription_id: str | None = Field(
         default=None, description="For a subscription or payment plan, the billing it starts."
     )
+    trial_ends_at: AwareDatetime | None = Field(
+        default=None, description="For a subscription with a free trial: when its first payment is charged.")
+    next_payment_at: AwareDatetime | None = Field(
+        default=None, description="For a subscription or payment plan: when the next payment is due.")
     new_customer: bool = Field(description="No account existed for this email when the customer paid.")
     account_setup_token_sha256: str | None = Field(
         default=None,

@@ -63,16 +63,19 @@ class Scheduler(Generic[Row]):
     """
 
     def __init__(self, engine: Engine, name: str, table: type[Row], handle: Callable[[Session, Row, datetime], None],
-                 *, clock: Clock = utcnow, poll_interval: float = 1.0, batch_size: int = 50) -> None:
+                 *, clock: Clock = utcnow, poll_interval: float = 1.0, batch_size: int = 50, where=None) -> None:
+        """`where`: a SQL condition on `table` that the running loop keeps to (rows outside it run
+        only when asked by `run_due(where=...)`, as the lifecycle simulator does)."""
         self.engine, self.name, self.table, self.handle = engine, name, table, handle
         self.clock, self.poll_interval, self.batch_size = clock, poll_interval, batch_size
+        self.where = where
 
     async def run(self) -> None:
         """Runs due rows until cancelled: when a commit asked for it, and every poll interval."""
         await wakeups.run_loop(self.engine, self.name, self._run_batch, poll_interval=self.poll_interval)
 
     async def _run_batch(self) -> bool:
-        return await asyncio.to_thread(self.run_due) == self.batch_size
+        return await asyncio.to_thread(self.run_due, where=self.where) == self.batch_size
 
     def run_due(self, *, until: datetime | None = None, where=None) -> int:
         """Runs up to a batch of rows due by `until` (default: the clock's now), earliest first,

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from postsale.checkout import billing
 from postsale.checkout.adapters.payments.port import PaymentResult
 from postsale.checkout.adapters.tables import (
     CatalogProduct,
@@ -31,11 +32,13 @@ from postsale.checkout.adapters.tables import (
 from postsale.checkout.config import SERVICE
 from postsale.checkout.domain import funnel
 from postsale.checkout.domain.billing import BillingTerms, terms_problem
+from postsale.checkout.domain.billing_cycle import SelfService
 from postsale.checkout.domain.coupons import CouponRules, normalize_code, redeem_problem, rules_problem
 from postsale.checkout.domain.funnel import FunnelStep, MAX_STEPS
 from postsale.checkout.domain.post_purchase import PostPurchase, settings_problem
 from postsale.checkout.domain.quote import Quote, make_quote
 from postsale.checkout.domain.setup_tokens import setup_token, token_sha256
+from postsale.checkout.records import coupon_rules, offer_funnel, offer_terms, post_purchase_of
 from postsale.contracts import (
     AccessPolicy,
     AccountActivated,
@@ -45,7 +48,7 @@ from postsale.contracts import (
     PurchaseCompleted,
     PurchasedProduct,
 )
-from postsale.runtime.clock import as_utc, utcnow
+from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
 
 SOURCE = f"/postsale/{SERVICE}"
@@ -62,20 +65,6 @@ class NotFound(CheckoutError):
 
 
 # --- offers, coupons, carts (the seller) ------------------------------------------------------
-
-
-def offer_terms(offer: Offer) -> BillingTerms:
-    return BillingTerms(type=offer.billing_type, amount=offer.price_amount, currency=offer.currency,  # type: ignore[arg-type]
-                        interval=offer.interval, interval_count=offer.interval_count,  # type: ignore[arg-type]
-                        trial_days=offer.trial_days, instalments=offer.instalments, minimum=offer.minimum_amount)
-
-
-def offer_funnel(offer: Offer) -> list[FunnelStep]:
-    return [FunnelStep(**step) for step in offer.upsells]
-
-
-def post_purchase_of(settings: dict) -> PostPurchase:
-    return PostPurchase(**settings)
 
 
 def _offers_by_id(session: Session, offer_ids: list[str]) -> dict[str, Offer]:
@@ -103,7 +92,7 @@ def _check_add_on(offer: Offer, add_on: Offer, role: str) -> None:
 def create_offer(session: Session, *, name: str, terms: BillingTerms, product_ids: list[str],
                  order_bump_offer_id: str | None = None, upsells: list[FunnelStep] = (),  # type: ignore[assignment]
                  post_purchase: PostPurchase = PostPurchase(), access_policy: AccessPolicy = AccessPolicy(),
-                 send_confirmation_email: bool = True) -> Offer:
+                 self_service: SelfService = SelfService(), send_confirmation_email: bool = True) -> Offer:
     problem = terms_problem(terms) or settings_problem(post_purchase)
     if problem:
         raise CheckoutError(problem)
@@ -119,7 +108,7 @@ def create_offer(session: Session, *, name: str, terms: BillingTerms, product_id
         trial_days=terms.trial_days, instalments=terms.instalments, minimum_amount=terms.minimum,
         product_ids=list(dict.fromkeys(product_ids)), order_bump_offer_id=order_bump_offer_id,
         upsells=[asdict(step) for step in upsells], post_purchase=asdict(post_purchase),
-        access_policy=access_policy.model_dump(exclude_defaults=True),
+        access_policy=access_policy.model_dump(exclude_defaults=True), self_service=asdict(self_service),
         send_confirmation_email=send_confirmation_email,
     )
     add_ons = [order_bump_offer_id] if order_bump_offer_id else []
@@ -145,14 +134,6 @@ def create_coupon(session: Session, rules: CouponRules) -> Coupon:
                     max_redemptions=rules.max_redemptions, offer_ids=list(rules.offer_ids))
     session.add(coupon)
     return coupon
-
-
-def coupon_rules(coupon: Coupon) -> CouponRules:
-    return CouponRules(code=coupon.code, kind=coupon.kind, percent_off=coupon.percent_off,  # type: ignore[arg-type]
-                       amount_off=coupon.amount_off, currency=coupon.currency, duration=coupon.duration,  # type: ignore[arg-type]
-                       duration_periods=coupon.duration_periods,
-                       expires_at=as_utc(coupon.expires_at) if coupon.expires_at else None,
-                       max_redemptions=coupon.max_redemptions, offer_ids=tuple(coupon.offer_ids))
 
 
 def create_cart(session: Session, *, name: str, offer_ids: list[str], post_purchase: PostPurchase) -> Cart:
@@ -373,6 +354,8 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
         )
         primary_id = primary_id or purchase.id
         purchases.append(purchase)
+    if payment is not None:
+        billing.replay_waiting_events(session, payment.provider_payment_id, provider=provider, now=now)
     checkout.status = "paid"
     checkout.provider = provider
     checkout.provider_payment_id = result.payment_id
@@ -400,8 +383,8 @@ def _record_purchase(session: Session, checkout: CheckoutSession, offer: Offer, 
     session.add(purchase)
     session.flush()  # the subscription references the purchase
     terms = offer_terms(offer)
-    if terms.recurring:
-        purchase.subscription_id = _start_billing(session, purchase, terms, checkout, result, provider, now).id
+    subscription = _start_billing(session, purchase, terms, checkout, result, provider, now) if terms.recurring else None
+    purchase.subscription_id = subscription.id if subscription else None
     # Only the attempt's first purchase sets up the account: one setup link, one welcome email.
     new_account = first and not customer.has_account
     products = [session.get(CatalogProduct, pid) for pid in offer.product_ids]
@@ -416,9 +399,12 @@ def _record_purchase(session: Session, checkout: CheckoutSession, offer: Offer, 
             provider=purchase.provider, provider_payment_id=purchase.provider_payment_id,
             completed_at=now, order_id=order_id, coupon_code=coupon_code,
             parent_purchase_id=parent_purchase_id, subscription_id=purchase.subscription_id,
+            trial_ends_at=subscription.trial_end if subscription else None,
+            next_payment_at=subscription.current_period_end if subscription else None,
             new_customer=not customer.has_account,
-            account_setup_token_sha256=token_sha256(setup_token(secret_key, checkout.id))
-            if new_account and not checkout.bought_before else None,
+            # Sent for an email that bought before too: accounts then shows that browser the
+            # page that asks to prove the email, instead of setting the account up.
+            account_setup_token_sha256=token_sha256(setup_token(secret_key, checkout.id)) if new_account else None,
             send_confirmation_email=offer.send_confirmation_email,
             access_policy=AccessPolicy(**offer.access_policy),
             send_account_setup_email=new_account and (settings.send_welcome_email or not settings.skips_account_page),
@@ -446,6 +432,8 @@ def _start_billing(session: Session, purchase: Purchase, terms: BillingTerms, ch
         trial_end=trial_end, current_period_start=now, current_period_end=trial_end or terms.period_end(now),
     )
     session.add(subscription)
+    session.flush()
+    billing.store(session, subscription, billing.cycle_of(session, subscription), now)  # the first renewal's job
     return subscription
 
 
@@ -514,21 +502,23 @@ def complete_upsell(session: Session, checkout: CheckoutSession, offer: Offer, *
         settings=post_purchase_settings(session, checkout), urls=urls,
     )
     move_funnel(session, checkout, accepted=True)
+    billing.replay_waiting_events(session, payment.provider_payment_id, provider=provider, now=now)
     return purchase
 
 
 # --- provider webhooks and read models ------------------------------------------------------
 
 
-def record_provider_event(session: Session, *, source: str, external_id: str, type: str) -> bool:
-    """False when this provider event was already accepted (a repeated webhook)."""
+def record_provider_event(session: Session, *, source: str, external_id: str, type: str) -> ProviderEvent | None:
+    """The new record of a provider event; None when it was already accepted (a repeated webhook)."""
     exists = session.exec(
         select(ProviderEvent).where(ProviderEvent.source == source, ProviderEvent.external_id == external_id)
     ).first()
     if exists is not None:
-        return False
-    session.add(ProviderEvent(source=source, external_id=external_id, type=type))
-    return True
+        return None
+    event = ProviderEvent(source=source, external_id=external_id, type=type)
+    session.add(event)
+    return event
 
 
 def update_catalog(session: Session, event: ProductPublished, _event_id: str) -> None:

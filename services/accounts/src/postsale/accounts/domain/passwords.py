@@ -1,22 +1,13 @@
-"""Password rules and hashing (argon2id)."""
+"""Password hashing (argon2id). The rules a password must meet are `postsale.runtime.passwords`."""
 
 from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-MIN_LENGTH = 8
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 # Verified against when the email is unknown, so a wrong email costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
-
-
-def password_problem(password: str, repeated: str) -> str | None:
-    if len(password) < MIN_LENGTH:
-        return f"Choose a password of at least {MIN_LENGTH} characters."
-    if password != repeated:
-        return "The two passwords are not the same."
-    return None
 
 
 def hash_password(password: str) -> str:

@@ -7,5 +7,5 @@ from postsale.runtime.messaging import Subscription
 
 SUBSCRIPTIONS = [
     Subscription(SERVICE, topics.PURCHASES.name, {PurchaseCompleted: handlers.register_buyer},
-                 description="Creates the buyer's customer record and account setup token."),
+                 description="Creates the buyer's customer record and setup tokens, and emails the setup link."),
 ]

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, Column, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
 from postsale.runtime.db import table_registry
+from postsale.runtime.scheduler import DueRow, pending_index
 
 
 class Base(SQLModel, registry=table_registry()):
@@ -55,6 +56,7 @@ class Offer(Base, table=True):
     upsells: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # FunnelStep fields
     post_purchase: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # PostPurchase fields
     access_policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # AccessPolicy fields
+    self_service: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # SelfService fields
     send_confirmation_email: bool = True
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -131,18 +133,21 @@ class CheckoutSession(Base, table=True):
 
 
 class Payment(Base, table=True):
-    """A charge through a provider: the first payment of an attempt, or an accepted upsell."""
+    """A charge through a provider: the first payment of an attempt, an accepted upsell, or a
+    renewal or instalment of the subscription the attempt started."""
 
     __tablename__ = "payments"
 
     id: str = Field(primary_key=True)
-    # One payment per step of an attempt: `checkout` for the first, `upsell:<offer id>` for each upsell.
+    # One payment per step of an attempt: `checkout` for the first, `upsell:<offer id>` for each
+    # upsell, `period:<subscription id>:<period start>` for each renewal or instalment.
     checkout_session_id: str = Field(foreign_key="checkout_sessions.id")
     step: str
+    subscription_id: str | None = Field(default=None, index=True)  # a renewal or instalment
     amount: int
     currency: str
     provider: str
-    provider_payment_id: str
+    provider_payment_id: str = Field(index=True)
     paid_at: datetime = Field(default_factory=utcnow)
 
     __table_args__ = (UniqueConstraint("checkout_session_id", "step"),)
@@ -166,6 +171,7 @@ class Purchase(Base, table=True):
     provider: str
     provider_payment_id: str
     subscription_id: str | None = None
+    refunded: int = 0  # refunded so far, in minor units
     completed_at: datetime = Field(default_factory=utcnow)
 
 
@@ -195,11 +201,91 @@ class Subscription(Base, table=True):
     trial_end: datetime | None = None
     current_period_start: datetime
     current_period_end: datetime
+    cancel_at: datetime | None = None  # a pending cancellation takes effect then
+    cancel_reason: str | None = None
+    cancel_actor: str | None = None
+    ended_at: datetime | None = None
+    paused_at: datetime | None = None
+    failed_since: datetime | None = None
+    failures: int = 0
+    retry_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class BillingJob(DueRow, Base, table=True):
+    """The next moment the scheduler looks at a subscription: a renewal, a retry, a cancellation.
+    At most one pending per subscription."""
+
+    __tablename__ = "billing_jobs"
+    __table_args__ = (
+        pending_index("billing_jobs"),
+        Index("uq_billing_jobs_pending_subscription", "subscription_id", unique=True,
+              sqlite_where=text("done_at IS NULL"), postgresql_where=text("done_at IS NULL")),
+    )
+
+    subscription_id: str = Field(foreign_key="subscriptions.id")
+    customer_id: str = Field(index=True)
+
+
+class ChargeAttempt(Base, table=True):
+    """Every off-session charge of a subscription, failed or not: the dunning history."""
+
+    __tablename__ = "charge_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: str = Field(foreign_key="subscriptions.id", index=True)
+    idempotency_key: str = Field(unique=True)
+    amount: int
+    currency: str
+    succeeded: bool
+    message: str | None = None
+    next_retry_at: datetime | None = None
+    attempted_at: datetime
+
+
+class Refund(Base, table=True):
+    __tablename__ = "refunds"
+
+    id: str = Field(primary_key=True)
+    purchase_id: str = Field(foreign_key="purchases.id", index=True)
+    provider: str
+    provider_refund_id: str = Field(unique=True)
+    amount: int
+    currency: str
+    reason: str | None = None
+    actor: str  # seller | provider
+    refunded_at: datetime
+
+
+class Dispute(Base, table=True):
+    """A chargeback of a payment, for each purchase the payment paid."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (UniqueConstraint("provider_dispute_id", "purchase_id"),)
+
+    id: str = Field(primary_key=True)
+    purchase_id: str = Field(foreign_key="purchases.id", index=True)
+    provider_dispute_id: str
+    amount: int
+    currency: str
+    reason: str | None = None
+    status: str  # open | won | lost
+    opened_at: datetime
+    closed_at: datetime | None = None
+
+
+class SimulatedClock(Base, table=True):
+    """The sandbox's lifecycle simulator: how far one test customer's time runs ahead of the wall's."""
+
+    __tablename__ = "simulated_clocks"
+
+    customer_id: str = Field(primary_key=True)
+    offset_seconds: int = 0
+
+
 class ProviderEvent(Base, table=True):
-    """Every webhook accepted from a payment provider, once."""
+    """Every webhook accepted from a payment provider, once. One that names a payment not known
+    yet (webhooks come in any order) waits, unhandled, for the purchase."""
 
     __tablename__ = "provider_events"
     __table_args__ = (UniqueConstraint("source", "external_id"),)
@@ -208,6 +294,9 @@ class ProviderEvent(Base, table=True):
     source: str
     external_id: str
     type: str
+    payment_id: str | None = Field(default=None, index=True)  # the provider's payment it is about
+    payload: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    handled: bool = True
     received_at: datetime = Field(default_factory=utcnow)
 
 
@@ -226,5 +315,8 @@ class SandboxPayment(Base, table=True):
     status: str  # succeeded | declined | requires_action
     message: str | None = None
     refunded: int = 0
+    refund_keys: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     disputed: bool = False
+    dispute_status: str | None = None  # open | won | lost, for the 0259 card
+    dispute_reported: str | None = None  # the status checkout acknowledged
     created_at: datetime = Field(default_factory=utcnow)

@@ -14,8 +14,9 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlmodel import select
 
 from postsale.checkout import handlers
-from postsale.checkout.adapters.tables import Cart, Coupon, Offer, Payment, Purchase, Subscription
+from postsale.checkout.adapters.tables import Coupon, Dispute, Offer, Payment, Purchase, Refund, Subscription
 from postsale.checkout.domain.billing import BillingTerms
+from postsale.checkout.domain.billing_cycle import SelfService
 from postsale.checkout.domain.coupons import CouponRules, normalize_code
 from postsale.checkout.domain.funnel import MAX_STEPS, FunnelStep
 from postsale.checkout.domain.post_purchase import PostPurchase
@@ -69,6 +70,14 @@ class PostPurchaseSettings(BaseModel):
         return PostPurchase(**self.model_dump())
 
 
+class SelfServiceSettings(BaseModel):
+    """What the customer may do on the billing page (payment plans are never cancelled by the customer)."""
+
+    cancel: bool = True
+    update_card: bool = True
+    receipts: bool = True
+
+
 class NewOffer(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     price: Price
@@ -80,6 +89,7 @@ class NewOffer(BaseModel):
     access_policy: AccessPolicy = Field(default_factory=AccessPolicy, description=(
         "How access follows billing: for how many days, and on cancellation, pause and partial refund. "
         "Postsale's defaults unless set."))
+    self_service: SelfServiceSettings = SelfServiceSettings()
     send_confirmation_email: bool = True
 
 
@@ -94,6 +104,7 @@ class OfferOut(BaseModel):
     upsells: list[UpsellStep]
     post_purchase: PostPurchaseSettings
     access_policy: AccessPolicy
+    self_service: SelfServiceSettings
     send_confirmation_email: bool
     checkout_url: str
 
@@ -107,7 +118,7 @@ def _offer_out(request: Request, offer: Offer) -> OfferOut:
         price_description=terms.describe(), product_ids=offer.product_ids,
         order_bump_offer_id=offer.order_bump_offer_id, upsells=[UpsellStep(**step) for step in offer.upsells],
         post_purchase=PostPurchaseSettings(**offer.post_purchase), access_policy=AccessPolicy(**offer.access_policy),
-        send_confirmation_email=offer.send_confirmation_email,
+        self_service=SelfServiceSettings(**offer.self_service), send_confirmation_email=offer.send_confirmation_email,
         checkout_url=f"{request.app.state.urls.checkout_url}/offers/{offer.id}",
     )
 
@@ -128,6 +139,7 @@ def create_offer(body: NewOffer, request: Request, session: SessionDep) -> Offer
             order_bump_offer_id=body.order_bump_offer_id,
             upsells=[FunnelStep(step.offer_id, step.downsell_offer_id) for step in body.upsells],
             post_purchase=body.post_purchase.domain(), access_policy=body.access_policy,
+            self_service=SelfService(**body.self_service.model_dump()),
             send_confirmation_email=body.send_confirmation_email)
     except handlers.CheckoutError as exc:
         raise _unprocessable(exc) from exc
@@ -255,7 +267,26 @@ class SubscriptionOut(BaseModel):
     current_period_end: datetime
 
 
+class RefundOut(BaseModel):
+    id: str
+    amount: Money
+    actor: str
+    reason: str | None
+    refunded_at: datetime
+
+
+class DisputeOut(BaseModel):
+    id: str
+    status: str
+    reason: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+
+
 class PurchaseDetail(PurchaseOut):
+    refunded: Money
+    refunds: list[RefundOut]
+    disputes: list[DisputeOut]
     payments: list[PaymentOut]
     upsells: list[PurchaseOut] = Field(description="Purchases made after this one in the same checkout: the order "
                                                    "bump and accepted upsells.")
@@ -284,12 +315,22 @@ def get_purchase(purchase_id: str, session: SessionDep) -> PurchaseDetail:
     purchase = session.get(Purchase, purchase_id[:64])
     if purchase is None:
         raise HTTPException(status_code=404, detail=f"no purchase {purchase_id[:64]}")
-    payments = [session.get(Payment, purchase.payment_id)] if purchase.payment_id else []
+    payments = session.exec(select(Payment).where(
+        (Payment.id == purchase.payment_id)
+        | (Payment.subscription_id == purchase.subscription_id) if purchase.subscription_id
+        else Payment.id == purchase.payment_id).order_by(Payment.paid_at)).all()
     children = session.exec(select(Purchase).where(Purchase.parent_purchase_id == purchase.id)
                             .order_by(Purchase.completed_at)).all()
     subscription = session.get(Subscription, purchase.subscription_id) if purchase.subscription_id else None
+    refunds = session.exec(select(Refund).where(Refund.purchase_id == purchase.id).order_by(Refund.refunded_at)).all()
+    disputes = session.exec(select(Dispute).where(Dispute.purchase_id == purchase.id)).all()
     return PurchaseDetail(
         **_purchase_out(purchase).model_dump(),
+        refunded=Money(amount=purchase.refunded, currency=purchase.currency),
+        refunds=[RefundOut(id=r.id, amount=Money(amount=r.amount, currency=r.currency), actor=r.actor, reason=r.reason,
+                           refunded_at=r.refunded_at) for r in refunds],
+        disputes=[DisputeOut(id=d.id, status=d.status, reason=d.reason, opened_at=d.opened_at, closed_at=d.closed_at)
+                  for d in disputes],
         payments=[PaymentOut(id=p.id, kind=p.step, amount=Money(amount=p.amount, currency=p.currency),
                              provider=p.provider, provider_payment_id=p.provider_payment_id, paid_at=p.paid_at)
                   for p in payments],

@@ -1,21 +1,32 @@
 """`uvicorn --factory postsale.checkout.entrypoints.app:create_app`"""
 
-from fastapi import FastAPI
+from functools import partial
 
+from fastapi import FastAPI
+from sqlmodel import select
+
+from postsale.checkout import billing
 from postsale.checkout.adapters.payments.port import PaymentProvider
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.payments.stripe import StripeProvider
+from postsale.checkout.adapters.tables import BillingJob, SimulatedClock
 from postsale.checkout.config import MIGRATIONS_DIR, SERVICE, Settings
-from postsale.checkout.entrypoints import admin, pages, webhooks
+from postsale.checkout.entrypoints import admin, admin_billing, billing_pages, pages, webhooks
 from postsale.checkout.entrypoints.consumers import SUBSCRIPTIONS
-from postsale.runtime.service import create_service_app
 from postsale.runtime.errors import html_errors_for_pages
+from postsale.runtime.scheduler import Scheduler
+from postsale.runtime.service import create_service_app
+
+
+async def billing_scheduler(app: FastAPI) -> None:
+    await app.state.billing_scheduler.run()
 
 
 def create_app() -> FastAPI:
     settings = Settings()
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
-                             migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS)
+                             migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS,
+                             background=[billing_scheduler, webhooks.relay_provider_events])
     app.state.secret_key = settings.secret_key
     # The provider is chosen explicitly, never by fallback: a store on Stripe has no sandbox,
     # so it can never hand out products for a test card.
@@ -25,9 +36,16 @@ def create_app() -> FastAPI:
     else:
         payments = SandboxProvider(app.state.engine, action_base_url=app.state.urls.checkout_url)
     app.state.payments = payments
+    # Renewals, retries and cancellations as they fall due; a test customer of the lifecycle
+    # simulator is left to the simulator, which runs their time forward on request.
+    app.state.billing_scheduler = Scheduler(
+        app.state.engine, billing.SCHEDULER, BillingJob, partial(billing.run_billing_job, provider=payments),
+        where=BillingJob.customer_id.not_in(select(SimulatedClock.customer_id)))  # type: ignore[attr-defined]
     app.state.stripe_publishable_key = settings.stripe_publishable_key if settings.payment_provider == "stripe" else None
     app.include_router(pages.router)
+    app.include_router(billing_pages.billing_pages)
     app.include_router(admin.admin)
+    app.include_router(admin_billing.admin_billing)
     app.include_router(webhooks.webhooks)
     html_errors_for_pages(app, templates=pages.templates, api_prefixes=("/admin", "/webhooks"))
     return app

@@ -4,15 +4,18 @@ accepted in any order (a late or repeated event cannot undo a newer state)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from anyio import to_thread
 from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from postsale.checkout import handlers
+from postsale.checkout import billing, handlers
 from postsale.checkout.adapters.payments.port import PaymentProvider, WebhookEvent
 from postsale.checkout.adapters.tables import CheckoutSession
+from postsale.runtime import wakeups
+from postsale.runtime.clock import utcnow
 
 log = logging.getLogger(__name__)
 webhooks = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -28,14 +31,20 @@ async def provider_webhook(provider_name: str, request: Request) -> dict[str, st
         event = provider.parse_webhook(payload, request.headers)
     except ValueError as exc:
         raise HTTPException(status_code=400, detail=f"invalid webhook: {exc}") from exc
-    return await to_thread.run_sync(_handle, request, provider, event)
+    return {"status": await to_thread.run_sync(handle_provider_event, request.app, event)}
 
 
-def _handle(request: Request, provider: PaymentProvider, event: WebhookEvent) -> dict[str, str]:
-    with Session(request.app.state.engine) as session:
-        if not handlers.record_provider_event(session, source=provider.name, external_id=event.event_id,
-                                              type=event.type):
-            return {"status": "duplicate"}
+def handle_provider_event(app, event: WebhookEvent) -> str:
+    """One provider event, once: a payment that succeeded completes its checkout (when amount and
+    currency match), a refund or a dispute is applied to the purchases it concerns, and one about a
+    payment not known yet waits for it. Returns `accepted` or `duplicate`."""
+    provider: PaymentProvider = app.state.payments
+    now = utcnow()
+    with Session(app.state.engine) as session:
+        recorded = handlers.record_provider_event(session, source=provider.name, external_id=event.event_id,
+                                                  type=event.type)
+        if recorded is None:
+            return "duplicate"
         payment = event.payment
         checkout = session.get(CheckoutSession, payment.attempt_id) if payment and payment.attempt_id else None
         if payment is not None and checkout is None:
@@ -43,14 +52,34 @@ def _handle(request: Request, provider: PaymentProvider, event: WebhookEvent) ->
         elif payment is not None and payment.succeeded:
             try:
                 handlers.complete_first_payment(session, checkout, provider=provider.name, result=payment,
-                                                secret_key=request.app.state.secret_key, urls=request.app.state.urls)
+                                                secret_key=app.state.secret_key, urls=app.state.urls)
             except handlers.CheckoutError as exc:
                 # Recorded and not completed: a payment that does not match its checkout grants nothing.
                 log.error("%s payment %s refused: %s", provider.name, payment.payment_id, exc)
+        if (event.refunds or event.dispute) and not billing.apply_provider_event(session, event, provider=provider.name,
+                                                                                 now=now):
+            recorded.handled = False  # applied when its payment is recorded
+            recorded.payment_id = (event.dispute.payment_id if event.dispute else event.refunds[0].payment_id)
+            recorded.payload = asdict(event)
+            session.add(recorded)
         try:
             session.commit()
         except IntegrityError:
             # The same event delivered twice at once, or the buyer's return completed it first.
             session.rollback()
-            return {"status": "duplicate"}
-    return {"status": "accepted"}
+            return "duplicate"
+    return "accepted"
+
+
+async def relay_provider_events(app) -> None:
+    """Events the provider reports without webhooks (the sandbox's disputes), handled like webhooks."""
+    provider: PaymentProvider = app.state.payments
+
+    async def work() -> bool:
+        events = await to_thread.run_sync(provider.pending_events)
+        for event in events:
+            await to_thread.run_sync(handle_provider_event, app, event)
+            await to_thread.run_sync(provider.acknowledge, event)
+        return False
+
+    await wakeups.run_loop(app.state.engine, "provider-events", work, poll_interval=1.0)

@@ -46,12 +46,34 @@ class RefundResult:
 
 
 @dataclass(frozen=True)
+class ProviderRefund:
+    """A refund the provider made, asked here or in its own dashboard."""
+
+    refund_id: str
+    payment_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class ProviderDispute:
+    dispute_id: str
+    payment_id: str
+    amount: int
+    currency: str
+    status: Literal["open", "won", "lost"]
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class WebhookEvent:
-    """A provider's webhook, verified and turned into Postsale's terms."""
+    """A provider's webhook (or an event the sandbox reports), verified and in Postsale's terms."""
 
     event_id: str
     type: str
     payment: PaymentResult | None = None
+    refunds: tuple[ProviderRefund, ...] = ()
+    dispute: ProviderDispute | None = None
 
 
 class PaymentError(Exception):
@@ -82,3 +104,9 @@ class PaymentProvider(Protocol):
 
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Verify a webhook on its raw body; ValueError when it is not the provider's."""
+
+    def pending_events(self) -> list[WebhookEvent]:
+        """Events the provider reports without a webhook (the sandbox's disputes), until acknowledged."""
+
+    def acknowledge(self, event: WebhookEvent) -> None:
+        """The event from `pending_events` is handled (and recorded): not reported again."""

@@ -11,11 +11,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Mapping
 
+from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from postsale.checkout.adapters.payments.port import PaymentResult, RefundResult, WebhookEvent
+from postsale.checkout.adapters.payments.port import PaymentResult, ProviderDispute, RefundResult, WebhookEvent
 from postsale.checkout.adapters.tables import SandboxPayment
 
 
@@ -81,6 +82,7 @@ class SandboxProvider:
                 attempt_id=attempt_id, amount=amount, currency=currency, card_last4=card.last4,
                 payment_method_id=payment_method_id, status=status, message=message,
                 disputed=card.disputed and status == "succeeded",
+                dispute_status="open" if card.disputed and status == "succeeded" else None,
             )
             session.add(payment)
             try:
@@ -143,15 +145,51 @@ class SandboxProvider:
     def refund(self, *, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         refund_id = f"sbxre_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex[:24]}"
         with Session(self.engine) as session:
-            payment = session.get(SandboxPayment, payment_id)
+            payment = session.get(SandboxPayment, payment_id, with_for_update=True)
             if payment is None or payment.status != "succeeded":
                 return RefundResult(refund_id, 0, False, "There is no such paid payment to refund.")
+            if refund_id in payment.refund_keys:  # the same request again: the same refund
+                return RefundResult(refund_id, amount, True)
             if payment.refunded + amount > payment.amount:
                 return RefundResult(refund_id, 0, False, "The refund is larger than what is left of the payment.")
             payment.refunded += amount
+            payment.refund_keys = [*payment.refund_keys, refund_id]
             session.add(payment)
             session.commit()
         return RefundResult(refund_id, amount, True)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> bool:
+        """The simulator's stand-in for the bank's decision on a dispute; False when none is open."""
+        with Session(self.engine) as session:
+            payment = session.get(SandboxPayment, dispute_id.removeprefix("dp_"), with_for_update=True)
+            if payment is None or payment.dispute_status != "open":
+                return False
+            payment.dispute_status = "won" if won else "lost"
+            session.add(payment)
+            session.commit()
+        return True
+
+    def pending_events(self) -> list[WebhookEvent]:
+        """A dispute of each payment with the 0259 card, and its outcome once closed."""
+        with Session(self.engine) as session:
+            payments = session.exec(select(SandboxPayment).where(
+                SandboxPayment.dispute_status.is_not(None),  # type: ignore[union-attr]
+                or_(SandboxPayment.dispute_reported.is_(None),  # type: ignore[union-attr]
+                    SandboxPayment.dispute_status != SandboxPayment.dispute_reported)).limit(100)).all()
+            return [WebhookEvent(
+                f"sbxevt_{p.id}_{p.dispute_status}", f"dispute.{p.dispute_status}",
+                dispute=ProviderDispute(f"dp_{p.id}", p.id, p.amount, p.currency, p.dispute_status,  # type: ignore[arg-type]
+                                        "fraudulent")) for p in payments]
+
+    def acknowledge(self, event: WebhookEvent) -> None:
+        if event.dispute is None:
+            return
+        with Session(self.engine) as session:
+            payment = session.get(SandboxPayment, event.dispute.payment_id)
+            if payment is not None:
+                payment.dispute_reported = event.dispute.status
+                session.add(payment)
+                session.commit()
 
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         raise ValueError("The sandbox sends no webhooks: its payments complete on the page.")

@@ -20,7 +20,14 @@ from typing import Any, Mapping
 
 import stripe
 
-from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult, RefundResult, WebhookEvent
+from postsale.checkout.adapters.payments.port import (
+    PaymentError,
+    PaymentResult,
+    ProviderDispute,
+    ProviderRefund,
+    RefundResult,
+    WebhookEvent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,29 @@ def result_of_intent(intent: Mapping[str, Any]) -> PaymentResult:
                                    action_url=redirect)
     # processing, and requires_capture (never asked for: capture is automatic): not done yet.
     return base
+
+
+def _refunds_of_charge(charge: Mapping[str, Any]) -> tuple[ProviderRefund, ...]:
+    """The refunds of a `charge.refunded` event, each named by its refund id (so one made through
+    Postsale, whose webhook also arrives, is not counted twice)."""
+    payment = _id(charge.get("payment_intent")) or str(charge.get("id"))
+    currency = str(charge.get("currency", "")).upper()
+    listed = ((charge.get("refunds") or {}).get("data") or []) if isinstance(charge.get("refunds"), Mapping) else []
+    refunds = tuple(ProviderRefund(str(r["id"]), payment, int(r.get("amount") or 0), currency)
+                    for r in listed if isinstance(r, Mapping) and r.get("id"))
+    if refunds:
+        return refunds
+    # Without the list (newer API versions leave it out), the charge's total refunded so far, named by the charge.
+    return (ProviderRefund(f"{charge.get('id')}:{charge.get('amount_refunded')}", payment,
+                           int(charge.get("amount_refunded") or 0), currency),)
+
+
+def _dispute(dispute: Mapping[str, Any]) -> ProviderDispute:
+    status = dispute.get("status")
+    outcome = "won" if status == "won" else "lost" if status == "lost" else "open"
+    return ProviderDispute(str(dispute.get("id")), _id(dispute.get("payment_intent")) or str(dispute.get("charge")),
+                           int(dispute.get("amount") or 0), str(dispute.get("currency", "")).upper(), outcome,
+                           dispute.get("reason"))
 
 
 def _signature_header(headers: Mapping[str, str]) -> str | None:
@@ -237,6 +267,11 @@ class StripeProvider:
                 or not isinstance(event.get("type"), str):
             raise ValueError("the webhook does not carry a Stripe event")
         event_type = event["type"]
+        obj = (event.get("data") or {}).get("object")
+        if event_type == "charge.refunded" and isinstance(obj, dict):
+            return WebhookEvent(event["id"], event_type, refunds=_refunds_of_charge(obj))
+        if event_type in ("charge.dispute.created", "charge.dispute.closed") and isinstance(obj, dict):
+            return WebhookEvent(event["id"], event_type, dispute=_dispute(obj))
         if event_type not in WEBHOOK_TYPES:
             return WebhookEvent(event["id"], event_type)
         intent = (event.get("data") or {}).get("object")
@@ -250,3 +285,9 @@ class StripeProvider:
             result = dataclasses.replace(result, status="declined",
                                          message=(error or {}).get("message") or result.message or DECLINED)
         return WebhookEvent(event["id"], event_type, payment=result)
+
+    def pending_events(self) -> list[WebhookEvent]:
+        return []  # Stripe reports everything by webhook
+
+    def acknowledge(self, event: WebhookEvent) -> None:
+        pass
