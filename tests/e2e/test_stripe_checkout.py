@@ -197,3 +197,68 @@ def test_a_password_chosen_on_the_stripe_payment_page_reaches_accounts_after_the
     # Stripe.js confirmed; the page posts the same form to /complete, and the password goes on.
     handed = browser.post(f"{payment_url}/complete", data=fields)
     assert f'action="{suite.url("accounts")}/setup/checkout"' in handed.text
+
+
+def stripe_event(suite, event_type: str, obj: dict, event_id: str | None = None) -> httpx.Response:
+    event = {"id": event_id or f"evt_{uuid.uuid4().hex}", "object": "event", "api_version": "2024-06-20",
+             "type": event_type, "created": int(time.time()), "livemode": False, "data": {"object": obj}}
+    payload = json.dumps(event).encode()
+    return httpx.post(f"{suite.url('checkout')}/webhooks/stripe", content=payload,
+                      headers={"Stripe-Signature": sign_webhook(payload)})
+
+
+def bought_through_stripe(suite, offer: dict, *, charged: int) -> dict:
+    email, browser = f"lc-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
+    payment_url = start_checkout(browser, suite, offer["id"], email)
+    intent = start_stripe_payment(browser, payment_url)
+    webhook(suite, payment_url.rsplit("/", 1)[1], intent["payment_id"], amount=charged)
+    [purchase] = purchases(suite, email)
+    return purchase
+
+
+def test_refunds_and_disputes_arrive_from_stripe_in_any_order_and_count_once(suite):
+    offer = create_offer(suite, name="Course", product_ids=[create_product(suite, f"C {uuid.uuid4().hex[:6]}")])
+    purchase = bought_through_stripe(suite, offer, charged=4900)
+    intent = purchase["provider_payment_id"]
+    # The same payment reported again later changes nothing.
+    assert webhook(suite, "cs_unknown", intent, amount=4900).json() == {"status": "accepted"}
+    with suite.admin("checkout") as checkout:
+        refund = checkout.post(f"/admin/purchases/{purchase['id']}/refunds", json={"amount": 1000})
+        assert refund.status_code == 201, refund.text
+        ours = refund.json()["provider_refund_id"]
+        # Stripe reports our refund and one the seller made in Stripe's dashboard.
+        reported = stripe_event(suite, "charge.refunded", {
+            "id": "ch_1", "object": "charge", "payment_intent": intent, "amount": 4900, "currency": "eur",
+            "amount_refunded": 2500, "refunds": {"data": [{"id": ours, "amount": 1000},
+                                                          {"id": f"re_dash_{uuid.uuid4().hex[:8]}", "amount": 1500}]}})
+        assert reported.json() == {"status": "accepted"}
+        detail = checkout.get(f"/admin/purchases/{purchase['id']}").json()
+        assert [(r["amount"]["amount"], r["actor"]) for r in detail["refunds"]] == [(1000, "seller"), (1500, "provider")]
+
+        dispute = {"id": f"dp_{uuid.uuid4().hex[:8]}", "object": "dispute", "payment_intent": intent, "amount": 4900,
+                   "currency": "eur", "reason": "fraudulent", "status": "lost"}
+        # Closed first, created late: the late one cannot reopen it.
+        stripe_event(suite, "charge.dispute.closed", dispute)
+        stripe_event(suite, "charge.dispute.created", {**dispute, "status": "needs_response"})
+        [recorded] = checkout.get(f"/admin/purchases/{purchase['id']}").json()["disputes"]
+        assert recorded["status"] == "lost"
+
+
+def test_a_stripe_subscription_is_cancelled_paused_and_resumed_by_the_seller(suite):
+    offer = create_offer(suite, name="Club", product_ids=[create_product(suite, f"Club {uuid.uuid4().hex[:6]}")],
+                         price={"amount": 1900, "currency": "EUR"}, billing={"type": "subscription", "interval": "month"})
+    purchase = bought_through_stripe(suite, offer, charged=1900)
+    sub = f"/admin/subscriptions/{purchase['subscription_id']}"
+    with suite.admin("checkout") as checkout:
+        pending = checkout.post(f"{sub}/cancel", json={"when": "period_end"}).json()
+        assert pending["cancel_at"] == pending["current_period_end"] and pending["next_charge_at"] is None
+        assert checkout.post(f"{sub}/undo-cancel").json()["next_charge_at"] == pending["current_period_end"]
+        assert checkout.post(f"{sub}/pause").json()["status"] == "paused"
+        assert checkout.post(f"{sub}/resume").json()["status"] == "active"
+        on_date = checkout.post(f"{sub}/cancel", json={"when": "date", "at": "2020-01-01T00:00:00Z"})
+        assert on_date.status_code == 409 and "in the future" in on_date.json()["detail"]
+        now = checkout.post(f"{sub}/cancel", json={"when": "now", "reason": "asked by email"}).json()
+        assert (now["status"], now["cancel_reason"]) == ("cancelled", "asked by email")
+        simulator = checkout.post("/admin/sandbox/clock", json={"customer_id": purchase["customer_id"],
+                                                                "advance_days": 30})
+        assert simulator.status_code == 409
