@@ -20,6 +20,7 @@ from postsale.checkout.domain.billing_cycle import SelfService
 from postsale.checkout.domain.coupons import CouponRules, normalize_code
 from postsale.checkout.domain.funnel import MAX_STEPS, FunnelStep
 from postsale.checkout.domain.post_purchase import PostPurchase
+from postsale.checkout.entrypoints.admin_billing import Money, SubscriptionOut, subscription_out
 from postsale.contracts import AccessPolicy
 from postsale.runtime.db import SessionDep
 from postsale.runtime.web import normalize_email, require_admin
@@ -225,11 +226,6 @@ def create_cart(body: NewCart, request: Request, session: SessionDep) -> CartOut
                    checkout_url=f"{request.app.state.urls.checkout_url}/carts/{cart.id}")
 
 
-class Money(BaseModel):
-    amount: int
-    currency: str
-
-
 class PurchaseOut(BaseModel):
     id: str
     customer_id: str
@@ -252,19 +248,6 @@ class PaymentOut(BaseModel):
     provider: str
     provider_payment_id: str
     paid_at: datetime
-
-
-class SubscriptionOut(BaseModel):
-    id: str
-    kind: str
-    status: str
-    amount: Money
-    interval: str
-    interval_count: int
-    instalments_total: int | None
-    instalments_paid: int
-    trial_end: datetime | None
-    current_period_end: datetime
 
 
 class RefundOut(BaseModel):
@@ -335,11 +318,5 @@ def get_purchase(purchase_id: str, session: SessionDep) -> PurchaseDetail:
                              provider=p.provider, provider_payment_id=p.provider_payment_id, paid_at=p.paid_at)
                   for p in payments],
         upsells=[_purchase_out(c) for c in children],
-        subscription=SubscriptionOut(
-            id=subscription.id, kind=subscription.kind, status=subscription.status,
-            amount=Money(amount=subscription.amount, currency=subscription.currency),
-            interval=subscription.interval, interval_count=subscription.interval_count,
-            instalments_total=subscription.instalments_total, instalments_paid=subscription.instalments_paid,
-            trial_end=subscription.trial_end, current_period_end=subscription.current_period_end,
-        ) if subscription else None,
+        subscription=subscription_out(session, subscription) if subscription else None,
     )
