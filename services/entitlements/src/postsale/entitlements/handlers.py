@@ -1,24 +1,87 @@
-"""Entitlements use cases. Each runs inside the caller's transaction and never commits."""
+"""Entitlements use cases. Each runs inside the caller's transaction and never commits.
+
+Every change of access goes the same way: lock the customer (so one customer's changes happen
+one after another), record what happened as a fact, apply the access policy (`domain/access.py`)
+to the grants it concerns, and for each grant whose state changed write a ledger entry, update
+the current-access row and queue the matching event (`AccessGranted`, `AccessRevoked`,
+`AccessSuspended`, `AccessRestored`) through the outbox. A moment when access will end by itself
+becomes a due row that the scheduler runs (`review_access`).
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
-from postsale.contracts import AccessGranted, ProductPublished, PurchaseCompleted
-from postsale.entitlements.adapters.tables import AccessEntry, Product
+from postsale.contracts import (AccessGranted, AccessRestored, AccessRevoked, AccessSuspended, DisputeLost,
+                                DisputeOpened, DisputeWon, ProductPublished, PurchaseCompleted, PurchaseRefunded,
+                                SubscriptionCancellationScheduled, SubscriptionCancellationUndone,
+                                SubscriptionCancelled, SubscriptionPastDue, SubscriptionPaused, SubscriptionResumed)
+from postsale.contracts.base import Event
+from postsale.entitlements.adapters.tables import (AccessEntry, AccessFact, AccessReview, Customer, Grant, Product,
+                                                   Purchase)
 from postsale.entitlements.config import SERVICE
-from postsale.entitlements.domain.access import LedgerEntry, current_grants
+from postsale.entitlements.domain.access import (ACCESS_PERIOD_ENDED, GRANTED_BY_SELLER, PURCHASE, AccessState, Action,
+                                                 Fact, GrantView, Policy, Status, access_state, available, change)
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
+from postsale.runtime.scheduler import wake
+from postsale.runtime.web import normalize_email
 
 SOURCE = f"/postsale/{SERVICE}"
+REVIEWS = f"{SERVICE}-access-reviews"
+"""The scheduler that runs `access_reviews` rows."""
+
+_STATUS_AFTER: dict[Action, Status] = {"grant": "active", "restore": "active", "revoke": "revoked",
+                                       "suspend": "suspended", "expire": "expired"}
+
+
+class UnknownProduct(LookupError):
+    pass
+
+
+class UnknownGrant(LookupError):
+    pass
+
+
+class EmailNeeded(ValueError):
+    """A manual grant to a customer entitlements has never seen: their email must be given."""
+
+
+class EmailMismatch(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cause:
+    """Who made a change and, when an event did, which one (its CloudEvents id and type)."""
+
+    actor: str
+    event_id: str | None = None
+    event_type: str | None = None
+    actor_id: str | None = None
+    note: str | None = None
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """In UTC, whatever zone the database handed it back in (SQLite: none)."""
+    return as_utc(moment).astimezone(timezone.utc) if moment is not None else None
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+# --- products ------------------------------------------------------------------------------
 
 
 def create_product(session: Session, *, name: str, delivery_type: str, description: str = "") -> Product:
     """Creates a product and publishes `ProductPublished`."""
-    product = Product(id=f"prod_{uuid.uuid4().hex[:16]}", name=name, description=description,
-                      delivery_type=delivery_type)
+    product = Product(id=_new_id("prod"), name=name, description=description, delivery_type=delivery_type)
     session.add(product)
     publish_later(
         session,
@@ -29,68 +92,388 @@ def create_product(session: Session, *, name: str, delivery_type: str, descripti
     return product
 
 
-def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_id: str) -> list[AccessEntry]:
-    """Started by `PurchaseCompleted`: a ledger grant per product, each published as `AccessGranted`."""
-    entries = []
-    already_granted = set(session.exec(
-        select(AccessEntry.product_id).where(AccessEntry.purchase_id == event.purchase_id, AccessEntry.action == "grant")
-    ).all())
+# --- what changes access -------------------------------------------------------------------
+
+
+def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_id: str, *,
+                              now: datetime | None = None) -> list[Grant]:
+    """Started by `PurchaseCompleted`: a grant per product, each published as `AccessGranted`, for
+    good or until the end of the offer's access period. Billing events about the purchase that
+    arrived first (they travel on another topic) are applied at once. The same purchase arriving
+    again (under another event id) changes nothing."""
+    now = now or utcnow()
+    customer = _lock_customer(session, event.customer_id, event.email)
+    if session.get(Purchase, event.purchase_id) is not None:
+        return []
+    policy = event.access_policy
+    purchase = Purchase(
+        id=event.purchase_id, customer_id=event.customer_id, email=event.email, offer_id=event.offer_id,
+        offer_name=event.offer_name, order_id=event.order_id, parent_purchase_id=event.parent_purchase_id,
+        subscription_id=event.subscription_id, access_days=policy.access_days, on_cancel=policy.on_cancel,
+        on_pause=policy.on_pause, on_partial_refund=policy.on_partial_refund, completed_at=event.completed_at,
+        event_id=event_id,
+    )
+    session.add(purchase)
+    cause = Cause("customer", event_id, event.event_type)
+    granted_at = as_utc(event.completed_at)
+    expires_at = _policy_of(purchase).expires_at(granted_at)
+    # Under a race with a replica, the purchase's primary key, the grants' unique constraint and the
+    # ledger's partial unique index each refuse a second grant of a product of this purchase.
+    grants: list[Grant] = []
     for item in event.products:
-        if item.product_id in already_granted:
-            # The same purchase published again. The partial unique index guarantees this even
-            # under a race (the insert fails and the retry finds the grant); reading first keeps
-            # the common case free of an exception.
+        if any(g.product_id == item.product_id for g in grants):
             continue
-        entry = AccessEntry(
-            id=f"grant_{uuid.uuid4().hex[:16]}",
-            customer_id=event.customer_id,
-            email=event.email,
-            product_id=item.product_id,
-            action="grant",
-            reason="purchase",
-            actor="customer",
-            cause_event_id=event_id,
-            purchase_id=event.purchase_id,
-        )
-        session.add(entry)
-        publish_later(
-            session,
-            AccessGranted(
-                entry_id=entry.id, customer_id=entry.customer_id, email=entry.email,
-                product_id=item.product_id, product_name=item.name, delivery_type=item.delivery_type,
-                reason=entry.reason, actor="customer", cause_event_id=event_id, cause_event_type=event.event_type,
-                purchase_id=event.purchase_id, granted_at=entry.created_at,
-            ),
-            source=SOURCE,
-        )
-        entries.append(entry)
-    return entries
+        grant = Grant(id=_new_id("grant"), customer_id=event.customer_id, product_id=item.product_id,
+                      product_name=item.name, delivery_type=item.delivery_type, source="purchase",
+                      purchase_id=event.purchase_id, status="active", reason=PURCHASE, granted_at=granted_at,
+                      expires_at=expires_at, changed_at=now, last_seq=0, cause_event_id=event_id,
+                      cause_event_type=event.event_type)
+        _record(session, customer, grant, "grant", PURCHASE, cause, now)
+        grants.append(grant)
+    # A change now is caused by the fact that arrived first (a refund, a billing event), not by the purchase.
+    _apply_policy(session, customer, grants, now)
+    return grants
+
+
+def apply_refund(session: Session, event: PurchaseRefunded, event_id: str, *, now: datetime | None = None) -> None:
+    """Started by `PurchaseRefunded`: a full refund revokes the purchase's grants at once; a partial
+    one keeps them, unless the offer's policy revokes on a partial refund."""
+    _on_fact(session, event, event_id, purchase_id=event.purchase_id, actor=event.actor, now=now,
+             kind="full_refund" if event.full else "partial_refund", at=event.refunded_at, key=event.refund_id,
+             detail=event.reason)
+
+
+def apply_dispute(session: Session, event: DisputeOpened | DisputeWon | DisputeLost, event_id: str, *,
+                  now: datetime | None = None) -> None:
+    """Started by `DisputeOpened`, `DisputeWon` and `DisputeLost`: the purchase's grants are
+    suspended, restored or revoked. A dispute closed before its opening arrives stays closed."""
+    if isinstance(event, DisputeOpened):
+        kind, at = "dispute_opened", event.opened_at
+    else:
+        kind, at = ("dispute_won" if isinstance(event, DisputeWon) else "dispute_lost"), event.closed_at
+    _on_fact(session, event, event_id, purchase_id=event.purchase_id, actor="provider", now=now,
+             kind=kind, at=at, key=event.dispute_id, detail=getattr(event, "reason", None))
+
+
+BillingEvent = (SubscriptionCancellationScheduled | SubscriptionCancellationUndone | SubscriptionCancelled
+                | SubscriptionPaused | SubscriptionResumed | SubscriptionPastDue)
+
+
+def apply_billing_change(session: Session, event: BillingEvent, event_id: str, *, now: datetime | None = None) -> None:
+    """Started by a subscription's or payment plan's events. Its grants are those of the purchase
+    that started it. A scheduled cancellation changes nothing (unless the policy revokes at once;
+    its undoing restores then); a cancelled billing revokes at its effective time, scheduled when
+    that is still ahead; a pause keeps access or suspends it, per the policy, and a resume restores
+    it; a past-due billing keeps it while retries run."""
+    purchase_id = event.purchase_id
+    by_subscription = session.exec(select(Purchase.id).where(Purchase.subscription_id == event.subscription_id)).first()
+    if by_subscription is not None:
+        purchase_id = by_subscription
+    effective_at = detail = None
+    actor = getattr(event, "actor", "system")
+    if isinstance(event, SubscriptionCancellationScheduled):
+        kind, at, effective_at, detail = "cancellation_scheduled", event.scheduled_at, event.effective_at, event.reason
+    elif isinstance(event, SubscriptionCancellationUndone):
+        kind, at = "cancellation_undone", event.undone_at
+    elif isinstance(event, SubscriptionCancelled):
+        kind, at, effective_at, detail = "subscription_cancelled", event.cancelled_at, event.effective_at, event.reason
+    elif isinstance(event, SubscriptionPaused):
+        kind, at = "paused", event.paused_at
+    elif isinstance(event, SubscriptionResumed):
+        kind, at = "resumed", event.resumed_at
+    else:
+        kind, at = "past_due", event.since
+    _on_fact(session, event, event_id, purchase_id=purchase_id, actor=actor, now=now, kind=kind, at=at,
+             effective_at=effective_at, detail=detail)
+
+
+def grant_by_seller(session: Session, *, customer_id: str, product_id: str, days: int | None = None,
+                    note: str | None = None, email: str | None = None, now: datetime | None = None) -> Grant:
+    """The seller gives a customer a product, for good or for `days`; billing is not touched.
+    Published as `AccessGranted`. The customer's email is the one entitlements knows from their
+    purchases; one it does not know needs `email`."""
+    now = now or utcnow()
+    product = session.get(Product, product_id)
+    if product is None:
+        raise UnknownProduct(product_id)
+    known = session.get(Customer, customer_id)
+    if known is None and not email:
+        raise EmailNeeded(f"customer {customer_id} has bought nothing here yet: give their email")
+    if known is not None and email and normalize_email(email) != normalize_email(known.email):
+        raise EmailMismatch(f"customer {customer_id} has the email {known.email}, not {email}")
+    customer = _lock_customer(session, customer_id, email if known is None else None)
+    expires_at = Policy(access_days=days).expires_at(now)
+    grant = Grant(id=_new_id("grant"), customer_id=customer_id, product_id=product_id, product_name=product.name,
+                  delivery_type=product.delivery_type, source="seller", status="active", reason=GRANTED_BY_SELLER,
+                  granted_at=now, expires_at=expires_at, changed_at=now, last_seq=0, note=note)
+    cause = Cause("seller", note=note)
+    _record(session, customer, grant, "grant", GRANTED_BY_SELLER, cause, now)
+    _apply_policy(session, customer, [grant], now)  # schedules the end of its days
+    return grant
+
+
+def revoke_by_seller(session: Session, *, customer_id: str, grant_id: str, note: str | None = None,
+                     now: datetime | None = None) -> Grant:
+    """The seller takes one grant back (a purchase's or their own); billing is not touched and the
+    customer's other grants of the product stay. Revoking a revoked grant again changes nothing."""
+    now = now or utcnow()
+    grant = session.get(Grant, grant_id)
+    if grant is None or grant.customer_id != customer_id:
+        raise UnknownGrant(grant_id)
+    customer = _lock_customer(session, customer_id)
+    session.refresh(grant)
+    if session.exec(select(AccessFact.id).where(AccessFact.grant_id == grant_id,
+                                                AccessFact.kind == "seller_revoke")).first() is not None:
+        return grant
+    cause = Cause("seller", note=note)
+    fact = AccessFact(id=_new_id("fact"), grant_id=grant_id, kind="seller_revoke", occurred_at=now, actor="seller",
+                      note=note, recorded_at=now)
+    session.add(fact)
+    _apply_policy(session, customer, [grant], now, cause=cause, trigger=_domain_fact(fact))
+    return grant
+
+
+def review_access(session: Session, row: AccessReview, now: datetime) -> None:
+    """Run by the scheduler when a grant's access may end by itself: at the end of its access
+    period (an `expire` entry, reason "access period ended") or when its billing ends (a `revoke`
+    caused by the `SubscriptionCancelled`). Published as `AccessRevoked`. Safe to run again."""
+    grant = session.get(Grant, row.grant_id)
+    if grant is None or grant.status in ("revoked", "expired"):
+        return
+    customer = _lock_customer(session, grant.customer_id)
+    session.refresh(grant)
+    _apply_policy(session, customer, [grant], now)
+
+
+# --- how a change is applied ---------------------------------------------------------------
+
+
+def _lock_customer(session: Session, customer_id: str, email: str | None = None) -> Customer:
+    """The customer's row, locked until the transaction ends (created when new). Taken first by
+    every change: on PostgreSQL it orders one customer's changes, on SQLite it starts the write."""
+    locked = session.execute(update(Customer).where(Customer.id == customer_id)
+                             .values(ledger_seq=Customer.ledger_seq))  # type: ignore[arg-type]
+    if locked.rowcount == 0:
+        if email is None:
+            raise LookupError(f"unknown customer {customer_id}")
+        session.add(Customer(id=customer_id, email=email))
+        session.flush()
+    customer = session.get(Customer, customer_id, populate_existing=True)
+    assert customer is not None
+    if email and customer.email != email:
+        customer.email = email  # the newest purchase's
+        customer.updated_at = utcnow()
+    return customer
+
+
+def _on_fact(session: Session, event: Event, event_id: str, *, purchase_id: str, actor: str, kind: str,
+             at: datetime, now: datetime | None, key: str = "", effective_at: datetime | None = None,
+             detail: str | None = None) -> None:
+    """Records what `event` says happened to a purchase, and applies the policy to its grants.
+    A purchase not seen yet keeps the fact for when it arrives."""
+    now = now or utcnow()
+    customer = _lock_customer(session, event.customer_id, event.email)  # type: ignore[attr-defined]
+    fact = AccessFact(id=_new_id("fact"), purchase_id=purchase_id, kind=kind, key=key, occurred_at=at,
+                      effective_at=effective_at, detail=detail, actor=actor, cause_event_id=event_id,
+                      cause_event_type=event.event_type, recorded_at=now)
+    session.add(fact)
+    grants = list(session.exec(select(Grant).where(Grant.purchase_id == purchase_id)).all())
+    _apply_policy(session, customer, grants, now, cause=Cause(actor, event_id, event.event_type),
+                  trigger=_domain_fact(fact))
+
+
+def _policy_of(purchase: Purchase | None) -> Policy:
+    if purchase is None:  # a seller's grant
+        return Policy()
+    return Policy(access_days=purchase.access_days, on_cancel=purchase.on_cancel,  # type: ignore[arg-type]
+                  on_pause=purchase.on_pause, on_partial_refund=purchase.on_partial_refund)  # type: ignore[arg-type]
+
+
+def _domain_fact(row: AccessFact) -> Fact:
+    return Fact(id=row.id, kind=row.kind, at=as_utc(row.occurred_at), key=row.key,  # type: ignore[arg-type]
+                effective_at=as_utc(row.effective_at), detail=row.detail, received_at=as_utc(row.recorded_at))
+
+
+def _apply_policy(session: Session, customer: Customer, grants: list[Grant], now: datetime, *,
+                  cause: Cause | None = None, trigger: Fact | None = None) -> None:
+    """Applies the policy to each grant at `now`: records and publishes each change, keeps when
+    access ends by itself and schedules a review then. `cause` is what made the change (None:
+    the scheduler, when the cause is the fact that decided it, or the grant's own end)."""
+    if not grants:
+        return
+    purchase_ids = sorted({g.purchase_id for g in grants if g.purchase_id})
+    grant_ids = [g.id for g in grants]
+    rows = session.exec(select(AccessFact).where(or_(
+        AccessFact.purchase_id.in_(purchase_ids), AccessFact.grant_id.in_(grant_ids)))).all()  # type: ignore[union-attr]
+    purchases = {p.id: p for p in session.exec(
+        select(Purchase).where(Purchase.id.in_(purchase_ids))).all()}  # type: ignore[attr-defined]
+    by_id = {row.id: row for row in rows}
+    for grant in grants:
+        facts = [_domain_fact(r) for r in rows
+                 if r.grant_id == grant.id or (grant.purchase_id and r.purchase_id == grant.purchase_id)]
+        state = access_state(facts, _policy_of(purchases.get(grant.purchase_id or "")), now,
+                             expires_at=as_utc(grant.expires_at))
+        grant.ends_at, grant.ends_because = state.ends_at, state.ends_because
+        session.add(grant)
+        step = change(grant.status, state, trigger)  # type: ignore[arg-type]
+        if step is not None:
+            _record(session, customer, grant, step.action, step.reason, cause or _cause_of(state, grant, by_id), now)
+        if state.ends_at is not None and state.status in ("active", "suspended"):
+            _schedule_review(session, grant, state.ends_at)
+
+
+def _cause_of(state: AccessState, grant: Grant, facts: dict[str, AccessFact]) -> Cause:
+    """What caused a change the scheduler makes: the fact that decided it, else the grant itself
+    (its access period ended)."""
+    if state.decided_by is not None:
+        row = facts[state.decided_by.id]
+        return Cause(row.actor, row.cause_event_id, row.cause_event_type, row.actor_id, row.note)
+    return Cause("system", grant.cause_event_id, grant.cause_event_type)
+
+
+def _schedule_review(session: Session, grant: Grant, at: datetime) -> None:
+    row_id = f"review_{grant.id}_{int(at.timestamp() * 1_000_000)}"
+    if session.get(AccessReview, row_id) is None:
+        session.add(AccessReview(id=row_id, due_at=at, grant_id=grant.id))
+        wake(session, REVIEWS)
+
+
+def _record(session: Session, customer: Customer, grant: Grant, action: Action, reason: str, cause: Cause,
+            now: datetime) -> AccessEntry:
+    """One ledger entry, numbered after the customer's previous one, the grant's new state, and
+    the event that tells subscribers, all in the caller's transaction."""
+    customer.ledger_seq += 1
+    entry = AccessEntry(id=_new_id("entry"), seq=customer.ledger_seq, customer_id=customer.id, email=customer.email,
+                        product_id=grant.product_id, grant_id=grant.id, action=action, reason=reason,
+                        actor=cause.actor, actor_id=cause.actor_id, note=cause.note, cause_event_id=cause.event_id,
+                        cause_event_type=cause.event_type, purchase_id=grant.purchase_id, created_at=now,
+                        expires_at=grant.expires_at)
+    grant.status, grant.reason, grant.changed_at, grant.last_seq = _STATUS_AFTER[action], reason, now, entry.seq
+    session.add_all([customer, grant, entry])
+    publish_later(session, _access_event(session, entry, grant), source=SOURCE)
+    return entry
+
+
+def _access_event(session: Session, entry: AccessEntry, grant: Grant) -> Event:
+    product = session.get(Product, grant.product_id)
+    common = dict(entry_id=entry.id, customer_id=entry.customer_id, email=entry.email, product_id=entry.product_id,
+                  product_name=product.name if product else grant.product_name,
+                  delivery_type=product.delivery_type if product else grant.delivery_type, reason=entry.reason,
+                  actor=entry.actor, actor_id=entry.actor_id, cause_event_id=entry.cause_event_id,
+                  cause_event_type=entry.cause_event_type, purchase_id=entry.purchase_id)
+    at = entry.created_at
+    if entry.action == "grant":
+        return AccessGranted(**common, granted_at=at, expires_at=grant.expires_at)
+    if entry.action == "suspend":
+        return AccessSuspended(**common, suspended_at=at)
+    if entry.action == "restore":
+        return AccessRestored(**common, restored_at=at)
+    return AccessRevoked(**common, revoked_at=at)  # revoke, or the end of an access period
+
+
+# --- what the customer and the seller see --------------------------------------------------
+
+
+@dataclass
+class ProductAccess:
+    """One product of a customer: whether it is available, thanks to which grants, or why not."""
+
+    product_id: str
+    name: str
+    description: str
+    delivery_type: str
+    available: bool
+    until: datetime | None  # when available access ends by itself; None: it does not
+    since: datetime | None  # when the oldest grant that gives it was given
+    active: list[Grant]  # the grants that give it
+    grants: list[Grant] = field(default_factory=list)  # every grant of it, newest change first
+    unavailable_because: str | None = None  # the newest change that ended (or held) one of its grants
+    unavailable_since: datetime | None = None
+
+
+def _view(grant: Grant) -> GrantView:
+    return GrantView(grant.id, grant.product_id, grant.status, as_utc(grant.ends_at))  # type: ignore[arg-type]
+
+
+def why_granted(grant: Grant) -> str:
+    return PURCHASE if grant.source == "purchase" else GRANTED_BY_SELLER
+
+
+def customer_access(session: Session, customer_id: str, now: datetime | None = None) -> list[ProductAccess]:
+    """Every product the customer has or had, available ones first (newest grant first), from the
+    current-access table in one query."""
+    now = now or utcnow()
+    rows = session.exec(select(Grant, Product)
+                        .join(Product, Product.id == Grant.product_id, isouter=True)  # type: ignore[arg-type]
+                        .where(Grant.customer_id == customer_id)).all()
+    products: dict[str, Product | None] = {}
+    grants: dict[str, list[Grant]] = {}
+    for grant, product in rows:
+        products[grant.product_id] = product
+        grants.setdefault(grant.product_id, []).append(grant)
+    active = available((_view(g) for its_grants in grants.values() for g in its_grants), now)
+    out = []
+    for product_id, its_grants in grants.items():
+        by_id = {g.id: g for g in its_grants}
+        giving = sorted((by_id[v.grant_id] for v in active.get(product_id, [])), key=lambda g: as_utc(g.granted_at))
+        its_grants.sort(key=lambda g: g.last_seq, reverse=True)
+        ended = [g for g in its_grants if g not in giving]
+        product = products[product_id]
+        ends = [_utc(g.ends_at) for g in giving]
+        out.append(ProductAccess(
+            product_id=product_id, name=product.name if product else its_grants[0].product_name,
+            description=product.description if product else "",
+            delivery_type=product.delivery_type if product else its_grants[0].delivery_type,
+            available=bool(giving), until=None if None in ends else max(ends, default=None),  # type: ignore[type-var]
+            since=_utc(giving[0].granted_at) if giving else None, active=giving, grants=its_grants,
+            unavailable_because=None if giving or not ended else _why_ended(ended[0]),
+            unavailable_since=None if giving or not ended else _when_ended(ended[0]),
+        ))
+    latest = {p.product_id: max(as_utc(g.granted_at) for g in (p.active or p.grants)) for p in out}
+    return sorted(out, key=lambda p: (not p.available, -latest[p.product_id].timestamp()))
+
+
+def _why_ended(grant: Grant) -> str:
+    # An active grant past its end that the scheduler has not recorded yet.
+    if grant.status == "active" and grant.ends_at is not None:
+        return grant.ends_because or ACCESS_PERIOD_ENDED
+    return grant.reason
+
+
+def _when_ended(grant: Grant) -> datetime:
+    return _utc(grant.ends_at) if grant.status == "active" and grant.ends_at is not None else _utc(grant.changed_at)
+
+
+def library(session: Session, customer_id: str, now: datetime | None = None) -> list[ProductAccess]:
+    """The products a customer may use now, newest first."""
+    return [p for p in customer_access(session, customer_id, now) if p.available]
+
+
+def check_access(session: Session, customer_id: str, product_id: str, now: datetime | None = None) -> Grant | None:
+    """The oldest active grant that gives the customer the product now, or None."""
+    now = now or utcnow()
+    grants = session.exec(select(Grant).where(Grant.customer_id == customer_id, Grant.product_id == product_id,
+                                              Grant.status == "active")).all()
+    views = available((_view(g) for g in grants), now)
+    giving = {v.grant_id for v in views.get(product_id, [])}
+    return min((g for g in grants if g.id in giving), key=lambda g: as_utc(g.granted_at), default=None)
+
+
+def purchases_seen(session: Session, customer_id: str, purchase_ids: list[str]) -> set[str]:
+    """Which of these purchases of the customer entitlements has received (and so granted)."""
+    if not purchase_ids:
+        return set()
+    return set(session.exec(select(Purchase.id).where(Purchase.id.in_(purchase_ids),  # type: ignore[attr-defined]
+                                                      Purchase.customer_id == customer_id)).all())
+
+
+def customer_email(session: Session, customer_id: str) -> str | None:
+    customer = session.get(Customer, customer_id)
+    return customer.email if customer else None
 
 
 def ledger(session: Session, customer_id: str) -> list[AccessEntry]:
+    """Every change of a customer's access, in the order it happened."""
     return list(session.exec(
-        select(AccessEntry).where(AccessEntry.customer_id == customer_id).order_by(AccessEntry.created_at)
+        select(AccessEntry).where(AccessEntry.customer_id == customer_id).order_by(AccessEntry.seq)
     ).all())
-
-
-def _current_grants(session: Session, customer_id: str) -> dict[str, AccessEntry]:
-    entries = ledger(session, customer_id)
-    by_id = {entry.id: entry for entry in entries}
-    grants = current_grants(
-        (LedgerEntry(e.id, e.product_id, e.action, as_utc(e.created_at), as_utc(e.expires_at)) for e in entries),
-        utcnow(),
-    )
-    return {product_id: by_id[grant.entry_id] for product_id, grant in grants.items()}
-
-
-def library(session: Session, customer_id: str) -> list[tuple[Product, AccessEntry]]:
-    """The products a customer may use now, each with the grant that gave it, newest first."""
-    grants = _current_grants(session, customer_id)
-    products = session.exec(select(Product).where(Product.id.in_(grants))).all()  # type: ignore[attr-defined]
-    return sorted(((product, grants[product.id]) for product in products),
-                  key=lambda item: as_utc(item[1].created_at), reverse=True)
-
-
-def check_access(session: Session, customer_id: str, product_id: str) -> AccessEntry | None:
-    """The grant that gives the customer the product now, or None."""
-    return _current_grants(session, customer_id).get(product_id)

@@ -1,12 +1,48 @@
+import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from postsale.runtime.settings import secret_field
 
 SERVICE = "notifications"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
+
+
+def seller_addresses(value: object) -> tuple[str, ...]:
+    """`NOTIFICATIONS_SELLER_EMAILS`: addresses separated by commas, each once; empty: none.
+    Raises ValueError naming the first address that is not one."""
+    if value is None:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    addresses: list[str] = []
+    for part in (str(p).strip() for p in parts):
+        if not part:
+            continue
+        if not _ADDRESS.fullmatch(part):
+            raise ValueError(f"NOTIFICATIONS_SELLER_EMAILS: {part!r} is not an email address (give plain addresses "
+                             "separated by commas, e.g. sales@example.com,owner@example.com; leave it empty for "
+                             "no seller emails)")
+        if part.lower() not in (a.lower() for a in addresses):
+            addresses.append(part)
+    return tuple(addresses)
+
+
+SellerEmails = Annotated[tuple[str, ...], NoDecode, BeforeValidator(seller_addresses)]
+
+
+class SellerNotifications(BaseSettings):
+    """Who hears of each sale and each failed payment. Read where an email is queued; `Settings`
+    checks the same variable when the service starts, so a bad address never gets that far."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_")
+
+    seller_emails: SellerEmails = ()
 
 
 class Settings(BaseSettings):
@@ -23,3 +59,5 @@ class Settings(BaseSettings):
     # When set, /mailbox shows the emails the development mailbox received into this folder.
     dev_mailbox_dir: str | None = None
     max_send_attempts: int = Field(default=8, ge=1)
+    # The seller's notification of each sale and of each failed payment go to these; none: not sent.
+    seller_emails: SellerEmails = ()

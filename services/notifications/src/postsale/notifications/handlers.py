@@ -3,44 +3,38 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session, select
 
-from postsale.contracts import EmailSent, PurchaseCompleted
-from postsale.notifications.adapters.tables import Email
+from postsale.contracts import AccountSetupLinkIssued, EmailSent, PurchaseCompleted, PurchaseRefunded
+from postsale.notifications import billing
+from postsale.notifications.adapters.tables import Email, PurchaseRecord
 from postsale.notifications.config import SERVICE
-from postsale.runtime import wakeups
+from postsale.notifications.emails import queue_email, queue_for_sellers
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.settings import PublicUrls
 
 SOURCE = f"/postsale/{SERVICE}"
-DISPATCHER = "email-dispatcher"
-_emails = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates" / "emails"),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-)
-_emails.filters["money"] = lambda amount, currency: f"{amount / 100:,.2f} {currency}"
 
 
-def render(template: str, **context) -> tuple[str, str, str]:
-    """Subject, text body and HTML body of an email template."""
-    subject = _emails.get_template(f"{template}.subject.txt").render(**context).strip()
-    return subject, _emails.get_template(f"{template}.txt").render(**context), _emails.get_template(f"{template}.html").render(**context)
+def on_purchase_completed(session: Session, event: PurchaseCompleted, event_id: str) -> None:
+    """Started by `PurchaseCompleted`: the customer's confirmation, the seller's notification of the
+    sale, and, for a subscription or payment plan, its standing and reminders. Safe to redeliver."""
+    queue_purchase_confirmation(session, event, event_id)
+    notify_sellers_of_sale(session, event, event_id)
+    remember_purchase(session, event)
+    billing.follow_purchase(session, event)
 
 
-def queue_email(session: Session, *, key: str, template: str, to: str, customer_id: str | None, **context) -> Email | None:
-    """Queues an email unless one with this key exists: one key, one email, however often asked."""
-    if session.get(Email, key) is not None:
-        return None
-    subject, text_body, html_body = render(template, **context)
-    email = Email(key=key, template=template, to=to, customer_id=customer_id, subject=subject,
-                  text_body=text_body, html_body=html_body)
-    session.add(email)
-    wakeups.wake_after_commit(session, DISPATCHER)
-    return email
+def remember_purchase(session: Session, event: PurchaseCompleted) -> None:
+    """Keeps what later emails about the purchase name (its refunds, its billing)."""
+    if session.get(PurchaseRecord, event.purchase_id) is None:
+        session.add(PurchaseRecord(id=event.purchase_id, customer_id=event.customer_id, offer_id=event.offer_id,
+                                   offer_name=event.offer_name, subscription_id=event.subscription_id,
+                                   on_partial_refund=event.access_policy.on_partial_refund,
+                                   completed_at=event.completed_at))
 
 
 def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _event_id: str) -> None:
@@ -49,6 +43,41 @@ def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _eve
         return
     queue_email(session, key=f"purchase-confirmation:{event.purchase_id}", template="purchase_confirmation",
                 to=event.email, customer_id=event.customer_id, purchase=event, library_url=PublicUrls().library_url)
+
+
+def notify_sellers_of_sale(session: Session, event: PurchaseCompleted, _event_id: str) -> None:
+    """Part of `PurchaseCompleted`: "New sale" to each address in `NOTIFICATIONS_SELLER_EMAILS`."""
+    queue_for_sellers(session, key=f"seller-sale:{event.purchase_id}", template="seller_sale", purchase=event)
+
+
+def queue_refund_confirmation(session: Session, event: PurchaseRefunded, _event_id: str) -> None:
+    """Started by `PurchaseRefunded`: tells the customer what came back, and what happens to access.
+    Keyed by the refund: each refund of a purchase has its own email."""
+    purchase = session.get(PurchaseRecord, event.purchase_id)
+    access_ends = event.full or (purchase is not None and purchase.on_partial_refund == "revoke")
+    queue_email(session, key=f"refund-confirmation:{event.refund_id}", template="refund_confirmation",
+                to=event.email, customer_id=event.customer_id, refund=event,
+                offer_name=purchase.offer_name if purchase else None, access_ends=access_ends,
+                access_kept=not access_ends and purchase is not None)
+
+
+def queue_account_setup_email(session: Session, event: AccountSetupLinkIssued, event_id: str) -> None:
+    """Started by `AccountSetupLinkIssued`: the "Set up your account" email carrying the link.
+
+    Keyed by the purchase the link was issued for, so one purchase sends one such email, however
+    often its event is delivered; a link issued without a purchase is keyed by its event.
+    """
+    purchase_id = _purchase_of(event.url)
+    key = f"account-setup:{purchase_id}" if purchase_id else f"account-setup:{event_id}"
+    queue_email(session, key=key, template="account_setup", to=event.email, customer_id=event.customer_id,
+                url=event.url, email=event.email, expires_at=event.expires_at, reason=event.reason)
+
+
+def _purchase_of(url: str) -> str | None:
+    # The event has no purchase id field (yet): accounts puts the purchase in the link's query,
+    # as checkout's redirect to the account page does.
+    values = parse_qs(urlsplit(url).query).get("purchase")
+    return values[0] if values and len(values[0]) <= 100 else None
 
 
 def due_emails(session: Session, limit: int) -> list[Email]:

@@ -197,7 +197,11 @@ def _ours(request: Request, next_url: str) -> str | None:
 def _after_setup(request: Request, setup: SetupToken) -> str:
     """The purchase's own destination (checked when it arrived), else the library. Never one from the
     request: that would make the account page an open redirect."""
-    return setup.after_setup_url or request.app.state.urls.library_url
+    if setup.after_setup_url:
+        return setup.after_setup_url
+    # Named in the address, so the library waits for the purchase rather than showing it missing.
+    library = request.app.state.urls.library_url
+    return f"{library}?{urlencode({'purchase': setup.purchase_id})}" if setup.purchase_id else library
 
 
 def _bounded(value: str, limit: int) -> str:

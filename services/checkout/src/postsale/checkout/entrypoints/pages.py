@@ -509,13 +509,15 @@ def _after_purchase(request: Request, session: Session, checkout: CheckoutSessio
     if step == "password_set" and not _logged_in_as_buyer(checkout, customer):
         step = "account_page"  # the password did not reach accounts (a redirect lost it): ask there
     if step == "library":
-        return RedirectResponse(urls.library_url, status_code=303)
+        # Named in the address, so the library waits for it instead of showing the library without it.
+        return RedirectResponse(f"{urls.library_url}?{urlencode({'purchase': purchase.id})}", status_code=303)
     if step == "account_page":
         token = setup_token(request.app.state.secret_key, checkout.id)
         query = urlencode({"purchase": purchase.id, "token": token})
         return RedirectResponse(f"{urls.accounts_url}/setup?{query}", status_code=303)
     destination = handlers.after_setup_url(urls, checkout, settings, purchase.id)
-    return RedirectResponse(destination or urls.library_url, status_code=303)
+    return RedirectResponse(destination or f"{urls.library_url}?{urlencode({'purchase': purchase.id})}",
+                            status_code=303)
 
 
 @router.get("/purchases/{purchase_id}/thank-you", response_class=HTMLResponse)

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from postsale.notifications import handlers
 from postsale.notifications.adapters.smtp import SmtpSender
+from postsale.notifications.emails import DISPATCHER
 from postsale.runtime import wakeups
 from postsale.runtime.service import BackgroundTask
 
@@ -41,7 +42,7 @@ def email_dispatcher(sender: SmtpSender, max_attempts: int, poll_interval: float
 
     async def email_dispatcher(app: FastAPI) -> None:
         engine = app.state.engine
-        await wakeups.run_loop(engine, handlers.DISPATCHER,
+        await wakeups.run_loop(engine, DISPATCHER,
                                lambda: asyncio.to_thread(send_due, engine, sender, max_attempts),
                                poll_interval=poll_interval)
 
