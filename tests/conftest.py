@@ -9,11 +9,19 @@ from typing import Iterator
 import pytest
 
 from postsale_local.processes import free_port
+from postsale_local.stripe_test_mode import StripeTestMode
 from postsale_local.suite import SERVICES, Store, Suite
 from tests.support import STRIPE_WEBHOOK_SECRET
 
+@pytest.fixture(scope="session")
+def stripe_test_mode(stripe_mock) -> Iterator[StripeTestMode]:
+    """stripe-mock with the outcomes of Stripe's test mode for intents (see `StripeTestMode`)."""
+    with StripeTestMode(stripe_mock.api_base) as proxy:
+        yield proxy
+
+
 @pytest.fixture(scope="session", params=["postgresql", "sqlite"])
-def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -> Iterator[Suite]:
+def suite(request, kafka_bootstrap, smtp_inbox, stripe_test_mode, tmp_path_factory) -> Iterator[Suite]:
     """The suite on PostgreSQL or SQLite with the sandbox provider; a test that needs a store on
     Stripe (stripe-mock, on PostgreSQL) asks for `@pytest.mark.parametrize("suite", ["stripe"], indirect=True)`.
     Only one suite runs at a time: they share the broker's topics and consumer groups."""
@@ -35,7 +43,7 @@ def suite(request, kafka_bootstrap, smtp_inbox, stripe_mock, tmp_path_factory) -
         ports={service: free_port() for service in SERVICES},
         extra_env={
             "CHECKOUT_STRIPE_API_KEY": "sk_test_postsale",
-            "CHECKOUT_STRIPE_API_BASE": stripe_mock.api_base,
+            "CHECKOUT_STRIPE_API_BASE": stripe_test_mode.api_base,
             "CHECKOUT_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
             **provider,
         },

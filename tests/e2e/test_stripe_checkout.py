@@ -8,13 +8,15 @@ succeeded, and only when its amount and currency are what the attempt charges.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 
-from tests.support import create_offer, create_product, eventually, sign_webhook, start_checkout
+from tests.support import create_offer, create_product, eventually, set_up_account, sign_webhook, start_checkout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["stripe"], indirect=True)]
 JSON = {"Accept": "application/json"}
@@ -26,9 +28,9 @@ def purchases(suite, email: str) -> list[dict]:
 
 
 def webhook(suite, checkout_id: str, intent_id: str, *, amount: int, currency: str = "eur",
-            setup: bool = False, event_id: str | None = None) -> httpx.Response:
+            setup: bool = False, event_id: str | None = None, payment_method: str = "pm_card_visa") -> httpx.Response:
     intent = {"id": intent_id, "object": "setup_intent" if setup else "payment_intent", "status": "succeeded",
-              "payment_method": "pm_card_visa", "customer": "cus_postsale_test",
+              "payment_method": payment_method, "customer": "cus_postsale_test",
               "metadata": {"postsale_checkout_session": checkout_id,
                            **({"postsale_currency": currency.upper()} if setup else {})}}
     if not setup:
@@ -141,25 +143,30 @@ def test_coupon_and_order_bump_are_charged_in_one_stripe_payment(suite):
     assert bought[bump["id"]]["parent_purchase_id"] == bought[offer["id"]]["id"]
 
 
-def test_an_upsell_on_stripe_charges_the_saved_card_off_session_and_shows_a_decline(suite):
+def test_an_upsell_on_stripe_charges_the_saved_card_off_session_and_a_failing_card_is_told(suite):
     run = uuid.uuid4().hex[:6]
     upsell = create_offer(suite, name="Coaching", product_ids=[create_product(suite, f"Coaching {run}")],
                           price={"amount": 9900, "currency": "EUR"})
     offer = create_offer(suite, name="Course", product_ids=[create_product(suite, f"Course {run}")],
                          upsells=[{"offer_id": upsell["id"]}])
-    email, browser = f"up-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
-    payment_url = start_checkout(browser, suite, offer["id"], email)
-    intent = start_stripe_payment(browser, payment_url)
-    webhook(suite, payment_url.rsplit("/", 1)[1], intent["payment_id"], amount=4900)
-    assert browser.get(payment_url).headers["location"].endswith("/upsell")
-    # stripe-mock declines every off-session charge (its fixture intent has a payment error):
-    # the buyer is told and can go on without it.
-    answer = browser.post(f"{payment_url}/upsell", data={"position": "0:up", "decision": "accept"})
-    assert answer.status_code == 402 and 'role="alert"' in answer.text
-    assert len(purchases(suite, email)) == 1
-    declined = browser.post(f"{payment_url}/upsell", data={"position": "0:up", "decision": "decline"})
-    onwards = browser.get(suite.url("checkout") + declined.headers["location"])
-    assert onwards.headers["location"].startswith(f"{suite.url('accounts')}/setup?")
+    for card, accepted in (("pm_card_visa", True), ("pm_card_chargeCustomerFail", False)):
+        email, browser = f"up-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
+        payment_url = start_checkout(browser, suite, offer["id"], email)
+        intent = start_stripe_payment(browser, payment_url)
+        webhook(suite, payment_url.rsplit("/", 1)[1], intent["payment_id"], amount=4900, payment_method=card)
+        assert browser.get(payment_url).headers["location"].endswith("/upsell")
+        answer = browser.post(f"{payment_url}/upsell", data={"position": "0:up", "decision": "accept"})
+        if accepted:  # one click: charged off-session, no card entry
+            assert answer.status_code == 303
+            bought = {p["offer_id"]: p for p in purchases(suite, email)}
+            assert bought[upsell["id"]]["parent_purchase_id"] == bought[offer["id"]]["id"]
+            assert bought[upsell["id"]]["provider_payment_id"].startswith("pi_")
+        else:  # the card saved at checkout fails when charged: the buyer is told and goes on without it
+            assert answer.status_code == 402 and "Your card was declined." in answer.text
+            assert len(purchases(suite, email)) == 1
+            answer = browser.post(f"{payment_url}/upsell", data={"position": "0:up", "decision": "decline"})
+        onwards = browser.get(suite.url("checkout") + answer.headers["location"])
+        assert onwards.headers["location"].startswith(f"{suite.url('accounts')}/setup?")
 
 
 def test_a_cart_on_stripe_is_one_payment_and_its_settings_override_the_offers(suite):
@@ -259,6 +266,57 @@ def test_a_stripe_subscription_is_cancelled_paused_and_resumed_by_the_seller(sui
         assert on_date.status_code == 409 and "in the future" in on_date.json()["detail"]
         now = checkout.post(f"{sub}/cancel", json={"when": "now", "reason": "asked by email"}).json()
         assert (now["status"], now["cancel_reason"]) == ("cancelled", "asked by email")
-        simulator = checkout.post("/admin/sandbox/clock", json={"customer_id": purchase["customer_id"],
-                                                                "advance_days": 30})
-        assert simulator.status_code == 409
+
+
+def test_a_stripe_subscription_renews_fails_recovers_with_a_new_card_and_ends(suite, stripe_test_mode):
+    """The sandbox's lifecycle scenario on Stripe's test mode: the same scheduler charges the card
+    saved at checkout off-session; `pm_card_chargeCustomerFail` fails when charged."""
+    club = create_product(suite, f"Club {uuid.uuid4().hex[:6]}")
+    offer = create_offer(suite, name="Club", product_ids=[club], price={"amount": 1900, "currency": "EUR"},
+                         billing={"type": "subscription", "interval": "month", "trial_days": 14})
+    email, browser = f"lc-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
+    payment_url = start_checkout(browser, suite, offer["id"], email)
+    intent = start_stripe_payment(browser, payment_url)
+    assert intent["mode"] == "setup"
+    stripe_test_mode.confirm(intent["payment_id"])
+    webhook(suite, payment_url.rsplit("/", 1)[1], intent["payment_id"], amount=0, setup=True)
+    [purchase] = purchases(suite, email)
+    paid = browser.post(f"{payment_url}/complete", data={})
+    assert set_up_account(browser, suite, paid.headers["location"]).status_code == 303
+    customer, sub_id = purchase["customer_id"], purchase["subscription_id"]
+    with suite.admin("checkout") as checkout:
+        state = checkout.get(f"/admin/subscriptions/{sub_id}").json()
+
+        def advance_to_next_charge(state: dict, now: datetime) -> tuple[dict, datetime]:
+            days = math.ceil((datetime.fromisoformat(state["next_charge_at"]) - now) / timedelta(days=1))
+            moved = checkout.post("/admin/sandbox/clock", json={"customer_id": customer, "advance_days": max(1, days)})
+            assert moved.status_code == 200, moved.text
+            return moved.json()["subscriptions"][0], datetime.fromisoformat(moved.json()["now"])
+
+        now = datetime.fromisoformat(purchase["completed_at"])
+        for _ in range(4):  # the trial's end and three renewals
+            state, now = advance_to_next_charge(state, now)
+        assert [a["succeeded"] for a in state["dunning"]] == [True] * 4 and state["status"] == "active"
+        assert all(p["provider_payment_id"].startswith("pi_") for p in state["payments"][1:])
+
+        billing = f"{suite.url('checkout')}/billing"
+
+        def new_card(payment_method: str) -> httpx.Response:
+            started = browser.post(f"{billing}/subscriptions/{sub_id}/card", headers=JSON, data={})
+            assert started.json()["mode"] == "setup"
+            stripe_test_mode.confirm(started.json()["payment_id"], payment_method)
+            return browser.post(f"{billing}/subscriptions/{sub_id}/card/complete",
+                                data={"payment_id": started.json()["payment_id"]})
+
+        assert "Your new card is saved." in new_card("pm_card_chargeCustomerFail").text
+        state, now = advance_to_next_charge(state, now)
+        assert state["status"] == "past_due" and state["dunning"][-1]["message"] == "Your card was declined."
+        state, now = advance_to_next_charge(state, now)  # the first retry fails too
+        assert [a["succeeded"] for a in state["dunning"][-2:]] == [False, False]
+        assert "Your new card is saved." in new_card("pm_card_visa").text
+        state = checkout.get(f"/admin/subscriptions/{sub_id}").json()
+        assert state["status"] == "active" and state["dunning"][-1]["succeeded"] is True
+
+        ended = checkout.post(f"/admin/subscriptions/{sub_id}/cancel", json={"when": "period_end"}).json()
+        state, now = advance_to_next_charge({**ended, "next_charge_at": ended["cancel_at"]}, now)
+        assert state["status"] == "cancelled"

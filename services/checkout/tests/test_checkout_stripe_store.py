@@ -72,3 +72,12 @@ def test_a_person_gets_an_error_page_and_a_program_gets_json(stripe_store):
     assert stale.status_code == 404 and "This checkout does not exist or has expired." in stale.text
     api = stripe_store.get("/admin/offers/offer_nope", headers=ADMIN)
     assert api.status_code == 404 and api.json() == {"detail": "no offer offer_nope"}
+
+
+def test_a_live_stripe_store_refuses_the_lifecycle_simulator(stripe_store, monkeypatch):
+    monkeypatch.setenv("CHECKOUT_STRIPE_API_KEY", "sk_live_postsale")
+    handlers = logging.getLogger().handlers[:]
+    live = TestClient(create_app(), follow_redirects=False)
+    logging.getLogger().handlers[:] = handlers
+    refused = live.post("/admin/sandbox/clock", headers=ADMIN, json={"customer_id": "cus_1", "advance_days": 30})
+    assert refused.status_code == 409 and "where no money moves" in refused.json()["detail"]

@@ -208,9 +208,11 @@ class ClockOut(BaseModel):
 @admin_billing.post("/sandbox/clock", response_model=ClockOut, tags=["sandbox"])
 def advance_clock(body: ClockAdvance, request: Request, session: SessionDep) -> ClockOut:
     """The lifecycle simulator: moves one test customer's time forward, and runs, in order and each
-    at its own time, everything that falls due on the way. Sandbox stores only."""
-    if not isinstance(request.app.state.payments, SandboxProvider):
-        raise HTTPException(status_code=409, detail="The lifecycle simulator works only in a sandbox store.")
+    at its own time, everything that falls due on the way. Only where no money moves: the sandbox,
+    or Stripe's test mode (as Stripe's own test clocks)."""
+    if not request.app.state.payments.test_mode:
+        raise HTTPException(status_code=409, detail="The lifecycle simulator works only in a sandbox store or "
+                                                    "on Stripe's test mode, where no money moves.")
     if session.exec(select(Purchase.id).where(Purchase.customer_id == body.customer_id)).first() is None:
         raise HTTPException(status_code=404, detail=f"no purchases of customer {body.customer_id}")
     clock = billing.simulated_clock(session, body.customer_id)

@@ -82,6 +82,7 @@ class PaymentError(Exception):
 
 class PaymentProvider(Protocol):
     name: str
+    test_mode: bool  # no money moves (the sandbox, Stripe's test mode): the lifecycle simulator may run
 
     def start_payment(self, *, attempt_id: str, amount: int, currency: str, email: str, idempotency_key: str,
                       details: Mapping[str, str]) -> PaymentResult:

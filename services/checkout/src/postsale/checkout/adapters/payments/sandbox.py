@@ -58,6 +58,7 @@ def _digits(text: str) -> str:
 
 class SandboxProvider:
     name = "sandbox"
+    test_mode = True
 
     def __init__(self, engine: Engine, *, action_base_url: str) -> None:
         self.engine = engine

@@ -145,6 +145,8 @@ class StripeProvider:
         # Retried requests keep their idempotency key (ours, or one the library adds).
         self.client = stripe.StripeClient(api_key, base_addresses=base, max_network_retries=2, http_client=http_client)
         self.webhook_secret = webhook_secret
+        # Stripe's test mode moves no money, like the sandbox: the lifecycle simulator may run there.
+        self.test_mode = api_key.startswith(("sk_test_", "rk_test_"))
 
     # The buyer on the payment page.
 
