@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import html
 import hmac
 import re
 import time
+import uuid
 from typing import Callable
 from urllib.parse import urljoin
 
 import httpx
 
+from postsale_local.stripe_test_mode import StripeTestMode
 from postsale_local.suite import Suite
 
 STRIPE_WEBHOOK_SECRET = "whsec_postsale_tests_only"
@@ -73,3 +76,45 @@ def follow_page(browser: httpx.Client, response: httpx.Response, timeout: float 
         time.sleep(0.3)
         response = browser.get(urljoin(str(response.url), html.unescape(refresh.group(1))))
     raise AssertionError(f"still waiting after {timeout}s at {response.url}")
+
+
+JSON = {"Accept": "application/json"}
+# The sandbox's test card numbers and the Stripe test payment methods that behave the same.
+STRIPE_METHODS = {"4242424242424242": "pm_card_visa", "4000000000000341": "pm_card_chargeCustomerFail"}
+
+
+def on_stripe(suite: Suite) -> bool:
+    return suite.extra_env.get("CHECKOUT_PAYMENT_PROVIDER") == "stripe"
+
+
+def send_stripe_event(suite: Suite, event_type: str, obj: dict, event_id: str | None = None) -> httpx.Response:
+    """A webhook as Stripe sends it: the event, signed with the store's webhook secret."""
+    event = {"id": event_id or f"evt_{uuid.uuid4().hex}", "object": "event", "api_version": "2024-06-20",
+             "type": event_type, "created": int(time.time()), "livemode": False, "data": {"object": obj}}
+    payload = json.dumps(event).encode()
+    return httpx.post(f"{suite.url('checkout')}/webhooks/stripe", content=payload,
+                      headers={"Stripe-Signature": sign_webhook(payload)})
+
+
+def start_stripe_payment(browser: httpx.Client, payment_url: str, **form) -> dict:
+    """What the Stripe payment page's script does first: post the form, get the intent to confirm."""
+    started = browser.post(f"{payment_url}/pay", data=form, headers=JSON)
+    assert started.status_code == 200, started.text
+    answer = started.json()
+    assert answer["status"] == "requires_action" and answer["client_secret"]
+    return answer
+
+
+def pay(browser: httpx.Client, suite: Suite, payment_url: str, *, card: str = "4242424242424242",
+        stripe: StripeTestMode | None = None, **form) -> httpx.Response:
+    """Pays on the payment page as a buyer does, on either provider. The sandbox takes the card
+    number; on Stripe the page gets an intent, Stripe.js confirms it (the test-mode proxy here),
+    Stripe's webhook arrives, and the page goes on to /complete."""
+    if not on_stripe(suite):
+        return browser.post(f"{payment_url}/pay", data={"card_number": card, **form})
+    assert stripe is not None, "a store on Stripe pays through the test-mode proxy"
+    intent = start_stripe_payment(browser, payment_url, **form)
+    stripe.confirm(intent["payment_id"], STRIPE_METHODS["".join(ch for ch in card if ch.isdigit())])
+    kind = "setup_intent" if intent["mode"] == "setup" else "payment_intent"
+    send_stripe_event(suite, f"{kind}.succeeded", stripe.intent(intent["payment_id"]))
+    return browser.post(f"{payment_url}/complete", data=form)

@@ -11,16 +11,19 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.support import create_offer, create_product, eventually, set_up_account, start_checkout
+from tests.support import create_offer, create_product, eventually, pay, set_up_account, start_checkout
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["postgresql"], indirect=True)]
+pytestmark = pytest.mark.e2e
+SANDBOX = pytest.mark.parametrize("suite", ["postgresql"], indirect=True)
+BOTH_PROVIDERS = pytest.mark.parametrize("suite", ["postgresql", "stripe"], indirect=True)
 MONTHLY_WITH_TRIAL = {"type": "subscription", "interval": "month", "trial_days": 14}
 
 
-def buy(suite, offer: dict, *, card: str = "4242424242424242", log_in: bool = True) -> tuple[httpx.Client, dict]:
+def buy(suite, offer: dict, *, card: str = "4242424242424242", log_in: bool = True,
+        stripe=None) -> tuple[httpx.Client, dict]:
     """A new customer buys `offer` (and sets up the account, so the billing page is theirs)."""
     email, browser = f"bill-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=20)
-    paid = browser.post(f"{start_checkout(browser, suite, offer['id'], email)}/pay", data={"card_number": card})
+    paid = pay(browser, suite, start_checkout(browser, suite, offer["id"], email), card=card, stripe=stripe)
     assert paid.status_code == 303, paid.text
     if log_in:
         assert set_up_account(browser, suite, paid.headers["location"]).status_code == 303
@@ -56,6 +59,7 @@ def advance_to_next_charge(suite, customer_id: str, state: dict, now: datetime) 
     return state, datetime.fromisoformat(moved["now"])
 
 
+@SANDBOX
 def test_a_trial_renews_fails_is_recovered_by_a_new_card_then_ends_at_period_end(suite, smtp_inbox):
     club = create_product(suite, f"Club {uuid.uuid4().hex[:6]}")
     offer = create_offer(suite, name="Club", product_ids=[club], price={"amount": 1900, "currency": "EUR"},
@@ -105,11 +109,12 @@ def test_a_trial_renews_fails_is_recovered_by_a_new_card_then_ends_at_period_end
     assert eventually(lambda: not has_access(suite, customer, club))
 
 
-def test_a_payment_plan_of_three_charges_every_instalment_and_completes(suite):
+@BOTH_PROVIDERS
+def test_a_payment_plan_of_three_charges_every_instalment_and_completes(suite, stripe_test_mode):
     course = create_product(suite, f"Course {uuid.uuid4().hex[:6]}")
     offer = create_offer(suite, name="Course", product_ids=[course], price={"amount": 3300, "currency": "EUR"},
                          billing={"type": "payment_plan", "interval": "month", "instalments": 3})
-    browser, purchase = buy(suite, offer)
+    browser, purchase = buy(suite, offer, stripe=stripe_test_mode)
     advance(suite, purchase["customer_id"], 31)
     state = advance(suite, purchase["customer_id"], 31)["subscriptions"][0]
     assert (state["status"], state["instalments_paid"], state["next_charge_at"]) == ("completed", 3, None)
@@ -121,10 +126,11 @@ def test_a_payment_plan_of_three_charges_every_instalment_and_completes(suite):
     assert eventually(lambda: has_access(suite, purchase["customer_id"], course))
 
 
-def test_a_partial_refund_keeps_access_and_a_full_one_revokes_it(suite):
+@BOTH_PROVIDERS
+def test_a_partial_refund_keeps_access_and_a_full_one_revokes_it(suite, stripe_test_mode):
     guide = create_product(suite, f"Guide {uuid.uuid4().hex[:6]}")
     offer = create_offer(suite, name="Guide", product_ids=[guide])
-    _, purchase = buy(suite, offer, log_in=False)
+    _, purchase = buy(suite, offer, log_in=False, stripe=stripe_test_mode)
     customer = purchase["customer_id"]
     assert eventually(lambda: has_access(suite, customer, guide))
     with suite.admin("checkout") as checkout:
@@ -141,6 +147,7 @@ def test_a_partial_refund_keeps_access_and_a_full_one_revokes_it(suite):
     assert eventually(lambda: not has_access(suite, customer, guide))
 
 
+@SANDBOX
 def test_the_0259_card_is_disputed_and_the_bank_decides(suite):
     course = create_product(suite, f"Course {uuid.uuid4().hex[:6]}")
     offer = create_offer(suite, name="Course", product_ids=[course])
@@ -162,11 +169,12 @@ def test_the_0259_card_is_disputed_and_the_bank_decides(suite):
     assert not has_access(suite, lost["customer_id"], course)
 
 
-def test_a_paused_subscription_is_not_charged_and_resumes_where_it_stopped(suite):
+@BOTH_PROVIDERS
+def test_a_paused_subscription_is_not_charged_and_resumes_where_it_stopped(suite, stripe_test_mode):
     club = create_product(suite, f"Club {uuid.uuid4().hex[:6]}")
     offer = create_offer(suite, name="Club", product_ids=[club], price={"amount": 900, "currency": "EUR"},
                          billing={"type": "subscription", "interval": "month"})
-    _, purchase = buy(suite, offer, log_in=False)
+    _, purchase = buy(suite, offer, log_in=False, stripe=stripe_test_mode)
     sub_id, customer = purchase["subscription_id"], purchase["customer_id"]
     with suite.admin("checkout") as checkout:
         paused = checkout.post(f"/admin/subscriptions/{sub_id}/pause")

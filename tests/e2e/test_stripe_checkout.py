@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.support import create_offer, create_product, eventually, set_up_account, sign_webhook, start_checkout
+from tests.support import (JSON, create_offer, create_product, eventually, send_stripe_event, set_up_account, sign_webhook,
+                           start_checkout, start_stripe_payment)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["stripe"], indirect=True)]
-JSON = {"Accept": "application/json"}
 
 
 def purchases(suite, email: str) -> list[dict]:
@@ -41,15 +41,6 @@ def webhook(suite, checkout_id: str, intent_id: str, *, amount: int, currency: s
     payload = json.dumps(event).encode()
     return httpx.post(f"{suite.url('checkout')}/webhooks/stripe", content=payload,
                       headers={"Stripe-Signature": sign_webhook(payload)})
-
-
-def start_stripe_payment(browser: httpx.Client, payment_url: str, **form) -> dict:
-    """What the payment page's script does: post the form, get the intent's client secret."""
-    started = browser.post(f"{payment_url}/pay", data=form, headers=JSON)
-    assert started.status_code == 200, started.text
-    answer = started.json()
-    assert answer["status"] == "requires_action" and answer["client_secret"]
-    return answer
 
 
 def test_the_verified_webhook_completes_the_purchase_once_and_only_for_the_right_amount(suite):
@@ -206,14 +197,6 @@ def test_a_password_chosen_on_the_stripe_payment_page_reaches_accounts_after_the
     assert f'action="{suite.url("accounts")}/setup/checkout"' in handed.text
 
 
-def stripe_event(suite, event_type: str, obj: dict, event_id: str | None = None) -> httpx.Response:
-    event = {"id": event_id or f"evt_{uuid.uuid4().hex}", "object": "event", "api_version": "2024-06-20",
-             "type": event_type, "created": int(time.time()), "livemode": False, "data": {"object": obj}}
-    payload = json.dumps(event).encode()
-    return httpx.post(f"{suite.url('checkout')}/webhooks/stripe", content=payload,
-                      headers={"Stripe-Signature": sign_webhook(payload)})
-
-
 def bought_through_stripe(suite, offer: dict, *, charged: int) -> dict:
     email, browser = f"lc-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
     payment_url = start_checkout(browser, suite, offer["id"], email)
@@ -234,7 +217,7 @@ def test_refunds_and_disputes_arrive_from_stripe_in_any_order_and_count_once(sui
         assert refund.status_code == 201, refund.text
         ours = refund.json()["provider_refund_id"]
         # Stripe reports our refund and one the seller made in Stripe's dashboard.
-        reported = stripe_event(suite, "charge.refunded", {
+        reported = send_stripe_event(suite, "charge.refunded", {
             "id": "ch_1", "object": "charge", "payment_intent": intent, "amount": 4900, "currency": "eur",
             "amount_refunded": 2500, "refunds": {"data": [{"id": ours, "amount": 1000},
                                                           {"id": f"re_dash_{uuid.uuid4().hex[:8]}", "amount": 1500}]}})
@@ -245,8 +228,8 @@ def test_refunds_and_disputes_arrive_from_stripe_in_any_order_and_count_once(sui
         dispute = {"id": f"dp_{uuid.uuid4().hex[:8]}", "object": "dispute", "payment_intent": intent, "amount": 4900,
                    "currency": "eur", "reason": "fraudulent", "status": "lost"}
         # Closed first, created late: the late one cannot reopen it.
-        stripe_event(suite, "charge.dispute.closed", dispute)
-        stripe_event(suite, "charge.dispute.created", {**dispute, "status": "needs_response"})
+        send_stripe_event(suite, "charge.dispute.closed", dispute)
+        send_stripe_event(suite, "charge.dispute.created", {**dispute, "status": "needs_response"})
         [recorded] = checkout.get(f"/admin/purchases/{purchase['id']}").json()["disputes"]
         assert recorded["status"] == "lost"
 

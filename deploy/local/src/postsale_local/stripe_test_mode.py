@@ -52,6 +52,13 @@ class StripeTestMode:
                             headers={"Authorization": "Bearer sk_test_postsale"})
         answer.raise_for_status()
 
+    def intent(self, intent_id: str) -> dict:
+        """The intent as Stripe would send it in a webhook (after `confirm`: succeeded)."""
+        kind = "setup_intents" if intent_id.startswith("seti_") else "payment_intents"
+        answer = httpx.get(f"{self.api_base}/v1/{kind}/{intent_id}", headers={"Authorization": "Bearer sk_test_postsale"})
+        answer.raise_for_status()
+        return answer.json()
+
     def start(self) -> None:
         self._thread.start()
 
