@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support import create_offer, create_product, eventually, follow_page, set_up_account, start_checkout
+from tests.support import create_offer, create_product, eventually, follow_page, pay, set_up_account, start_checkout
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["postgresql"], indirect=True)]
+pytestmark = pytest.mark.e2e
+SANDBOX = pytest.mark.parametrize("suite", ["postgresql"], indirect=True)
+BOTH_PROVIDERS = pytest.mark.parametrize("suite", ["postgresql", "stripe"], indirect=True)
 CARD = {"card_number": "4242 4242 4242 4242"}
 
 
@@ -40,6 +42,7 @@ def products(suite, *names: str) -> list[str]:
     return [create_product(suite, f"{name} {uuid.uuid4().hex[:6]}") for name in names]
 
 
+@SANDBOX
 def test_a_free_offer_needs_no_card_and_still_grants_and_emails(suite, smtp_inbox):
     [guide] = products(suite, "Free guide")
     offer = create_offer(suite, name="Free guide", product_ids=[guide], price={"amount": 0, "currency": "EUR"},
@@ -57,6 +60,7 @@ def test_a_free_offer_needs_no_card_and_still_grants_and_emails(suite, smtp_inbo
     smtp_inbox.wait_for(lambda m: m["To"] == email and "Free guide" in m["Subject"])
 
 
+@SANDBOX
 def test_a_subscription_with_a_trial_saves_the_card_and_charges_nothing_yet(suite):
     [club] = products(suite, "Club")
     offer = create_offer(suite, name="Club", product_ids=[club], price={"amount": 1900, "currency": "EUR"},
@@ -75,6 +79,7 @@ def test_a_subscription_with_a_trial_saves_the_card_and_charges_nothing_yet(suit
     assert eventually(lambda: access(suite, purchase["customer_id"], club))
 
 
+@SANDBOX
 def test_a_payment_plan_charges_the_first_instalment(suite):
     [course] = products(suite, "Course")
     offer = create_offer(suite, name="Course in 3", product_ids=[course], price={"amount": 9900, "currency": "EUR"},
@@ -91,6 +96,7 @@ def test_a_payment_plan_charges_the_first_instalment(suite):
     assert [p["amount"]["amount"] for p in detail["payments"]] == [9900]
 
 
+@SANDBOX
 def test_pay_what_you_want_takes_the_buyers_amount_above_the_minimum(suite):
     [album] = products(suite, "Album")
     offer = create_offer(suite, name="Album", product_ids=[album], price={"amount": 1500, "currency": "EUR"},
@@ -105,7 +111,8 @@ def test_pay_what_you_want_takes_the_buyers_amount_above_the_minimum(suite):
     assert [p["price"]["amount"] for p in purchases(suite, email)] == [1250]
 
 
-def test_a_coupon_shows_the_new_price_before_paying_and_bad_codes_say_why(suite):
+@BOTH_PROVIDERS
+def test_a_coupon_shows_the_new_price_before_paying_and_bad_codes_say_why(suite, stripe_test_mode):
     [course] = products(suite, "Course")
     offer = create_offer(suite, name="Course", product_ids=[course])
     code = f"LAUNCH{uuid.uuid4().hex[:6].upper()}"
@@ -127,7 +134,7 @@ def test_a_coupon_shows_the_new_price_before_paying_and_bad_codes_say_why(suite)
     assert applied.status_code == 200
     assert "−9.80 EUR" in applied.text and "Pay <span id=\"total\">39.20 EUR</span>" in applied.text
 
-    browser.post(f"{payment_url}/pay", data=CARD)
+    pay(browser, suite, payment_url, stripe=stripe_test_mode)
     [purchase] = purchases(suite, email)
     assert (purchase["price"]["amount"], purchase["coupon_code"]) == (3920, code)
     with suite.admin("checkout") as checkout:
@@ -135,6 +142,7 @@ def test_a_coupon_shows_the_new_price_before_paying_and_bad_codes_say_why(suite)
     assert counted["redemptions"] == 1
 
 
+@SANDBOX
 def test_two_buyers_racing_for_the_last_redemption_cannot_both_get_it(suite):
     [course] = products(suite, "Course")
     offer = create_offer(suite, name="Course", product_ids=[course])
@@ -157,7 +165,8 @@ def test_two_buyers_racing_for_the_last_redemption_cannot_both_get_it(suite):
     assert [p["price"]["amount"] for p in paid] == [3900]
 
 
-def test_order_bump_and_a_funnel_accept_decline_accept_downsell(suite, smtp_inbox):
+@BOTH_PROVIDERS
+def test_order_bump_and_a_funnel_accept_decline_accept_downsell(suite, smtp_inbox, stripe_test_mode):
     course, workbook, coaching, masterclass, replay = products(suite, "Course", "Workbook", "Coaching",
                                                                "Masterclass", "Replay")
     bump = create_offer(suite, name="Workbook", product_ids=[workbook], price={"amount": 1500, "currency": "EUR"})
@@ -174,7 +183,7 @@ def test_order_bump_and_a_funnel_accept_decline_accept_downsell(suite, smtp_inbo
     assert "Yes, add <strong>Workbook</strong> for 15.00 EUR" in page.text
     assert 'data-with="64.00 EUR"' in page.text
 
-    paid = browser.post(f"{payment_url}/pay", data={**CARD, "order_bump": "on"})
+    paid = pay(browser, suite, payment_url, stripe=stripe_test_mode, order_bump="on")
     assert paid.headers["location"] == f"/checkout/{checkout_id}/upsell"
     upsell = browser.get(f"{payment_url}/upsell")
     assert "Coaching call" in upsell.text and 'value="0:up"' in upsell.text
@@ -207,6 +216,7 @@ def test_order_bump_and_a_funnel_accept_decline_accept_downsell(suite, smtp_inbo
     assert "Masterclass " not in library.text.replace("Masterclass replay", "")
 
 
+@SANDBOX
 def test_double_click_reload_and_two_tabs_never_charge_twice(suite):
     [course] = products(suite, "Course")
     up = create_offer(suite, name="Extra", product_ids=products(suite, "Extra"),
@@ -230,6 +240,7 @@ def test_double_click_reload_and_two_tabs_never_charge_twice(suite):
     assert sorted(p["offer_id"] for p in bought) == sorted([offer["id"], up["id"]])
 
 
+@SANDBOX
 def test_a_declined_upsell_charge_says_so_and_the_buyer_can_decline(suite):
     up = create_offer(suite, name="Extra", product_ids=products(suite, "Extra"), price={"amount": 900, "currency": "EUR"})
     offer = create_offer(suite, name="Course", product_ids=products(suite, "Course"), upsells=[{"offer_id": up["id"]}])
@@ -247,6 +258,7 @@ def test_a_declined_upsell_charge_says_so_and_the_buyer_can_decline(suite):
     assert len(purchases(suite, email)) == 1
 
 
+@SANDBOX
 def test_a_logged_in_customer_who_owns_everything_is_told_before_paying(suite, store):
     email, browser = new_email("own"), httpx.Client(timeout=10)
     payment_url = start_checkout(browser, suite, store.offer_id, email)
@@ -259,6 +271,7 @@ def test_a_logged_in_customer_who_owns_everything_is_told_before_paying(suite, s
     assert len(purchases(suite, email)) == 1
 
 
+@SANDBOX
 def test_offers_refuse_impossible_prices_and_funnels_with_a_clear_message(suite, store):
     with suite.admin("checkout") as checkout:
         def refused(body: dict) -> str:
@@ -287,22 +300,25 @@ def setup_link_in(message) -> str:
     return next(word for word in text.split() if "/setup?" in word and "token=" in word)
 
 
-def test_skipping_the_account_page_lands_on_the_sellers_page_and_emails_the_setup_link(suite, smtp_inbox):
+@BOTH_PROVIDERS
+def test_skipping_the_account_page_lands_on_the_sellers_page_and_emails_the_setup_link(suite, smtp_inbox,
+                                                                                      stripe_test_mode):
     offer = create_offer(suite, name="Webinar", product_ids=products(suite, "Webinar"), post_purchase={
         "skip_account_page": True, "destination": "landing_page", "landing_page_url": LANDING})
     email, browser = new_email("sky"), httpx.Client(timeout=10)
-    paid = browser.post(f"{start_checkout(browser, suite, offer['id'], email)}/pay", data=CARD)
+    paid = pay(browser, suite, start_checkout(browser, suite, offer["id"], email), stripe=stripe_test_mode)
     assert paid.headers["location"] == LANDING
     welcome = smtp_inbox.wait_for(lambda m: m["To"] == email and m["Subject"] == "Set up your account")
     created = set_up_account(browser, suite, setup_link_in(welcome))
     assert created.status_code == 303
 
 
-def test_the_thank_you_page_follows_the_account_page(suite):
+@BOTH_PROVIDERS
+def test_the_thank_you_page_follows_the_account_page(suite, stripe_test_mode):
     offer = create_offer(suite, name="Guide", product_ids=products(suite, "Guide"),
                          post_purchase={"destination": "thank_you"})
     email, browser = new_email("tia"), httpx.Client(timeout=10)
-    paid = browser.post(f"{start_checkout(browser, suite, offer['id'], email)}/pay", data=CARD)
+    paid = pay(browser, suite, start_checkout(browser, suite, offer["id"], email), stripe=stripe_test_mode)
     created = set_up_account(browser, suite, paid.headers["location"])
     [purchase] = purchases(suite, email)
     assert created.headers["location"] == f"{suite.url('checkout')}/purchases/{purchase['id']}/thank-you"
@@ -310,6 +326,7 @@ def test_the_thank_you_page_follows_the_account_page(suite):
     assert "Thank you for your purchase" in thanks.text and "Guide" in thanks.text
 
 
+@SANDBOX
 def test_a_cart_pays_its_offers_at_once_and_its_settings_override_the_offers(suite):
     first = create_offer(suite, name="Course A", product_ids=products(suite, "Course A"),
                          price={"amount": 3000, "currency": "EUR"})
@@ -336,6 +353,7 @@ def test_a_cart_pays_its_offers_at_once_and_its_settings_override_the_offers(sui
     assert details[0]["payments"][0]["amount"]["amount"] == 5000
 
 
+@SANDBOX
 def test_a_password_chosen_at_checkout_goes_to_accounts_and_no_account_page_follows(suite):
     offer = create_offer(suite, name="Course", product_ids=products(suite, "Course"),
                          post_purchase={"require_password": True})
