@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := ./contracts ./libs ./deploy/local ./services/checkout ./services/entitlements ./services/accounts ./services/notifications
 PYPROJECTS := contracts/pyproject.toml libs/pyproject.toml deploy/local/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: install tools run test test-unit test-integration test-e2e generate bench clean
+.PHONY: install tools run test test-unit test-integration test-e2e test-docker generate bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,7 @@ tools: install
 	$(BIN)/python -m postsale_local.stripe_mock install > /dev/null
 	$(BIN)/python -m postsale_local.postgres install > /dev/null
 	$(BIN)/python -m postsale_local.browser install > /dev/null
+	$(BIN)/python -m postsale_local.deploy_tools install > /dev/null  # helm, kubeconform, oasdiff, schemas
 
 run: install
 	$(BIN)/python -m postsale_local.kafka classpath > /dev/null
@@ -40,6 +41,10 @@ test-integration: tools
 
 test-e2e: tools
 	$(BIN)/python -m pytest -m e2e
+
+# Builds the images and runs the journey against deploy/compose.yaml: needs a Docker engine.
+test-docker: tools
+	$(BIN)/python -m pytest -m docker
 
 # Contract schemas, golden examples, AsyncAPI documents and the catalogue in docs/contracts.md.
 generate: install

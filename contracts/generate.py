@@ -7,7 +7,8 @@
   against every release of the same major version;
 - the catalogue section of `docs/contracts.md`;
 - `docs/asyncapi/<service>.json`: each service's AsyncAPI document, from its subscriptions;
-- `docs/openapi/<service>.json`: each service's OpenAPI document, from its FastAPI app.
+- `docs/openapi/<service>.json`: each service's OpenAPI document, from its FastAPI app, and
+  `docs/openapi/released/<version>/<service>.json`, frozen once per contracts version.
 
     python contracts/generate.py           # write
     python contracts/generate.py --check   # exit 1 and list what differs
@@ -162,6 +163,14 @@ def write(root: Path = ROOT) -> None:
             continue  # a release is frozen; a changed schema needs a new contracts version
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
+    # Each service's OpenAPI document is frozen once per contracts version too, but only
+    # written, never compared: a compatible HTTP change needs no new version. `oasdiff
+    # breaking` compares it with the current document (tests/deploy/test_openapi_compatibility.py).
+    for service in SERVICES:
+        frozen = root / "docs" / "openapi" / "released" / contracts_version(root) / f"{service}.json"
+        if not frozen.exists():
+            frozen.parent.mkdir(parents=True, exist_ok=True)
+            frozen.write_text((root / "docs" / "openapi" / f"{service}.json").read_text())
 
 
 def main() -> int:
