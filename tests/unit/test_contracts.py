@@ -1,9 +1,13 @@
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from postsale.contracts import (
-    DecodeError, Money, ProductPublished, PurchaseCompleted, PurchasedProduct, UnknownEventType, decode, encode, topics,
+    DecodeError, Money, ProductPublished, PurchaseCompleted, PurchasedProduct, UnknownEventType, decode, delivery_fields,
+    delivery_kind_of, encode, topics,
 )
 
 pytestmark = pytest.mark.unit
@@ -65,3 +69,14 @@ def test_an_unknown_event_type_is_told_apart_so_readers_can_skip_it():
 def test_times_must_carry_their_zone():
     with pytest.raises(ValueError):
         ProductPublished(product_id="p", name="n", delivery_type="download", published_at=datetime(2026, 1, 1))
+
+
+def test_a_license_key_product_reads_as_the_nearest_1_0_kind_to_an_older_reader():
+    event = ProductPublished(product_id="prod_1", name="Plugin", **delivery_fields("license_key"),
+                             published_at=datetime(2026, 11, 22, tzinfo=timezone.utc))
+    released = Path(__file__).parents[2] / "contracts" / "released" / "1.0.0" / "schemas" / topics.PRODUCTS.name
+    schema = json.loads((released / f"{ProductPublished.event_type}.json").read_text())
+    jsonschema.validate(json.loads(encode(event, source="/postsale/entitlements")[1]), schema)
+    assert (event.delivery_type, delivery_kind_of(event)) == ("download", "license_key")
+    assert delivery_kind_of(ProductPublished(product_id="p", name="Club", delivery_type="membership",
+                                             published_at=event.published_at)) == "membership"

@@ -18,6 +18,8 @@ from postsale.contracts.envelope import (
 )
 from postsale.contracts.events import (
     ALL_EVENTS,
+    delivery_fields,
+    delivery_kind_of,
     AccessGranted,
     AccessPolicy,
     AccessRestored,
@@ -56,6 +58,8 @@ from postsale.contracts.events import (
 
 __all__ = [
     "ALL_EVENTS",
+    "delivery_fields",
+    "delivery_kind_of",
     "AccessGranted",
     "AccessPolicy",
     "AccessRestored",

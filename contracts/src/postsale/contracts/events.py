@@ -14,6 +14,21 @@ from postsale.contracts import topics
 from postsale.contracts.base import Contract, Event, Money, secret
 
 DeliveryType = Literal["membership", "integration", "download", "none"]
+DeliveryKind = Literal["membership", "integration", "download", "license_key", "none"]
+# Kinds added after contracts 1.0, as a 1.0 reader (which knows only `DeliveryType`) sees them.
+_NEAREST_1_0_KIND = {"license_key": "download"}
+KIND_DESCRIPTION = ("How the product is delivered, including kinds added after contracts 1.0 (`license_key`); "
+                    "empty from a 1.0 publisher: read `delivery_type`.")
+
+
+def delivery_fields(kind: str) -> dict[str, str]:
+    """`delivery_type` (the nearest kind every 1.x reader knows) and `delivery_kind` (the exact one)."""
+    return {"delivery_type": _NEAREST_1_0_KIND.get(kind, kind), "delivery_kind": kind}
+
+
+def delivery_kind_of(item: "PurchasedProduct | _ProductState | _AccessChange") -> str:
+    """The exact delivery kind of an event or item, from a publisher of any 1.x version."""
+    return item.delivery_kind or item.delivery_type
 Actor = Literal["customer", "seller", "system", "provider"]
 PaymentKind = Literal["renewal", "instalment"]
 BillingKind = Literal["subscription", "payment_plan"]
@@ -23,6 +38,7 @@ class PurchasedProduct(Contract):
     product_id: str
     name: str
     delivery_type: DeliveryType
+    delivery_kind: DeliveryKind | None = Field(default=None, description=KIND_DESCRIPTION)
 
 
 class AccessPolicy(Contract):
@@ -271,6 +287,7 @@ class _ProductState(_Product):
     name: str
     description: str = ""
     delivery_type: DeliveryType
+    delivery_kind: DeliveryKind | None = Field(default=None, description=KIND_DESCRIPTION)
 
 
 class ProductPublished(_ProductState):
@@ -307,6 +324,7 @@ class _AccessChange(Event):
     product_id: str
     product_name: str
     delivery_type: DeliveryType
+    delivery_kind: DeliveryKind | None = Field(default=None, description=KIND_DESCRIPTION)
     reason: str = Field(description="Why, in words a seller reads: `purchase`, `full refund`, `dispute lost`, ...")
     actor: Actor
     actor_id: str | None = Field(default=None, description="Who, when a person acted (a seller's user id, ...).")
@@ -438,6 +456,10 @@ class CustomerRegistered(Event):
     last_name: str | None = None
     source: Literal["purchase", "seller"] = "purchase"
     registered_at: AwareDatetime
+    offer_ids: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="For a customer the seller added by hand: the offers the seller asked to grant, for checkout "
+                    "to turn into purchases without payment. Empty otherwise.")
 
 
 class AccountActivated(Event):
@@ -466,6 +488,56 @@ class CustomerActivity(Event):
     kind: Literal["login", "library_visit", "lesson", "download"]
     product_id: str | None = None
     occurred_at: AwareDatetime
+
+
+SessionEndReason = Literal["logout", "password_changed", "email_changed", "replaced", "seller"]
+
+
+class SessionEnded(Event):
+    """A login session ended before its token expired (logout, a password or email change, a new login
+    in the same browser). Every service refuses the session's token from now on; a service keeps the
+    id until `expires_at`, after which the token is refused anyway. Carries no secret: the session id
+    alone signs no one in."""
+
+    event_type: ClassVar[str] = "postsale.session.ended"
+    topic: ClassVar[str] = topics.CUSTOMERS.name
+    subject_field: ClassVar[str] = "session_id"
+
+    customer_id: str
+    session_id: str = Field(description="The `sid` claim of the session's tokens.")
+    reason: SessionEndReason
+    ended_at: AwareDatetime
+    expires_at: AwareDatetime = Field(description="When the session's token would have expired anyway.")
+
+
+class CustomerEmailChanged(Event):
+    """The customer changed the login email, confirmed from the new address. Keyed by customer id:
+    the customer id stays, only the address changes."""
+
+    event_type: ClassVar[str] = "postsale.customer.email_changed"
+    topic: ClassVar[str] = topics.CUSTOMERS.name
+    subject_field: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    old_email: str
+    new_email: str
+    changed_at: AwareDatetime
+
+
+class ThemeChanged(Event):
+    """The seller's theme of the customer pages (account setup, login, library) changed; carries the
+    whole theme. Colours are `#rrggbb`; an empty field means Postsale's default. Every service that
+    renders customer pages applies the newest one (`postsale.runtime.theme` turns it into CSS)."""
+
+    event_type: ClassVar[str] = "postsale.theme.changed"
+    topic: ClassVar[str] = topics.CUSTOMERS.name
+    subject_field: ClassVar[str] = "theme_id"
+    key_field: ClassVar[str] = "theme_id"
+
+    theme_id: str = Field(default="store", description="One theme per store: always `store`.")
+    settings: dict[str, str | int | None] = Field(
+        description="The theme's settings by name, as `PUT /admin/theme` of accounts takes them.")
+    changed_at: AwareDatetime
 
 
 # --- accounts.account-links.v1 (restricted) -------------------------------------------------
@@ -498,6 +570,8 @@ class LoginLinkIssued(_AccountLink):
     url: str = secret("Single-use login link.")
     code: str = secret("One-time login code.")
     issued_at: AwareDatetime
+    reason: Literal["customer", "seller"] = Field(
+        default="customer", description="`seller`: the seller sent it for a customer who could not log in.")
 
 
 class PasswordResetRequested(_AccountLink):
@@ -506,6 +580,16 @@ class PasswordResetRequested(_AccountLink):
     event_type: ClassVar[str] = "postsale.password_reset.requested"
     url: str = secret("Single-use link to the new-password page.")
     code: str = secret("One-time reset code.")
+    requested_at: AwareDatetime
+
+
+class EmailChangeRequested(_AccountLink):
+    """A logged-in customer asked to change the login email: a link to confirm it, for the email sent
+    to the new address (`new_email`); `email` is the current one, which may be told of the request."""
+
+    event_type: ClassVar[str] = "postsale.email_change.requested"
+    new_email: str
+    url: str = secret("Single-use link that confirms the new address.")
     requested_at: AwareDatetime
 
 
@@ -546,7 +630,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ProductPublished, ProductUpdated, ProductArchived,
     AccessGranted, AccessRevoked, AccessSuspended, AccessRestored,
     FulfilmentRequested, IntegrationCallFailed, DownloadLinkIssued,
-    CustomerRegistered, AccountActivated, CustomerActivity,
-    AccountSetupLinkIssued, LoginLinkIssued, PasswordResetRequested,
+    CustomerRegistered, AccountActivated, CustomerActivity, SessionEnded, CustomerEmailChanged, ThemeChanged,
+    AccountSetupLinkIssued, LoginLinkIssued, PasswordResetRequested, EmailChangeRequested,
     EmailSent, EmailFailed,
 )

@@ -41,6 +41,8 @@ from postsale.checkout.domain.setup_tokens import setup_token, token_sha256
 from postsale.checkout.records import coupon_rules, offer_funnel, offer_terms, post_purchase_of
 from postsale.contracts import (
     AccessPolicy,
+    delivery_fields,
+    delivery_kind_of,
     AccountActivated,
     CustomerRegistered,
     Money,
@@ -393,7 +395,7 @@ def _record_purchase(session: Session, checkout: CheckoutSession, offer: Offer, 
         PurchaseCompleted(
             purchase_id=purchase.id, customer_id=customer.customer_id, email=checkout.email,
             offer_id=offer.id, offer_name=offer.name,
-            products=[PurchasedProduct(product_id=p.id, name=p.name, delivery_type=p.delivery_type)
+            products=[PurchasedProduct(product_id=p.id, name=p.name, **delivery_fields(p.delivery_type))
                       for p in products if p is not None],
             amount=Money(amount=amount, currency=offer.currency),
             provider=purchase.provider, provider_payment_id=purchase.provider_payment_id,
@@ -526,7 +528,7 @@ def update_catalog(session: Session, event: ProductPublished, _event_id: str) ->
     product = session.get(CatalogProduct, event.product_id) or CatalogProduct(id=event.product_id, name="", delivery_type="")
     product.name = event.name
     product.description = event.description
-    product.delivery_type = event.delivery_type
+    product.delivery_type = delivery_kind_of(event)
     product.updated_at = utcnow()
     session.add(product)
 

@@ -5,7 +5,9 @@ one after another), record what happened as a fact, apply the access policy (`do
 to the grants it concerns, and for each grant whose state changed write a ledger entry, update
 the current-access row and queue the matching event (`AccessGranted`, `AccessRevoked`,
 `AccessSuspended`, `AccessRestored`) through the outbox. A moment when access will end by itself
-becomes a due row that the scheduler runs (`review_access`).
+becomes a due row that the scheduler runs (`review_access`). Each grant whose access began or
+ended is then handed to its delivery type's strategy (`delivery/runner.py`), in the same
+transaction, so what delivery did or failed to do is recorded with the change.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from sqlmodel import Session, select
 from postsale.contracts import (AccessGranted, AccessRestored, AccessRevoked, AccessSuspended, DisputeLost,
                                 DisputeOpened, DisputeWon, ProductPublished, PurchaseCompleted, PurchaseRefunded,
                                 SubscriptionCancellationScheduled, SubscriptionCancellationUndone,
-                                SubscriptionCancelled, SubscriptionPastDue, SubscriptionPaused, SubscriptionResumed)
+                                SubscriptionCancelled, SubscriptionPastDue, SubscriptionPaused, SubscriptionResumed,
+                                delivery_fields, delivery_kind_of)
 from postsale.contracts.base import Event
 from postsale.entitlements.adapters.tables import (AccessEntry, AccessFact, AccessReview, Customer, Grant, Product,
-                                                   Purchase)
+                                                   Purchase, PurchaseProduct)
 from postsale.entitlements.config import SERVICE
-from postsale.entitlements.domain.access import (ACCESS_PERIOD_ENDED, GRANTED_BY_SELLER, PURCHASE, AccessState, Action,
-                                                 Fact, GrantView, Policy, Status, access_state, available, change)
+from postsale.entitlements.delivery import strategy_for
+from postsale.entitlements.delivery.runner import deliver_changes, note_change, retry_waiting
+from postsale.entitlements.domain.access import (ACCESS_PERIOD_ENDED, GRANTED_BY_SELLER, PURCHASE, RECONCILIATION,
+                                                 AccessState, Action, Fact, GrantView, Policy, Status, access_state,
+                                                 available, change)
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.scheduler import wake
@@ -56,6 +62,10 @@ class EmailMismatch(ValueError):
     pass
 
 
+class EndInThePast(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class Cause:
     """Who made a change and, when an event did, which one (its CloudEvents id and type)."""
@@ -79,17 +89,44 @@ def _new_id(prefix: str) -> str:
 # --- products ------------------------------------------------------------------------------
 
 
-def create_product(session: Session, *, name: str, delivery_type: str, description: str = "") -> Product:
-    """Creates a product and publishes `ProductPublished`."""
-    product = Product(id=_new_id("prod"), name=name, description=description, delivery_type=delivery_type)
+def delivery_settings(delivery_type: str, settings: dict | None) -> dict:
+    """The settings of a product of `delivery_type`, checked and completed by its strategy (for
+    instance a signing secret made for an integration); raises pydantic's ValidationError."""
+    strategy = strategy_for(delivery_type)
+    return strategy.configure(strategy.settings_model.model_validate(settings or {})).model_dump(mode="json")
+
+
+def create_product(session: Session, *, name: str, delivery_type: str, description: str = "",
+                   settings: dict | None = None) -> Product:
+    """Creates a product with its delivery settings and publishes `ProductPublished`."""
+    product = Product(id=_new_id("prod"), name=name, description=description, delivery_type=delivery_type,
+                      delivery_settings=delivery_settings(delivery_type, settings))
     session.add(product)
     publish_later(
         session,
         ProductPublished(product_id=product.id, name=name, description=description,
-                         delivery_type=delivery_type, published_at=product.created_at),
+                         **delivery_fields(delivery_type), published_at=product.created_at),
         source=SOURCE,
     )
     return product
+
+
+def configure_delivery(session: Session, product_id: str, settings: dict | None) -> Product:
+    """Replaces a product's delivery settings (what is left out takes its default). Deliveries
+    already made stay as they were; waiting ones use the new settings at their next attempt."""
+    product = session.get(Product, product_id, with_for_update=True)
+    if product is None:
+        raise UnknownProduct(product_id)
+    product.delivery_settings = delivery_settings(product.delivery_type, settings)
+    product.updated_at = utcnow()
+    session.add(product)
+    return product
+
+
+def retry_deliveries(session: Session, product_id: str, now: datetime | None = None) -> int:
+    """The product's deliveries waiting for a retry are tried at once (the seller fixed what made
+    them fail: uploaded the file, set the endpoint). Returns how many."""
+    return retry_waiting(session, product_id, now or utcnow())
 
 
 # --- what changes access -------------------------------------------------------------------
@@ -114,9 +151,12 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
         event_id=event_id,
     )
     session.add(purchase)
+    for item in {item.product_id: item for item in event.products}.values():
+        session.add(PurchaseProduct(purchase_id=event.purchase_id, product_id=item.product_id, name=item.name,
+                                    delivery_type=delivery_kind_of(item)))
     cause = Cause("customer", event_id, event.event_type)
     granted_at = as_utc(event.completed_at)
-    expires_at = _policy_of(purchase).expires_at(granted_at)
+    expires_at = policy_of(purchase).expires_at(granted_at)
     # Under a race with a replica, the purchase's primary key, the grants' unique constraint and the
     # ledger's partial unique index each refuse a second grant of a product of this purchase.
     grants: list[Grant] = []
@@ -124,7 +164,7 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
         if any(g.product_id == item.product_id for g in grants):
             continue
         grant = Grant(id=_new_id("grant"), customer_id=event.customer_id, product_id=item.product_id,
-                      product_name=item.name, delivery_type=item.delivery_type, source="purchase",
+                      product_name=item.name, delivery_type=delivery_kind_of(item), source="purchase",
                       purchase_id=event.purchase_id, status="active", reason=PURCHASE, granted_at=granted_at,
                       expires_at=expires_at, changed_at=now, last_seq=0, cause_event_id=event_id,
                       cause_event_type=event.event_type)
@@ -188,11 +228,14 @@ def apply_billing_change(session: Session, event: BillingEvent, event_id: str, *
 
 
 def grant_by_seller(session: Session, *, customer_id: str, product_id: str, days: int | None = None,
-                    note: str | None = None, email: str | None = None, now: datetime | None = None) -> Grant:
-    """The seller gives a customer a product, for good or for `days`; billing is not touched.
-    Published as `AccessGranted`. The customer's email is the one entitlements knows from their
-    purchases; one it does not know needs `email`."""
+                    expires_at: datetime | None = None, note: str | None = None, email: str | None = None,
+                    download_limit: int | None = None, now: datetime | None = None) -> Grant:
+    """The seller gives a customer a product, for good, for `days` or until `expires_at`; billing is
+    not touched. Published as `AccessGranted`. The customer's email is the one entitlements knows
+    from their purchases; one it does not know needs `email`."""
     now = now or utcnow()
+    if expires_at is not None and as_utc(expires_at) <= now:
+        raise EndInThePast(f"expires_at {expires_at.isoformat()} is not in the future")
     product = session.get(Product, product_id)
     if product is None:
         raise UnknownProduct(product_id)
@@ -202,10 +245,11 @@ def grant_by_seller(session: Session, *, customer_id: str, product_id: str, days
     if known is not None and email and normalize_email(email) != normalize_email(known.email):
         raise EmailMismatch(f"customer {customer_id} has the email {known.email}, not {email}")
     customer = _lock_customer(session, customer_id, email if known is None else None)
-    expires_at = Policy(access_days=days).expires_at(now)
+    expires_at = as_utc(expires_at) if expires_at is not None else Policy(access_days=days).expires_at(now)
     grant = Grant(id=_new_id("grant"), customer_id=customer_id, product_id=product_id, product_name=product.name,
                   delivery_type=product.delivery_type, source="seller", status="active", reason=GRANTED_BY_SELLER,
-                  granted_at=now, expires_at=expires_at, changed_at=now, last_seq=0, note=note)
+                  granted_at=now, expires_at=expires_at, changed_at=now, last_seq=0, note=note,
+                  download_limit=download_limit)
     cause = Cause("seller", note=note)
     _record(session, customer, grant, "grant", GRANTED_BY_SELLER, cause, now)
     _apply_policy(session, customer, [grant], now)  # schedules the end of its days
@@ -213,23 +257,54 @@ def grant_by_seller(session: Session, *, customer_id: str, product_id: str, days
 
 
 def revoke_by_seller(session: Session, *, customer_id: str, grant_id: str, note: str | None = None,
-                     now: datetime | None = None) -> Grant:
-    """The seller takes one grant back (a purchase's or their own); billing is not touched and the
-    customer's other grants of the product stay. Revoking a revoked grant again changes nothing."""
+                     effective_at: datetime | None = None, now: datetime | None = None) -> Grant:
+    """The seller takes one grant back (a purchase's or their own), now or as of `effective_at`;
+    billing is not touched and the customer's other grants of the product stay. Revoking a grant
+    already revoked (or to be revoked sooner) changes nothing."""
     now = now or utcnow()
+    effective_at = as_utc(effective_at) if effective_at is not None and as_utc(effective_at) > now else None
     grant = session.get(Grant, grant_id)
     if grant is None or grant.customer_id != customer_id:
         raise UnknownGrant(grant_id)
     customer = _lock_customer(session, customer_id)
     session.refresh(grant)
-    if session.exec(select(AccessFact.id).where(AccessFact.grant_id == grant_id,
-                                                AccessFact.kind == "seller_revoke")).first() is not None:
+    earlier = session.exec(select(AccessFact).where(AccessFact.grant_id == grant_id,
+                                                    AccessFact.kind == "seller_revoke")).all()
+    if any(f.effective_at is None or (effective_at is not None and as_utc(f.effective_at) <= effective_at)
+           for f in earlier):
         return grant
     cause = Cause("seller", note=note)
     fact = AccessFact(id=_new_id("fact"), grant_id=grant_id, kind="seller_revoke", occurred_at=now, actor="seller",
-                      note=note, recorded_at=now)
+                      effective_at=effective_at, note=note, recorded_at=now)
     session.add(fact)
-    _apply_policy(session, customer, [grant], now, cause=cause, trigger=_domain_fact(fact))
+    _apply_policy(session, customer, [grant], now, cause=cause, trigger=domain_fact(fact))
+    return grant
+
+
+def revoke_product_by_seller(session: Session, *, customer_id: str, product_id: str, note: str | None = None,
+                             effective_at: datetime | None = None, now: datetime | None = None) -> list[Grant]:
+    """The seller takes a product back from a customer: every grant of it that still gives or may
+    give it, now or as of `effective_at`; billing is not touched. Raises UnknownGrant when the
+    customer never had the product."""
+    now = now or utcnow()
+    grants = session.exec(select(Grant).where(Grant.customer_id == customer_id, Grant.product_id == product_id)
+                          .order_by(Grant.granted_at, Grant.id)).all()
+    if not grants:
+        raise UnknownGrant(f"customer {customer_id} has no grant of {product_id}")
+    for grant in grants:
+        if grant.status in ("active", "suspended"):
+            revoke_by_seller(session, customer_id=customer_id, grant_id=grant.id, note=note,
+                             effective_at=effective_at, now=now)
+    return list(grants)
+
+
+def set_download_limit(session: Session, *, customer_id: str, grant_id: str, download_limit: int | None) -> Grant:
+    """Gives one grant a download limit of its own (None: the product's again)."""
+    grant = session.get(Grant, grant_id)
+    if grant is None or grant.customer_id != customer_id:
+        raise UnknownGrant(grant_id)
+    grant.download_limit = download_limit
+    session.add(grant)
     return grant
 
 
@@ -243,6 +318,76 @@ def review_access(session: Session, row: AccessReview, now: datetime) -> None:
     customer = _lock_customer(session, grant.customer_id)
     session.refresh(grant)
     _apply_policy(session, customer, [grant], now)
+
+
+# --- reconciliation's repairs --------------------------------------------------------------
+# Each runs inside the caller's transaction, through the same policy and ledger as every other
+# change: the entries say actor `system`, reason `reconciliation`, and the mismatch as their note.
+
+
+def reconcile_grant(session: Session, *, grant_id: str, note: str, now: datetime | None = None) -> Grant | None:
+    """A purchase's grant whose state disagrees with its purchase's events: the policy is applied
+    to it again. Changes nothing when it agrees by now."""
+    now = now or utcnow()
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        return None
+    customer = _lock_customer(session, grant.customer_id)
+    session.refresh(grant)
+    _apply_policy(session, customer, [grant], now, cause=Cause("system", note=note), reason=RECONCILIATION)
+    return grant
+
+
+def reconcile_missing_grant(session: Session, *, purchase_id: str, product_id: str, note: str,
+                            now: datetime | None = None) -> Grant | None:
+    """A product of a purchase with no grant: granted (or, when the ledger already granted it once,
+    its grant is made again and restored), then the policy is applied."""
+    now = now or utcnow()
+    purchase = session.get(Purchase, purchase_id)
+    item = session.get(PurchaseProduct, (purchase_id, product_id))
+    if purchase is None or item is None:
+        return None
+    customer = _lock_customer(session, purchase.customer_id)
+    existing = session.exec(select(Grant).where(Grant.purchase_id == purchase_id, Grant.product_id == product_id)).first()
+    if existing is not None:
+        return existing
+    cause = Cause("system", purchase.event_id, PurchaseCompleted.event_type, note=note)
+    earlier = session.exec(select(AccessEntry).where(AccessEntry.purchase_id == purchase_id,
+                                                     AccessEntry.product_id == product_id,
+                                                     AccessEntry.action == "grant")).first()
+    product = session.get(Product, product_id)
+    granted_at = as_utc(purchase.completed_at)
+    grant = Grant(id=(earlier.grant_id if earlier and earlier.grant_id else None) or _new_id("grant"),
+                  customer_id=purchase.customer_id, product_id=product_id,
+                  product_name=product.name if product else item.name,
+                  delivery_type=product.delivery_type if product else delivery_kind_of(item), source="purchase",
+                  purchase_id=purchase_id, status="revoked" if earlier else "active",
+                  reason="missing" if earlier else RECONCILIATION, granted_at=granted_at,
+                  expires_at=policy_of(purchase).expires_at(granted_at), changed_at=now,
+                  last_seq=earlier.seq if earlier else 0, cause_event_id=purchase.event_id,
+                  cause_event_type=PurchaseCompleted.event_type)
+    if earlier is None:
+        _record(session, customer, grant, "grant", RECONCILIATION, cause, now)
+    else:  # the ledger allows one grant per product of a purchase: the grant comes back as a restore
+        session.add(grant)
+        session.flush()
+    _apply_policy(session, customer, [grant], now, cause=cause, reason=RECONCILIATION)
+    return grant
+
+
+def reconcile_orphan_grant(session: Session, *, grant_id: str, note: str, now: datetime | None = None) -> Grant | None:
+    """An active grant whose purchase (or whose product in it) was never received: revoked."""
+    now = now or utcnow()
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        return None
+    customer = _lock_customer(session, grant.customer_id)
+    session.refresh(grant)
+    fact = AccessFact(id=_new_id("fact"), grant_id=grant_id, kind="reconciliation_revoke", occurred_at=now,
+                      actor="system", note=note, recorded_at=now)
+    session.add(fact)
+    _apply_policy(session, customer, [grant], now, cause=Cause("system", note=note), trigger=domain_fact(fact))
+    return grant
 
 
 # --- how a change is applied ---------------------------------------------------------------
@@ -279,26 +424,27 @@ def _on_fact(session: Session, event: Event, event_id: str, *, purchase_id: str,
     session.add(fact)
     grants = list(session.exec(select(Grant).where(Grant.purchase_id == purchase_id)).all())
     _apply_policy(session, customer, grants, now, cause=Cause(actor, event_id, event.event_type),
-                  trigger=_domain_fact(fact))
+                  trigger=domain_fact(fact))
 
 
-def _policy_of(purchase: Purchase | None) -> Policy:
+def policy_of(purchase: Purchase | None) -> Policy:
     if purchase is None:  # a seller's grant
         return Policy()
     return Policy(access_days=purchase.access_days, on_cancel=purchase.on_cancel,  # type: ignore[arg-type]
                   on_pause=purchase.on_pause, on_partial_refund=purchase.on_partial_refund)  # type: ignore[arg-type]
 
 
-def _domain_fact(row: AccessFact) -> Fact:
+def domain_fact(row: AccessFact) -> Fact:
     return Fact(id=row.id, kind=row.kind, at=as_utc(row.occurred_at), key=row.key,  # type: ignore[arg-type]
                 effective_at=as_utc(row.effective_at), detail=row.detail, received_at=as_utc(row.recorded_at))
 
 
 def _apply_policy(session: Session, customer: Customer, grants: list[Grant], now: datetime, *,
-                  cause: Cause | None = None, trigger: Fact | None = None) -> None:
+                  cause: Cause | None = None, trigger: Fact | None = None, reason: str | None = None) -> None:
     """Applies the policy to each grant at `now`: records and publishes each change, keeps when
     access ends by itself and schedules a review then. `cause` is what made the change (None:
-    the scheduler, when the cause is the fact that decided it, or the grant's own end)."""
+    the scheduler, when the cause is the fact that decided it, or the grant's own end); `reason`
+    replaces the policy's in the ledger (reconciliation's repairs say `reconciliation`)."""
     if not grants:
         return
     purchase_ids = sorted({g.purchase_id for g in grants if g.purchase_id})
@@ -309,17 +455,19 @@ def _apply_policy(session: Session, customer: Customer, grants: list[Grant], now
         select(Purchase).where(Purchase.id.in_(purchase_ids))).all()}  # type: ignore[attr-defined]
     by_id = {row.id: row for row in rows}
     for grant in grants:
-        facts = [_domain_fact(r) for r in rows
+        facts = [domain_fact(r) for r in rows
                  if r.grant_id == grant.id or (grant.purchase_id and r.purchase_id == grant.purchase_id)]
-        state = access_state(facts, _policy_of(purchases.get(grant.purchase_id or "")), now,
+        state = access_state(facts, policy_of(purchases.get(grant.purchase_id or "")), now,
                              expires_at=as_utc(grant.expires_at))
         grant.ends_at, grant.ends_because = state.ends_at, state.ends_because
         session.add(grant)
         step = change(grant.status, state, trigger)  # type: ignore[arg-type]
         if step is not None:
-            _record(session, customer, grant, step.action, step.reason, cause or _cause_of(state, grant, by_id), now)
+            _record(session, customer, grant, step.action, reason or step.reason,
+                    cause or _cause_of(state, grant, by_id), now)
         if state.ends_at is not None and state.status in ("active", "suspended"):
             _schedule_review(session, grant, state.ends_at)
+    deliver_changes(session, now)
 
 
 def _cause_of(state: AccessState, grant: Grant, facts: dict[str, AccessFact]) -> Cause:
@@ -342,6 +490,7 @@ def _record(session: Session, customer: Customer, grant: Grant, action: Action, 
             now: datetime) -> AccessEntry:
     """One ledger entry, numbered after the customer's previous one, the grant's new state, and
     the event that tells subscribers, all in the caller's transaction."""
+    status_before = None if action == "grant" else grant.status
     customer.ledger_seq += 1
     entry = AccessEntry(id=_new_id("entry"), seq=customer.ledger_seq, customer_id=customer.id, email=customer.email,
                         product_id=grant.product_id, grant_id=grant.id, action=action, reason=reason,
@@ -351,6 +500,7 @@ def _record(session: Session, customer: Customer, grant: Grant, action: Action, 
     grant.status, grant.reason, grant.changed_at, grant.last_seq = _STATUS_AFTER[action], reason, now, entry.seq
     session.add_all([customer, grant, entry])
     publish_later(session, _access_event(session, entry, grant), source=SOURCE)
+    note_change(session, grant, status_before, entry)
     return entry
 
 
@@ -358,7 +508,7 @@ def _access_event(session: Session, entry: AccessEntry, grant: Grant) -> Event:
     product = session.get(Product, grant.product_id)
     common = dict(entry_id=entry.id, customer_id=entry.customer_id, email=entry.email, product_id=entry.product_id,
                   product_name=product.name if product else grant.product_name,
-                  delivery_type=product.delivery_type if product else grant.delivery_type, reason=entry.reason,
+                  **delivery_fields(product.delivery_type if product else grant.delivery_type), reason=entry.reason,
                   actor=entry.actor, actor_id=entry.actor_id, cause_event_id=entry.cause_event_id,
                   cause_event_type=entry.cause_event_type, purchase_id=entry.purchase_id)
     at = entry.created_at

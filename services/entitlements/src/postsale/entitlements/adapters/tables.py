@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
@@ -21,6 +21,8 @@ class Product(Base, table=True):
     name: str
     description: str = ""
     delivery_type: str
+    # The delivery strategy's settings for this product (`delivery/<type>.py` says which).
+    delivery_settings: dict = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -60,6 +62,18 @@ class Purchase(Base, table=True):
     event_id: str | None = None  # the PurchaseCompleted that told us
 
 
+class PurchaseProduct(Base, table=True):
+    """A product a purchase bought, as its `PurchaseCompleted` said: what reconciliation compares
+    the grants with."""
+
+    __tablename__ = "purchase_products"
+
+    purchase_id: str = Field(primary_key=True)
+    product_id: str = Field(primary_key=True)
+    name: str
+    delivery_type: str
+
+
 class Grant(Base, table=True):
     """Current access: one product from one source (a purchase, or the seller), as it stands now.
 
@@ -90,6 +104,7 @@ class Grant(Base, table=True):
     cause_event_id: str | None = None  # what granted it
     cause_event_type: str | None = None
     note: str | None = None  # the seller's, for a manual grant
+    download_limit: int | None = None  # overrides the product's for this grant; None: the product's
 
 
 class AccessFact(Base, table=True):
@@ -154,3 +169,173 @@ class AccessEntry(Base, table=True):
     purchase_id: str | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+class Delivery(Base, table=True):
+    """What a grant's delivery strategy did (or must still do) when access began or ended: one row
+    per grant and change, written in the transaction of the change, so a failure is never lost
+    with it. Its attempts are `delivery_attempts`; its retries are `delivery_runs`."""
+
+    __tablename__ = "deliveries"
+
+    id: str = Field(primary_key=True)
+    customer_id: str = Field(index=True)
+    email: str
+    product_id: str = Field(index=True)
+    grant_id: str = Field(index=True)
+    purchase_id: str | None = None
+    delivery_type: str
+    action: str  # grant | revoke: what the strategy is asked to do
+    ledger_action: str  # the ledger entry behind it: grant, restore, revoke, expire, suspend
+    entry_id: str
+    reason: str
+    status: str  # pending | retrying | done | skipped | needs_customer | failed | superseded
+    attempts: int = 0
+    detail: str | None = None  # what the newest attempt said
+    payload: str | None = Field(default=None, sa_type=Text)  # a third-party call's body, the same every attempt
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class DeliveryAttempt(Base, table=True):
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
+
+    id: str = Field(primary_key=True)
+    delivery_id: str = Field(index=True)
+    attempt: int
+    started_at: datetime
+    outcome: str  # done | skipped | retry | needs_customer | failed
+    status_code: int | None = None  # a third party's HTTP answer
+    detail: str | None = None
+    duration_ms: int = 0
+
+
+class DeliveryRun(DueRow, Base, table=True):
+    """A delivery's next attempt, due at a time: run by the delivery scheduler."""
+
+    __tablename__ = "delivery_runs"
+    __table_args__ = (pending_index("delivery_runs"),)
+
+    delivery_id: str = Field(index=True)
+
+
+class ProductFile(Base, table=True):
+    """A file of a download product, kept by the storage adapter under `storage_key`."""
+
+    __tablename__ = "product_files"
+
+    id: str = Field(primary_key=True)
+    product_id: str = Field(index=True)
+    name: str
+    content_type: str
+    size: int = Field(sa_type=BigInteger)
+    sha256: str
+    storage_key: str
+    uploaded_at: datetime
+    removed_at: datetime | None = None
+
+
+class DownloadLink(Base, table=True):
+    """A short-lived link to one file for one grant. Only the SHA-256 of its token is kept; the
+    link works while it has not expired and its grant is active."""
+
+    __tablename__ = "download_links"
+
+    id: str = Field(primary_key=True)
+    token_sha256: str = Field(unique=True)
+    grant_id: str = Field(index=True)
+    customer_id: str
+    product_id: str
+    file_id: str
+    purpose: str  # email | library
+    issued_at: datetime
+    expires_at: datetime
+
+
+class Download(Base, table=True):
+    """One download through a link: what a grant's download limit counts."""
+
+    __tablename__ = "downloads"
+
+    id: str = Field(primary_key=True)
+    grant_id: str = Field(index=True)
+    link_id: str
+    file_id: str
+    customer_id: str
+    client: str | None = None
+    downloaded_at: datetime
+
+
+class LicenseKey(Base, table=True):
+    """A grant's license key. It works while its grant is active and it has not expired."""
+
+    __tablename__ = "license_keys"
+
+    id: str = Field(primary_key=True)
+    key: str = Field(unique=True)
+    grant_id: str = Field(unique=True)
+    customer_id: str = Field(index=True)
+    product_id: str
+    activation_limit: int | None = None  # None: no limit
+    expires_at: datetime | None = None  # None: never
+    created_at: datetime
+    revoked_at: datetime | None = None  # when its access ended; cleared when access comes back
+
+
+class LicenseActivation(Base, table=True):
+    __tablename__ = "license_activations"
+
+    id: str = Field(primary_key=True)
+    license_key_id: str = Field(index=True)
+    label: str
+    created_at: datetime
+    deactivated_at: datetime | None = None
+
+
+class Section(Base, table=True):
+    """A part of a membership product's content."""
+
+    __tablename__ = "content_sections"
+
+    id: str = Field(primary_key=True)
+    product_id: str = Field(index=True)
+    title: str
+    position: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Lesson(Base, table=True):
+    """A lesson of a section: text, and a video or audio link, opened `drip_days` after the grant."""
+
+    __tablename__ = "content_lessons"
+
+    id: str = Field(primary_key=True)
+    section_id: str = Field(index=True)
+    product_id: str = Field(index=True)
+    title: str
+    body: str = Field(default="", sa_type=Text)
+    video_url: str | None = None
+    audio_url: str | None = None
+    drip_days: int | None = None  # None: available at once
+    position: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ReconciliationRun(DueRow, Base, table=True):
+    """A scheduled comparison of the purchases entitlements received with its grants; the next
+    one is added when one is done."""
+
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (pending_index("reconciliation_runs"),)
+
+    checked: int = 0
+    mismatches: int = 0
+    repaired: int = 0
+    report: str | None = Field(default=None, sa_type=Text)  # the findings, as JSON

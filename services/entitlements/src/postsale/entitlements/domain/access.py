@@ -27,11 +27,12 @@ FactKind = Literal[
     "dispute_opened", "dispute_won", "dispute_lost",
     "cancellation_scheduled", "cancellation_undone", "subscription_cancelled",
     "paused", "resumed", "past_due",
-    "seller_revoke",
+    "seller_revoke", "reconciliation_revoke",
 ]
 
 PURCHASE = "purchase"
 GRANTED_BY_SELLER = "granted by the seller"
+RECONCILIATION = "reconciliation"
 ACCESS_PERIOD_ENDED = "access period ended"
 RESTORED = "restored"
 
@@ -49,6 +50,7 @@ REASONS: dict[str, str] = {
     "resumed": "subscription resumed",
     "past_due": "payment past due",
     "seller_revoke": "revoked by the seller",
+    "reconciliation_revoke": "reconciliation",
 }
 PAYMENT_FAILED = "payment failed"
 
@@ -75,7 +77,7 @@ class Fact:
     kind: FactKind
     at: datetime
     key: str = ""  # the dispute it is about
-    effective_at: datetime | None = None  # a cancelled billing: when it ended (or will end)
+    effective_at: datetime | None = None  # a cancelled billing, or a revoke as of a date: when it ends
     detail: str | None = None  # the event's own reason, e.g. "payment failed"
     received_at: datetime | None = None  # when entitlements learnt of it
 
@@ -120,7 +122,9 @@ def _revocations(facts: list[Fact], policy: Policy) -> list[tuple[datetime, Fact
     known, whatever the clocks of the services say."""
     found: list[tuple[datetime, Fact, bool]] = []
     for fact in facts:
-        if fact.kind in ("full_refund", "seller_revoke") or \
+        if fact.kind == "seller_revoke" and fact.effective_at is not None and fact.effective_at > fact.at:
+            found.append((fact.effective_at, fact, True))  # the seller revoked as of a later date
+        elif fact.kind in ("full_refund", "seller_revoke", "reconciliation_revoke") or \
                 (fact.kind == "partial_refund" and policy.on_partial_refund == "revoke"):
             found.append((fact.at, fact, False))
         elif fact.kind == "subscription_cancelled":

@@ -1,5 +1,5 @@
-"""The seller's admin API: products, the access check, each customer's access and why, and
-granting or revoking by hand (which never touches billing)."""
+"""The seller's admin API: products and their delivery settings, the access check, each
+customer's access and why, and granting or revoking by hand (which never touches billing)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,57 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
 from postsale.entitlements import handlers
-from postsale.entitlements.adapters.tables import Grant
+from postsale.entitlements.adapters.tables import Grant, Product
+from postsale.entitlements.delivery import strategy_for
+from postsale.entitlements.delivery.base import product_settings
+from postsale.entitlements.delivery.download import DownloadSettings
+from postsale.entitlements.delivery.integration import IntegrationSettings
+from postsale.entitlements.delivery.license_key import LicenseKeySettings
+from postsale.entitlements.delivery.none import FulfilmentSettings
+from postsale.entitlements.entrypoints.fields import Id, Text, no_nul_in_path
 from postsale.runtime.clock import as_utc
 from postsale.runtime.db import SessionDep
 from postsale.runtime.web import normalize_email, require_admin
 
-admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
+admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin), Depends(no_nul_in_path)], tags=["admin"])
 
 
-class NewProduct(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=5000)
-    delivery_type: Literal["membership", "integration", "download", "none"]
+DeliveryTypeName = Literal["membership", "integration", "download", "license_key", "none"]
+# Which settings object goes with which delivery type (a membership has none: its content is managed
+# through /admin/products/{id}/sections).
+SETTINGS_FIELD = {"download": "download", "integration": "integration", "license_key": "license_key",
+                  "none": "fulfilment"}
+
+
+class DeliverySettingsIn(BaseModel):
+    """The settings of the product's delivery type; give only the one that matches it."""
+
+    download: DownloadSettings | None = Field(default=None, description="For `download`.")
+    integration: IntegrationSettings | None = Field(default=None, description="For `integration`.")
+    license_key: LicenseKeySettings | None = Field(default=None, description="For `license_key`.")
+    fulfilment: FulfilmentSettings | None = Field(default=None, description="For `none`.")
+
+    def settings_for(self, delivery_type: str) -> dict | None:
+        wanted = SETTINGS_FIELD.get(delivery_type)
+        extra = [name for name in SETTINGS_FIELD.values() if name != wanted and getattr(self, name) is not None]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: not a setting of a {delivery_type} product")
+        given = getattr(self, wanted) if wanted else None
+        return given.model_dump(exclude_unset=True) if given is not None else None
+
+
+class NewProduct(DeliverySettingsIn):
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text = Field(default="", max_length=5000)
+    delivery_type: DeliveryTypeName
+
+    @model_validator(mode="after")
+    def _settings_match_the_type(self) -> "NewProduct":
+        self.settings_for(self.delivery_type)
+        return self
 
 
 class ProductOut(BaseModel):
@@ -29,6 +65,19 @@ class ProductOut(BaseModel):
     name: str
     description: str
     delivery_type: str
+    download: DownloadSettings | None = None
+    integration: IntegrationSettings | None = Field(default=None, description="With its signing secret.")
+    license_key: LicenseKeySettings | None = None
+    fulfilment: FulfilmentSettings | None = None
+
+    @classmethod
+    def of(cls, product: Product) -> "ProductOut":
+        out = cls(id=product.id, name=product.name, description=product.description,
+                  delivery_type=product.delivery_type)
+        field = SETTINGS_FIELD.get(product.delivery_type)
+        if field:
+            setattr(out, field, product_settings(product, strategy_for(product.delivery_type).settings_model))
+        return out
 
 
 class AccessOut(BaseModel):
@@ -42,6 +91,7 @@ class AccessOut(BaseModel):
 
 class GrantOut(BaseModel):
     id: str
+    customer_id: str
     product_id: str
     source: Literal["purchase", "seller"] = Field(description="A purchase (with the subscription or payment plan "
                                                               "it started), or the seller's manual grant.")
@@ -56,10 +106,13 @@ class GrantOut(BaseModel):
     ends_because: str | None
     changed_at: datetime
     note: str | None
+    download_limit: int | None = Field(default=None, description="This grant's own download limit; empty: the "
+                                                                 "product's.")
 
     @classmethod
     def of(cls, grant: Grant) -> "GrantOut":
-        return cls(id=grant.id, product_id=grant.product_id, source=grant.source,  # type: ignore[arg-type]
+        return cls(id=grant.id, customer_id=grant.customer_id, product_id=grant.product_id,
+                   source=grant.source, download_limit=grant.download_limit,  # type: ignore[arg-type]
                    purchase_id=grant.purchase_id, status=grant.status,  # type: ignore[arg-type]
                    granted_because=handlers.why_granted(grant), reason=grant.reason,
                    granted_at=as_utc(grant.granted_at), expires_at=as_utc(grant.expires_at),
@@ -98,6 +151,39 @@ class Revocation(BaseModel):
     note: str | None = Field(default=None, max_length=2000, description="Kept in the ledger with the revoke.")
 
 
+class SellerGrant(BaseModel):
+    customer_id: Id
+    product_id: Id
+    reason: Text = Field(min_length=1, max_length=2000, description="Your words; kept in the ledger as the note "
+                                                                   "(the entry's reason is `granted by the seller`).")
+    expires_at: AwareDatetime | None = Field(default=None, description="When this access ends; empty: for good.")
+    email: Text | None = Field(default=None, max_length=254,
+                               description="The customer's email; needed only for a customer with no purchase here.")
+    download_limit: int | None = Field(default=None, ge=1, le=100_000,
+                                       description="For a download product: this grant's own limit.")
+
+
+class SellerRevocation(BaseModel):
+    customer_id: Id
+    product_id: Id
+    reason: Text = Field(min_length=1, max_length=2000, description="Your words; kept in the ledger as the note "
+                                                                   "(the entry's reason is `revoked by the seller`).")
+    expires_at: AwareDatetime | None = Field(default=None, description="When access ends; empty: now.")
+
+
+class RevocationOut(BaseModel):
+    customer_id: str
+    product_id: str
+    available: bool = Field(description="Whether the customer may still use the product now (until `expires_at`).")
+    until: datetime | None
+    grants: list[GrantOut] = Field(description="Every grant of the product, as it stands after the revoke.")
+
+
+class GrantChange(BaseModel):
+    download_limit: int | None = Field(ge=1, le=100_000, description="This grant's own download limit; null: the "
+                                                                     "product's.")
+
+
 class LedgerEntryOut(BaseModel):
     id: str
     seq: int = Field(description="Orders a customer's entries, even two made at the same instant.")
@@ -115,12 +201,46 @@ class LedgerEntryOut(BaseModel):
     expires_at: datetime | None
 
 
+def _settings_or_422(body: DeliverySettingsIn, delivery_type: str) -> dict | None:
+    try:
+        return body.settings_for(delivery_type)
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+
+
 @admin.post("/products", status_code=201, response_model=ProductOut)
 def create_product(body: NewProduct, session: SessionDep) -> ProductOut:
+    """A product, delivered as `delivery_type` with that type's settings (an integration's signing
+    secret is made when not given). Published as `ProductPublished`."""
     product = handlers.create_product(session, name=body.name, description=body.description,
-                                      delivery_type=body.delivery_type)
+                                      delivery_type=body.delivery_type,
+                                      settings=_settings_or_422(body, body.delivery_type))
     session.commit()
-    return ProductOut.model_validate(product, from_attributes=True)
+    return ProductOut.of(product)
+
+
+@admin.get("/products/{product_id}", response_model=ProductOut)
+def get_product(product_id: str, session: SessionDep) -> ProductOut:
+    product = session.get(Product, product_id)
+    if product is None:
+        raise HTTPException(status_code=404, detail=f"unknown product {product_id}")
+    return ProductOut.of(product)
+
+
+@admin.put("/products/{product_id}/delivery", response_model=ProductOut)
+def configure_delivery(product_id: str, body: DeliverySettingsIn, session: SessionDep) -> ProductOut:
+    """Replaces the product's delivery settings; what is left out takes its default. Deliveries
+    still waiting for a retry are tried again at once with the new settings."""
+    product = session.get(Product, product_id)
+    if product is None:
+        raise HTTPException(status_code=404, detail=f"unknown product {product_id}")
+    try:
+        product = handlers.configure_delivery(session, product_id, _settings_or_422(body, product.delivery_type))
+    except ValidationError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    handlers.retry_deliveries(session, product_id)
+    session.commit()
+    return ProductOut.of(product)
 
 
 @admin.get("/access", response_model=AccessOut)
@@ -178,6 +298,62 @@ def revoke_access(customer_id: str, grant_id: str, session: SessionDep, body: Re
         raise HTTPException(status_code=404, detail=f"customer {customer_id} has no grant {grant_id}") from None
     session.commit()
     return GrantOut.of(grant)
+
+
+@admin.post("/grants", status_code=201, response_model=GrantOut)
+def grant(body: SellerGrant, session: SessionDep) -> GrantOut:
+    """The seller's manual grant: gives the customer a product, for good or until `expires_at`;
+    billing is not touched. Published as `AccessGranted` (actor `seller`, reason `granted by the
+    seller`, your `reason` as the note)."""
+    email = None
+    if body.email is not None:
+        email = normalize_email(body.email)
+        if email is None:
+            raise HTTPException(status_code=422, detail="email: not an email address")
+    try:
+        made = handlers.grant_by_seller(session, customer_id=body.customer_id, product_id=body.product_id,
+                                        expires_at=body.expires_at, note=body.reason, email=email,
+                                        download_limit=body.download_limit)
+    except handlers.UnknownProduct:
+        raise HTTPException(status_code=404, detail=f"unknown product {body.product_id}") from None
+    except (handlers.EmailNeeded, handlers.EmailMismatch, handlers.EndInThePast) as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from None
+    session.commit()
+    return GrantOut.of(made)
+
+
+@admin.post("/revocations", response_model=RevocationOut)
+def revoke(body: SellerRevocation, session: SessionDep) -> RevocationOut:
+    """The seller's manual revoke: takes the product back from the customer, now or as of
+    `expires_at`, whatever grants gave it; billing is not touched (refund or cancel in checkout).
+    Published as `AccessRevoked` (actor `seller`, reason `revoked by the seller`, your `reason` as
+    the note). Revoking again changes nothing."""
+    try:
+        grants = handlers.revoke_product_by_seller(session, customer_id=body.customer_id,
+                                                   product_id=body.product_id, note=body.reason,
+                                                   effective_at=body.expires_at)
+    except handlers.UnknownGrant:
+        raise HTTPException(status_code=404,
+                            detail=f"customer {body.customer_id} has no grant of {body.product_id}") from None
+    session.commit()
+    now = handlers.utcnow()
+    state = next((p for p in handlers.customer_access(session, body.customer_id, now)
+                  if p.product_id == body.product_id), None)
+    return RevocationOut(customer_id=body.customer_id, product_id=body.product_id,
+                         available=bool(state and state.available), until=state.until if state else None,
+                         grants=[GrantOut.of(g) for g in grants])
+
+
+@admin.patch("/customers/{customer_id}/grants/{grant_id}", response_model=GrantOut)
+def change_grant(customer_id: str, grant_id: str, body: GrantChange, session: SessionDep) -> GrantOut:
+    """Gives one grant a download limit of its own, or (null) the product's again."""
+    try:
+        changed = handlers.set_download_limit(session, customer_id=customer_id, grant_id=grant_id,
+                                              download_limit=body.download_limit)
+    except handlers.UnknownGrant:
+        raise HTTPException(status_code=404, detail=f"customer {customer_id} has no grant {grant_id}") from None
+    session.commit()
+    return GrantOut.of(changed)
 
 
 @admin.get("/customers/{customer_id}/access-ledger", response_model=list[LedgerEntryOut])

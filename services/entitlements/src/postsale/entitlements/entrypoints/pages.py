@@ -1,4 +1,5 @@
-"""The customer's pages: the library, and its JSON for scripts."""
+"""The customer's pages: the library (with what each delivery type gives: files to download, license
+keys, a membership's lessons), and its JSON for scripts."""
 
 from __future__ import annotations
 
@@ -10,13 +11,22 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
+from sqlmodel import Session
+
 from postsale.entitlements import handlers
+from postsale.entitlements.adapters.tables import Lesson, Product
+from postsale.entitlements.delivery import download, license_key, membership
+from postsale.entitlements.delivery.base import product_settings
+from postsale.entitlements.delivery.integration import IntegrationSettings
+from postsale.entitlements.domain.content import is_open, opens_at
+from postsale.entitlements.entrypoints.fields import no_nul_in_path
 from postsale.runtime.auth import CustomerSession, current_customer
+from postsale.runtime.clock import utcnow
 from postsale.runtime.db import SessionDep
 from postsale.runtime.web import templates_for
 
 templates = templates_for(Path(__file__).parents[1] / "templates")
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(no_nul_in_path)])
 CustomerDep = Annotated[CustomerSession | None, Depends(current_customer)]
 
 # The library waits this many one-second refreshes for a purchase named in its address
@@ -62,11 +72,71 @@ def library_page(request: Request, session: SessionDep, customer: CustomerDep,
         return templates.TemplateResponse(request, "preparing.html", {
             "refresh_url": _library_url("/library", expected, wait=waited + 1)})
     products = handlers.customer_access(session, customer.customer_id)
+    items = [p for p in products if p.available]
     return templates.TemplateResponse(request, "library.html", {
         "customer": customer, "logout_url": f"{urls.accounts_url}/logout", "billing_url": f"{urls.checkout_url}/billing",
-        "items": [p for p in products if p.available], "ended": [p for p in products if not p.available],
-        "on_its_way": bool(on_its_way),
+        "items": items, "ended": [p for p in products if not p.available], "on_its_way": bool(on_its_way),
+        "deliveries": _deliveries(session, items),
     })
+
+
+def _deliveries(session: Session, items: list[handlers.ProductAccess]) -> dict:
+    """Per available product, what its delivery type shows in the library: a download product's
+    files and downloads left (of its oldest active grant), the keys of a license product's active
+    grants, an integration's link to its platform."""
+    shown: dict = {}
+    keys = license_key.keys_of(session, [g.id for p in items if p.delivery_type == "license_key" for g in p.active])
+    for item in items:
+        if item.delivery_type == "download":
+            shown[item.product_id] = download.for_library(session, item.product_id, item.active[0])
+        elif item.delivery_type == "license_key":
+            shown[item.product_id] = [keys[g.id] for g in item.active if g.id in keys]
+        elif item.delivery_type == "integration":
+            shown[item.product_id] = product_settings(session.get(Product, item.product_id),
+                                                      IntegrationSettings).access_url
+    return shown
+
+
+def _available(session: Session, customer: CustomerSession, product_id: str) -> handlers.ProductAccess | None:
+    return next((p for p in handlers.library(session, customer.customer_id) if p.product_id == product_id), None)
+
+
+@router.get("/library/products/{product_id}", response_class=HTMLResponse)
+def membership_page(product_id: str, request: Request, session: SessionDep, customer: CustomerDep):
+    """A membership's sections and lessons, each open or with the date it opens (drip, counted from
+    when the customer's access began)."""
+    if customer is None:
+        urls = request.app.state.urls
+        return RedirectResponse(urls.login_url(next_url=f"{urls.entitlements_url}/library/products/{product_id}"),
+                                status_code=303)
+    access = _available(session, customer, product_id)
+    product = session.get(Product, product_id)
+    if access is None or product is None or product.delivery_type != "membership":
+        return RedirectResponse("/library", status_code=303)
+    content = membership.customer_content(session, product_id, access.since, utcnow())  # type: ignore[arg-type]
+    return templates.TemplateResponse(request, "membership.html", {"product": product, "content": content})
+
+
+@router.get("/library/products/{product_id}/lessons/{lesson_id}", response_class=HTMLResponse)
+def lesson_page(product_id: str, lesson_id: str, request: Request, session: SessionDep, customer: CustomerDep):
+    """One lesson, once it is open for the customer; before that, the date it opens."""
+    if customer is None:
+        urls = request.app.state.urls
+        return RedirectResponse(urls.login_url(
+            next_url=f"{urls.entitlements_url}/library/products/{product_id}/lessons/{lesson_id}"), status_code=303)
+    access = _available(session, customer, product_id)
+    product = session.get(Product, product_id)
+    lesson = session.get(Lesson, lesson_id)
+    if access is None or product is None or lesson is None or lesson.product_id != product_id:
+        return RedirectResponse("/library", status_code=303)
+    now = utcnow()
+    if not is_open(access.since, lesson.drip_days, now):  # type: ignore[arg-type]
+        return templates.TemplateResponse(request, "lesson_locked.html", {
+            "product": product, "lesson": lesson, "opens_at": opens_at(access.since, lesson.drip_days)},  # type: ignore[arg-type]
+            status_code=403)
+    paragraphs = [p.strip() for p in lesson.body.split("\n\n") if p.strip()]
+    return templates.TemplateResponse(request, "lesson.html", {"product": product, "lesson": lesson,
+                                                               "paragraphs": paragraphs})
 
 
 @router.get("/api/library", tags=["customer"])

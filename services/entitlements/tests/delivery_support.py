@@ -1,0 +1,96 @@
+"""What the delivery tests share: a migrated SQLite database, the clock in the test's hand, events in,
+and what the outbox published."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+from fastapi import FastAPI
+from sqlmodel import Session, select
+
+from postsale.contracts import AccessPolicy, Money, PurchaseCompleted, PurchasedProduct, PurchaseRefunded, decode
+from postsale.contracts.base import Event
+from postsale.entitlements import handlers
+from postsale.entitlements.config import MIGRATIONS_DIR
+from postsale.runtime.db import make_engine
+from postsale.runtime.messaging import OutboxMessage
+from postsale.runtime.migrations import migrate
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+CUSTOMER, EMAIL = "cus_ann", "ann@example.com"
+EUR = Money(amount=4900, currency="EUR")
+ADMIN_TOKEN = "admin-token-for-tests-only"
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def migrated_engine(url: str):
+    engine = make_engine(url)
+    migrate(engine, MIGRATIONS_DIR)
+    return engine
+
+
+def product(engine, name: str, delivery_type: str, **settings) -> str:
+    with Session(engine) as session:
+        made = handlers.create_product(session, name=name, delivery_type=delivery_type, settings=settings or None)
+        session.commit()
+        return made.id
+
+
+def paid(product_ids: list[str] | str, *, purchase_id: str | None = None, delivery_type: str = "membership",
+         customer_id: str = CUSTOMER, email: str = EMAIL, at: datetime = T0,
+         policy: AccessPolicy = AccessPolicy()) -> PurchaseCompleted:
+    ids = [product_ids] if isinstance(product_ids, str) else product_ids
+    return PurchaseCompleted(
+        purchase_id=purchase_id or f"pur_{uuid.uuid4().hex[:10]}", customer_id=customer_id, email=email,
+        offer_id="offer_1", offer_name="Offer",
+        products=[PurchasedProduct(product_id=p, name=f"Product {p}", delivery_type=delivery_type) for p in ids],
+        amount=EUR, provider="sandbox", provider_payment_id="sbx_1", completed_at=at, new_customer=False,
+        access_policy=policy)
+
+
+def refunded(purchase: PurchaseCompleted, at: datetime) -> PurchaseRefunded:
+    return PurchaseRefunded(refund_id=f"re_{uuid.uuid4().hex[:8]}", purchase_id=purchase.purchase_id,
+                            customer_id=purchase.customer_id, email=purchase.email, amount=EUR, total_refunded=EUR,
+                            full=True, actor="seller", refunded_at=at)
+
+
+def handle(engine, use_case, event, now: datetime) -> str:
+    event_id = uuid.uuid4().hex
+    with Session(engine) as session:
+        use_case(session, event, event_id, now=now)
+        session.commit()
+    return event_id
+
+
+def published(engine, kind: type[Event] | None = None) -> list[Event]:
+    """Every event queued in the outbox, oldest first (only those of `kind` when given)."""
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+    events = [decode([(k, v.encode()) for k, v in json.loads(r.headers).items()], r.value) for r in rows]
+    return [e for e in events if kind is None or isinstance(e, kind)]
+
+
+def admin_app(engine, *routers) -> FastAPI:
+    """The given routers on `engine`, without Kafka: what the HTTP side does, on its own."""
+    from postsale.runtime.auth import SessionVerifier
+    from postsale.runtime.settings import PublicUrls
+
+    app = FastAPI()
+    app.state.engine, app.state.admin_token, app.state.urls = engine, ADMIN_TOKEN, PublicUrls()
+    app.state.session_verifier = SessionVerifier("http://127.0.0.1:9/.well-known/jwks.json")
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
