@@ -45,6 +45,7 @@ def suite(request, kafka_bootstrap, smtp_inbox, stripe_test_mode, tmp_path_facto
             "CHECKOUT_STRIPE_API_KEY": "sk_test_postsale",
             "CHECKOUT_STRIPE_API_BASE": stripe_test_mode.api_base,
             "CHECKOUT_STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+            "ENTITLEMENTS_STORAGE_DIR": str(tmp_path_factory.mktemp(f"files-{backend}")),
             **provider,
         },
     )

@@ -117,7 +117,8 @@ def main() -> int:
             smtp_port=smtp_port,
             log_dir=DATA / "logs",
             secrets=state["secrets"],
-            extra_env={"NOTIFICATIONS_DEV_MAILBOX_DIR": str(DATA / "mailbox")},
+            extra_env={"NOTIFICATIONS_DEV_MAILBOX_DIR": str(DATA / "mailbox"),
+                       "ENTITLEMENTS_STORAGE_DIR": str(DATA / "entitlements-files")},
         )
         suite.start()
         offers = seed_demo_store(suite, state)
