@@ -53,7 +53,29 @@ def set_up_account(browser: httpx.Client, suite: Suite, setup_url: str, *, passw
     page = eventually(lambda: (p := browser.get(setup_url)).status_code == 200 and 'name="token"' in p.text and p)
     token = page.text.split('name="token" value="', 1)[1].split('"', 1)[0]
     return browser.post(f"{suite.url('accounts')}/setup", data={
-        "token": token, "first_name": "Ann", "last_name": "Lee", "password": password, "password_repeat": password})
+        "token": token, "first_name": "Ann", "last_name": "Lee", "password": password, "password_repeat": password,
+        "csrf_token": form_field(page.text, "csrf_token")})
+
+
+def form_field(page: str, name: str) -> str:
+    """The value of a page's hidden form field."""
+    return html.unescape(re.search(rf'name="{name}" value="([^"]*)"', page).group(1))
+
+
+def csrf_token(browser: httpx.Client, suite: Suite) -> str:
+    """The CSRF token accounts' forms carry for this browser (and its login session), as a page of
+    accounts gives it; every form that changes state must send it."""
+    return form_field(browser.get(f"{suite.url('accounts')}/login/link").text, "csrf_token")
+
+
+def log_in(browser: httpx.Client, suite: Suite, email: str, password: str, **fields) -> httpx.Response:
+    """The login form, filled in as a customer does."""
+    return browser.post(f"{suite.url('accounts')}/login", data={
+        "email": email, "password": password, "csrf_token": csrf_token(browser, suite), **fields})
+
+
+def log_out(browser: httpx.Client, suite: Suite) -> httpx.Response:
+    return browser.post(f"{suite.url('accounts')}/logout", data={"csrf_token": csrf_token(browser, suite)})
 
 
 def sign_webhook(payload: bytes, secret: str = STRIPE_WEBHOOK_SECRET, timestamp: int | None = None) -> str:

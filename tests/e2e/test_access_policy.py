@@ -80,7 +80,7 @@ class Buyer:
 
     def access(self) -> dict[str, dict]:
         with self.suite.admin("entitlements") as entitlements:
-            answer = entitlements.get(f"/admin/customers/{self.customer_id}/access")
+            answer = entitlements.get(f"/admin/access/customers/{self.customer_id}")
         assert answer.status_code == 200, answer.text
         return {p["product_id"]: p for p in answer.json()["products"]}
 
@@ -93,7 +93,7 @@ class Buyer:
 
     def ledger(self) -> list[dict]:
         with self.suite.admin("entitlements") as entitlements:
-            return entitlements.get(f"/admin/customers/{self.customer_id}/access-ledger").json()
+            return entitlements.get(f"/admin/access/customers/{self.customer_id}/ledger").json()
 
     # --- what the customer sees ---
 
@@ -309,7 +309,7 @@ async def test_the_seller_grants_and_revokes_by_hand_and_the_purchase_stays(buye
     buyer.once(ebook, lambda p: p["available"])
 
     with suite.admin("entitlements") as entitlements:
-        granted = entitlements.post(f"/admin/customers/{buyer.customer_id}/grants",
+        granted = entitlements.post(f"/admin/access/customers/{buyer.customer_id}/grants",
                                     json={"product_id": course, "note": "speaker at the conference"})
         assert granted.status_code == 201, granted.text
         grant = granted.json()
@@ -318,13 +318,13 @@ async def test_the_seller_grants_and_revokes_by_hand_and_the_purchase_stays(buye
         assert buyer.product(course)["active_grants"][0]["id"] == grant["id"]
         assert in_library(buyer.library(), course)
 
-        revoked = entitlements.post(f"/admin/customers/{buyer.customer_id}/grants/{grant['id']}/revoke",
+        revoked = entitlements.post(f"/admin/access/customers/{buyer.customer_id}/grants/{grant['id']}/revoke",
                                     json={"note": "talk cancelled"})
         assert (revoked.status_code, revoked.json()["status"]) == (200, "revoked")
 
-        unknown = entitlements.post(f"/admin/customers/cus_{uuid.uuid4().hex[:8]}/grants", json={"product_id": course})
+        unknown = entitlements.post(f"/admin/access/customers/cus_{uuid.uuid4().hex[:8]}/grants", json={"product_id": course})
         assert unknown.status_code == 422 and "give their email" in unknown.json()["detail"]
-        no_such = entitlements.post(f"/admin/customers/{buyer.customer_id}/grants/grant_nope/revoke")
+        no_such = entitlements.post(f"/admin/access/customers/{buyer.customer_id}/grants/grant_nope/revoke")
         assert no_such.status_code == 404
 
     assert buyer.product(course)["unavailable_because"] == "revoked by the seller"

@@ -18,7 +18,7 @@ from postsale.contracts import (AccountSetupLinkIssued, Money, PurchaseCompleted
                                 topics)
 from postsale.runtime.auth import SESSION_COOKIE
 from tests.e2e.test_delivery_guarantees import read_topic
-from tests.support import eventually, start_checkout
+from tests.support import csrf_token, eventually, log_in, log_out, start_checkout
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
@@ -48,6 +48,11 @@ def details(token: str, **fields) -> dict:
             "password_repeat": PASSWORD, **fields}
 
 
+def FROM_CHECKOUT(suite) -> dict:  # noqa: N802 - reads as a constant
+    """Checkout's payment page posts the password to accounts by itself: its browser sends this."""
+    return {"Origin": suite.url("checkout")}
+
+
 def library(suite, browser: httpx.Client) -> httpx.Response:
     return browser.get(f"{suite.url('entitlements')}/library")
 
@@ -68,7 +73,7 @@ def test_a_buyer_who_closes_the_tab_sets_up_the_account_from_the_email(suite, st
     page = later.get(link)
     assert page.status_code == 200 and "Create your account" in page.text and email in page.text
     token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
-    created = later.post(f"{suite.url('accounts')}/setup", data=details(token))
+    created = later.post(f"{suite.url('accounts')}/setup", data=details(token, csrf_token=csrf_token(later, suite)))
     assert created.status_code == 303
     assert created.headers["location"].startswith(f"{suite.url('entitlements')}/library?purchase=")
     shelf = eventually(lambda: (p := library(suite, later)).status_code == 200 and store.product_name in p.text and p)
@@ -101,18 +106,20 @@ def test_paying_with_the_email_of_a_customer_without_an_account_does_not_take_it
     _, link = setup_email(smtp_inbox, second_purchase)
 
     accounts = suite.url("accounts")
-    refused = intruder.post(f"{accounts}/setup", data=details(token, first_name="Mallory"))
+    refused = intruder.post(f"{accounts}/setup", data=details(token, first_name="Mallory",
+                                                              csrf_token=csrf_token(intruder, suite)))
     assert refused.status_code in (403, 404), refused.text
-    assert intruder.post(f"{accounts}/setup/checkout", data=details(token, first_name="Mallory")).status_code != 303
+    assert intruder.post(f"{accounts}/setup/checkout", data=details(token, first_name="Mallory"),
+                         headers=FROM_CHECKOUT(suite)).status_code != 303
     assert intruder.get(f"{accounts}/setup/checkout", params={"token": token}).status_code != 303
     assert SESSION_COOKIE not in intruder.cookies
     assert library(suite, intruder).status_code == 303  # to the login page
-    assert httpx.post(f"{accounts}/login", data={"email": email, "password": PASSWORD}).status_code == 401
+    assert log_in(httpx.Client(timeout=10), suite, email, PASSWORD).status_code == 401
 
     page = owner.get(link)
     assert page.status_code == 200 and "Create your account" in page.text
     token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
-    created = owner.post(f"{accounts}/setup", data=details(token, first_name="Bo"))
+    created = owner.post(f"{accounts}/setup", data=details(token, first_name="Bo", csrf_token=csrf_token(owner, suite)))
     assert created.status_code == 303
     eventually(lambda: store.product_name in library(suite, owner).text)
     assert SESSION_COOKIE not in intruder.cookies
@@ -128,9 +135,9 @@ def test_the_second_browser_is_told_to_use_the_link_emailed_to_the_address(suite
     assert "We have emailed a link to" in page.text and email in page.text
     assert 'name="password"' not in page.text
     accounts = suite.url("accounts")
-    refused = intruder.post(f"{accounts}/setup", data=details(token))
+    refused = intruder.post(f"{accounts}/setup", data=details(token, csrf_token=csrf_token(intruder, suite)))
     assert refused.status_code == 403 and "already has purchases" in refused.text
-    at_checkout = intruder.post(f"{accounts}/setup/checkout", data=details(token))
+    at_checkout = intruder.post(f"{accounts}/setup/checkout", data=details(token), headers=FROM_CHECKOUT(suite))
     assert at_checkout.status_code == 200 and "already has purchases" in at_checkout.text
     assert SESSION_COOKIE not in intruder.cookies
 
@@ -142,7 +149,8 @@ def test_a_password_chosen_at_checkout_signs_the_buyer_in(suite, store, smtp_inb
     browser = httpx.Client(timeout=10)
     _, purchase_id, token = buy(suite, store, email, browser)
     accounts = suite.url("accounts")
-    response = browser.post(f"{accounts}/setup/checkout", data=details(token, first_name="Cy"))
+    response = browser.post(f"{accounts}/setup/checkout", data=details(token, first_name="Cy"),
+                            headers=FROM_CHECKOUT(suite))
     waited = 0
     while response.status_code == 200 and "preparing your account" in response.text and waited < 60:
         refresh = re.search(r'url=([^"]+)"', response.text).group(1).replace("&amp;", "&")
@@ -155,7 +163,7 @@ def test_a_password_chosen_at_checkout_signs_the_buyer_in(suite, store, smtp_inb
 
     replayed = httpx.Client(timeout=10).get(f"{accounts}/setup/checkout", params={"token": token})
     assert replayed.status_code == 410 and SESSION_COOKIE not in replayed.cookies
-    logged_in = httpx.post(f"{accounts}/login", data={"email": email, "password": PASSWORD})
+    logged_in = log_in(httpx.Client(timeout=10), suite, email, PASSWORD)
     assert logged_in.status_code == 303
 
 
@@ -229,15 +237,17 @@ def test_two_huge_names_on_the_account_page_get_a_page_and_nothing_stalls(suite,
     token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
     accounts = suite.url("accounts")
 
-    huge = browser.post(f"{accounts}/setup", data=details(token, first_name="x" * 900_000, last_name="y" * 900_000))
+    token_field = {"csrf_token": csrf_token(browser, suite)}
+    huge = browser.post(f"{accounts}/setup", data=details(token, first_name="x" * 900_000, last_name="y" * 900_000,
+                                                          **token_field))
     assert huge.status_code == 413 and huge.headers["content-type"].startswith("text/html")
     assert "larger than any account form can be" in huge.text
-    long = browser.post(f"{accounts}/setup", data=details(token, first_name="x" * 101))
+    long = browser.post(f"{accounts}/setup", data=details(token, first_name="x" * 101, **token_field))
     assert long.status_code == 422 and "A name can be at most 100 characters." in long.text
     assert 'name="token"' in long.text  # the page again, to try once more
 
-    assert browser.post(f"{accounts}/setup", data=details(token)).status_code == 303
+    assert browser.post(f"{accounts}/setup", data=details(token, **token_field)).status_code == 303
     # AccountActivated went out after them: checkout now asks this email to log in before paying.
-    browser.post(f"{accounts}/logout")
+    log_out(browser, suite)
     checkout_url = start_checkout(browser, suite, store.offer_id, email)
     eventually(lambda: (r := browser.get(checkout_url)).status_code == 303 and "/login" in r.headers["location"])

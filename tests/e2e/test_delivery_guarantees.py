@@ -57,7 +57,7 @@ async def read_topic(bootstrap: str, topic: str, until: Callable[[ConsumerRecord
 
 def ledger(suite, customer_id: str) -> list[dict]:
     with suite.admin("entitlements") as client:
-        return client.get(f"/admin/customers/{customer_id}/access-ledger").json()
+        return client.get(f"/admin/access/customers/{customer_id}/ledger").json()
 
 
 async def test_same_purchase_delivered_twice_grants_once_and_emails_once(suite, store, smtp_inbox, kafka_bootstrap):

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support import create_offer, create_product, eventually, follow_page, pay, set_up_account, start_checkout
+from tests.support import (create_offer, create_product, eventually, follow_page, log_in, log_out, pay, set_up_account,
+                           start_checkout)
 
 pytestmark = pytest.mark.e2e
 SANDBOX = pytest.mark.parametrize("suite", ["postgresql"], indirect=True)
@@ -369,10 +370,12 @@ def test_a_password_chosen_at_checkout_goes_to_accounts_and_no_account_page_foll
     assert f'action="{suite.url("accounts")}/setup/checkout"' in handed.text
     hidden = dict(re.findall(r'name="([a-z_]+)" value="([^"]*)"', handed.text))
     assert hidden["password"] == "a good passphrase" and hidden["next"].endswith("/next")
-    handed_over = browser.post(f"{suite.url('accounts')}/setup/checkout", data=hidden)
+    # The page posts itself from checkout's origin, as a browser says in `Origin`.
+    handed_over = browser.post(f"{suite.url('accounts')}/setup/checkout", data=hidden,
+                               headers={"Origin": suite.url("checkout")})
     signed_in = follow_page(browser, handed_over)
     assert str(signed_in.url).startswith(f"{suite.url('entitlements')}/library?purchase=")
     eventually(lambda: "Course" in browser.get(f"{suite.url('entitlements')}/library").text)
-    browser.post(f"{suite.url('accounts')}/logout")
-    logged_in = browser.post(f"{suite.url('accounts')}/login", data={"email": email, "password": "a good passphrase"})
+    log_out(browser, suite)
+    logged_in = log_in(browser, suite, email, "a good passphrase")
     assert logged_in.status_code == 303

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import eventually, start_checkout
+from tests.support import csrf_token, eventually, log_in, log_out, start_checkout
 
 pytestmark = pytest.mark.e2e
 
@@ -47,13 +47,13 @@ def test_new_customer_buys_sets_up_account_and_sees_product(suite, store, smtp_i
     token = re.search(r'name="token" value="([^"]+)"', setup_page.text).group(1)
 
     mismatch = browser.post(f"{suite.url('accounts')}/setup", data={
-        "token": token, "first_name": "Ann", "last_name": "Lee",
+        "token": token, "first_name": "Ann", "last_name": "Lee", "csrf_token": csrf_token(browser, suite),
         "password": "correct horse battery", "password_repeat": "something else"})
     assert mismatch.status_code == 422
     assert "The two passwords are not the same." in mismatch.text
 
     created = browser.post(f"{suite.url('accounts')}/setup", data={
-        "token": token, "first_name": "Ann", "last_name": "Lee",
+        "token": token, "first_name": "Ann", "last_name": "Lee", "csrf_token": csrf_token(browser, suite),
         "password": "correct horse battery", "password_repeat": "correct horse battery"})
     assert created.status_code == 303
     assert created.headers["location"].startswith(f"{suite.url('entitlements')}/library?purchase=pur_")
@@ -72,21 +72,20 @@ def test_new_customer_buys_sets_up_account_and_sees_product(suite, store, smtp_i
     reused = browser.get(setup_url)
     assert reused.status_code == 410
 
-    logged_out = browser.post(f"{suite.url('accounts')}/logout")
+    logged_out = log_out(browser, suite)
     assert logged_out.status_code == 303
     to_login = browser.get(f"{suite.url('entitlements')}/library")
     assert to_login.status_code == 303
     login_url = to_login.headers["location"]
     assert login_url.startswith(f"{suite.url('accounts')}/login?next=")
 
-    wrong = browser.post(f"{suite.url('accounts')}/login", data={"email": email, "password": "wrong password"})
+    wrong = log_in(browser, suite, email, "wrong password")
     assert wrong.status_code == 401
     assert "do not match" in wrong.text
 
     login_page = browser.get(login_url)
     next_url = re.search(r'name="next" value="([^"]+)"', login_page.text).group(1)
-    logged_in = browser.post(f"{suite.url('accounts')}/login",
-                             data={"email": email.upper(), "password": "correct horse battery", "next": next_url})
+    logged_in = log_in(browser, suite, email.upper(), "correct horse battery", next=next_url)
     assert logged_in.status_code == 303
     assert logged_in.headers["location"] == f"{suite.url('entitlements')}/library"
     assert store.product_name in browser.get(logged_in.headers["location"]).text
@@ -102,8 +101,9 @@ def test_returning_customer_logs_in_before_paying(suite, store):
     page = eventually(lambda: (p := browser.get(setup_url)) and "Create your account" in p.text and p)
     token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
     browser.post(f"{suite.url('accounts')}/setup", data={"token": token, "first_name": "Bo", "last_name": "Ek",
+                                                        "csrf_token": csrf_token(browser, suite),
                                                         "password": "pass-word-1", "password_repeat": "pass-word-1"})
-    browser.post(f"{suite.url('accounts')}/logout")
+    log_out(browser, suite)
 
     second = suite.create_store(f"Second {uuid.uuid4().hex[:6]}", "Second offer")
     checkout_url = start_checkout(browser, suite, second.offer_id, email)
@@ -111,8 +111,7 @@ def test_returning_customer_logs_in_before_paying(suite, store):
     to_login = eventually(lambda: (r := browser.get(checkout_url)).status_code == 303
                           and "/login" in r.headers["location"] and r)
     assert to_login.headers["location"].startswith(f"{suite.url('accounts')}/login?next=")
-    logged_in = browser.post(f"{suite.url('accounts')}/login",
-                             data={"email": email, "password": "pass-word-1", "next": checkout_url})
+    logged_in = log_in(browser, suite, email, "pass-word-1", next=checkout_url)
     assert logged_in.headers["location"] == checkout_url
     paid_again = browser.post(f"{checkout_url}/pay", data={"card_number": "4242424242424242"})
     assert paid_again.status_code == 303

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -21,12 +22,13 @@ from postsale.accounts.adapters.signing import SessionSigner, generate_private_k
 from postsale.accounts.adapters.tables import Customer, PendingActivation, SetupToken
 from postsale.accounts.config import MIGRATIONS_DIR
 from postsale.accounts.domain.passwords import hash_password
-from postsale.accounts.entrypoints import api
+from postsale.accounts.entrypoints import api, login
 from postsale.accounts.entrypoints.app import add_form_limits
 from postsale.accounts.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.contracts import (AccountActivated, AccountSetupLinkIssued, CustomerRegistered, Money,
                                 PurchaseCompleted, PurchasedProduct, decode)
-from postsale.runtime.auth import AUDIENCE, ISSUER, SESSION_COOKIE, CustomerSession
+from postsale.runtime.auth import AUDIENCE, ISSUER, SESSION_COOKIE, CustomerSession, RevokedSessions
+from postsale.runtime.csrf import add_csrf_cookie
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging.consumer import apply_once
 from postsale.runtime.messaging.outbox import OutboxMessage
@@ -45,15 +47,31 @@ PASSWORD = "correct horse battery"
 class LocalVerifier:
     """The other services verify sessions against accounts' published keys; here, the key itself."""
 
-    def __init__(self, signer: SessionSigner) -> None:
+    def __init__(self, signer: SessionSigner, revoked: RevokedSessions | None = None) -> None:
         self.key = jwt.PyJWK(signer.jwks()["keys"][0]).key
+        self.revoked = revoked
 
     def verify(self, token: str | None) -> CustomerSession | None:
         try:
             claims = jwt.decode(token or "", self.key, algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER)
         except jwt.PyJWTError:
             return None
+        if self.revoked is not None and self.revoked.is_ended(claims["sid"]):
+            return None
         return CustomerSession(customer_id=claims["sub"], email=claims["email"], session_id=claims["sid"])
+
+
+class Browser(TestClient):
+    """A browser on accounts' pages: each form it posts carries the CSRF token its pages carry."""
+
+    def post(self, url, *, data=None, csrf: bool = True, **kwargs):
+        if csrf and isinstance(data, dict) and "csrf_token" not in data:
+            data = {**data, "csrf_token": self.csrf_token()}
+        return super().post(url, data=data, **kwargs)
+
+    def csrf_token(self) -> str:
+        page = self.get("/login/link")
+        return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
 
 
 class Accounts:
@@ -61,6 +79,7 @@ class Accounts:
 
     def __init__(self, tmp_path, monkeypatch) -> None:
         monkeypatch.setenv("POSTSALE_ACCOUNTS_URL", ACCOUNTS)
+        monkeypatch.setenv("POSTSALE_COOKIE_SECURE", "false")  # http://accounts.test is not loopback
         monkeypatch.setenv("POSTSALE_ENTITLEMENTS_URL", LIBRARY.removesuffix("/library"))
         self.engine = make_engine(f"sqlite:///{tmp_path / 'accounts.db'}")
         migrate(self.engine, MIGRATIONS_DIR)
@@ -69,13 +88,16 @@ class Accounts:
         app.state.urls = PublicUrls()
         app.state.signer = SessionSigner(generate_private_key_pem())
         app.state.session_hours = 1
-        app.state.session_verifier = LocalVerifier(app.state.signer)
+        app.state.revoked_sessions = RevokedSessions()
+        app.state.session_verifier = LocalVerifier(app.state.signer, app.state.revoked_sessions)
         app.include_router(api.router)
+        app.include_router(login.router)
         add_form_limits(app)
+        add_csrf_cookie(app)
         self.app = app
 
-    def browser(self) -> TestClient:
-        return TestClient(self.app, base_url=ACCOUNTS, follow_redirects=False)
+    def browser(self) -> Browser:
+        return Browser(self.app, base_url=ACCOUNTS, follow_redirects=False)
 
     def deliver(self, event: PurchaseCompleted, event_id: str | None = None) -> bool:
         return apply_once(self.engine, CONSUMER, handlers.register_buyer, event, event_id or uuid.uuid4().hex)
@@ -328,7 +350,7 @@ def test_odd_requests_get_pages_for_people_never_json(accounts):
     assert long_token.status_code == 404 and "not valid" in long_token.text  # no waiting for it
     assert browser.get("/setup", params={"token": "t" * 64, "wait": "many"}).status_code == 200
     as_file = browser.post("/setup", files={"token": ("token.txt", b"abc")})
-    assert as_file.status_code == 422 and as_file.headers["content-type"].startswith("text/html")
+    assert as_file.status_code in (403, 422) and as_file.headers["content-type"].startswith("text/html")
     login = browser.post("/login", data={"email": "a" * 300 + "@example.com", "password": "p" * 5000,
                                          "next": "https://x.example/" + "n" * 5000})
     assert login.status_code == 401 and "do not match" in login.text and "nnnn" not in login.text

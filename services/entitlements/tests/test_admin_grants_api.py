@@ -89,14 +89,14 @@ def test_the_seller_grants_with_an_end_and_revokes_through_the_api_billing_untou
     assert revoked.status_code == 200, revoked.text
     assert revoked.json()["available"] is False
     assert sorted(g["status"] for g in revoked.json()["grants"]) == ["revoked", "revoked"]
-    ledger = api.get(f"/admin/customers/{CUSTOMER}/access-ledger").json()
+    ledger = api.get(f"/admin/access/customers/{CUSTOMER}/ledger").json()
     assert [(e["action"], e["reason"], e["actor"], e["note"]) for e in ledger] == [
         ("grant", "purchase", "customer", None),
         ("grant", "granted by the seller", "seller", "speaker at the conference"),
         ("revoke", "revoked by the seller", "seller", "asked to leave"),
         ("revoke", "revoked by the seller", "seller", "asked to leave")]
     again = api.post("/admin/revocations", json={"customer_id": CUSTOMER, "product_id": course, "reason": "again"})
-    assert again.status_code == 200 and len(api.get(f"/admin/customers/{CUSTOMER}/access-ledger").json()) == 4
+    assert again.status_code == 200 and len(api.get(f"/admin/access/customers/{CUSTOMER}/ledger").json()) == 4
     assert [type(e) for e in published(engine) if isinstance(e, (AccessGranted, AccessRevoked))] == [
         AccessGranted, AccessGranted, AccessRevoked, AccessRevoked]
 
@@ -114,7 +114,7 @@ def test_a_revocation_as_of_a_date_keeps_access_until_then(api, engine):
     Scheduler(engine, handlers.REVIEWS, AccessReview, handlers.review_access, clock=clock).run_due()
     with Session(engine) as session:
         assert handlers.check_access(session, CUSTOMER, course, clock.now) is None
-    assert api.get(f"/admin/customers/{CUSTOMER}/access-ledger").json()[-1]["reason"] == "revoked by the seller"
+    assert api.get(f"/admin/access/customers/{CUSTOMER}/ledger").json()[-1]["reason"] == "revoked by the seller"
 
 
 def test_the_grant_and_revocation_apis_say_what_is_wrong(api):

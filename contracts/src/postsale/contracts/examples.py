@@ -11,7 +11,8 @@ from postsale.contracts.events import (
     EmailSent, FulfilmentRequested, IntegrationCallFailed, LoginLinkIssued, PasswordResetRequested, PaymentFailed,
     PaymentSucceeded, ProductArchived, ProductPublished, ProductUpdated, PurchaseCompleted, PurchasedProduct,
     PurchaseRefunded, SubscriptionCancellationScheduled, SubscriptionCancellationUndone, SubscriptionCancelled,
-    SubscriptionPastDue, SubscriptionPaused, SubscriptionResumed,
+    SubscriptionPastDue, SubscriptionPaused, SubscriptionResumed, SessionEnded, CustomerEmailChanged, ThemeChanged,
+    EmailChangeRequested,
 )
 
 AT = datetime(2026, 11, 22, 10, 30, tzinfo=timezone.utc)
@@ -89,6 +90,15 @@ EXAMPLES: tuple[Event, ...] = (
                     expires_at=AT + timedelta(minutes=15), issued_at=AT),
     PasswordResetRequested(**CUSTOMER, url="https://shop.example.com/reset?token=1c0b9a8d7e6f5a4b", code="705126",
                            expires_at=AT + timedelta(hours=1), requested_at=AT),
+    SessionEnded(customer_id=CUSTOMER["customer_id"], session_id="Jd0v2n6tQk3Xy9hA1bC4eQ", reason="logout",
+                 ended_at=AT, expires_at=AT + timedelta(hours=12)),
+    CustomerEmailChanged(customer_id=CUSTOMER["customer_id"], old_email=CUSTOMER["email"],
+                         new_email="ann@new.example.com", changed_at=AT),
+    ThemeChanged(settings={"background_color": "#101820", "heading_color": "#ffd166", "button_style": "solid",
+                           "h1_size": 36, "store_name": "Night Owl Studio"}, changed_at=AT),
+    EmailChangeRequested(**CUSTOMER, new_email="ann@new.example.com",
+                         url="https://shop.example.com/account/email/confirm?token=2d1c0b9a8e7f6a5b",
+                         expires_at=AT + timedelta(hours=24), requested_at=AT),
     EmailSent(email_key="purchase-confirmation:pur_5d1c9a7e3b2f4c80", template="purchase_confirmation",
               to=CUSTOMER["email"], customer_id=CUSTOMER["customer_id"], sent_at=AT),
     EmailFailed(email_key="purchase-confirmation:pur_5d1c9a7e3b2f4c80", template="purchase_confirmation",

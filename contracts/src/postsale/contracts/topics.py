@@ -75,8 +75,9 @@ DOWNLOAD_LINKS = Topic(
 )
 CUSTOMERS = Topic(
     "accounts.customers.v1", publisher="accounts", key="customer id",
-    description="Customers: registered, account activated, and their activity.",
-    subscribers=("checkout", "notifications"),
+    description="Customers: registered, account activated, email changed, sessions ended, the store's theme, and "
+                "their activity. Every service follows it for ended sessions and the theme.",
+    subscribers=("checkout", "entitlements", "notifications"),
 )
 ACCOUNT_LINKS = Topic(
     "accounts.account-links.v1", publisher="accounts", key="customer id", restricted=True,
@@ -87,6 +88,7 @@ ACCOUNT_LINKS = Topic(
 EMAILS = Topic(
     "notifications.emails.v1", publisher="notifications", key="recipient email",
     description="Every email handed to the SMTP relay, or given up on.",
+    subscribers=("accounts",),
 )
 
 ALL: tuple[Topic, ...] = (

@@ -11,6 +11,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import registry
 from sqlmodel import Session, SQLModel, create_engine
 
+from postsale.runtime import tracing  # noqa: F401 - spans of database transactions, once traced work begins one
+from postsale.runtime.settings import DatabasePoolSettings
+
 # Constraints and indexes get names by rule, the same on SQLite and PostgreSQL, so that a
 # later migration can name what it alters or drops (SQLite's batch mode needs the names).
 NAMING_CONVENTION = {
@@ -31,7 +34,9 @@ def table_registry() -> registry:
     return registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool: DatabasePoolSettings | None = None) -> Engine:
+    """An engine for `url`; on PostgreSQL with the pool sized by `pool` (default: the
+    `POSTSALE_DATABASE_POOL_*` environment)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -48,7 +53,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    pool = pool or DatabasePoolSettings()
+    # pre-ping: a connection the server or a proxy closed is replaced instead of failing a request.
+    return create_engine(url, pool_pre_ping=True, pool_size=pool.pool_size, max_overflow=pool.max_overflow,
+                         pool_timeout=pool.pool_timeout, pool_recycle=pool.pool_recycle)
 
 
 def create_tables(engine: Engine) -> None:

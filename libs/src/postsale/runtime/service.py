@@ -17,15 +17,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 
 from postsale.contracts import topics as contract_topics
-from postsale.runtime.auth import SessionVerifier
+from postsale.runtime import tracing
+from postsale.runtime.accounts_feed import AccountsFeed, CurrentTheme
+from postsale.runtime.activity import ActivityThrottle
+from postsale.runtime.auth import RevokedSessions, SessionVerifier
+from postsale.runtime.csrf import add_csrf_cookie
 from postsale.runtime.db import make_engine
 from postsale.runtime.errors import refuse_oversized_events
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
 from postsale.runtime.messaging.consumer import LagMonitor
 from postsale.runtime.messaging.deadletters import dead_letter_topic
 from postsale.runtime.messaging.outbox import observe_outbox
+from postsale.runtime.metrics import Observer
 from postsale.runtime.migrations import migrate
-from postsale.runtime.settings import KafkaSettings, PublicUrls
+from postsale.runtime.security import DEFAULT_POLICY, add_security_headers
+from postsale.runtime.settings import KafkaSettings, PublicUrls, kafka_settings
 from postsale.runtime.web import OUTBOX_MAX_AGE_SECONDS, add_operational_routes, configure_logging
 
 log = logging.getLogger(__name__)
@@ -39,10 +45,14 @@ class OperationsSettings(BaseSettings):
 
     outbox_max_age_seconds: float = OUTBOX_MAX_AGE_SECONDS  # /readyz fails beyond this
     metrics_interval_seconds: float = 15.0  # how often the outbox and lag gauges are refreshed
+    # How long start-up waits for the accounts feed (ended sessions, the theme) to catch up.
+    accounts_feed_start_seconds: float = 20.0
 
 
-async def observe_forever(engine: Engine, lag: LagMonitor, interval: float) -> None:
-    """Refreshes the outbox and consumer-lag gauges every `interval` seconds until cancelled."""
+async def observe_forever(engine: Engine, lag: LagMonitor, interval: float,
+                          observers: Sequence[Observer] = ()) -> None:
+    """Refreshes the outbox and consumer-lag gauges, and the service's own (`observers`), every
+    `interval` seconds until cancelled."""
     try:
         while True:
             try:
@@ -51,42 +61,61 @@ async def observe_forever(engine: Engine, lag: LagMonitor, interval: float) -> N
             except Exception as exc:  # noqa: BLE001 - a missed look is logged, the next one may work
                 log.warning("refreshing the outbox and lag gauges failed: %r", exc)
                 await lag.close()
+            for observer in observers:
+                try:
+                    await asyncio.to_thread(observer, engine)
+                except Exception as exc:  # noqa: BLE001 - as above
+                    log.warning("refreshing the gauges of %s failed: %r", getattr(observer, "__qualname__", observer),
+                                exc)
             await asyncio.sleep(interval)
     finally:
         await lag.close()
 
 
-def make_broker(bootstrap_servers: str, service: str) -> KafkaBroker:
+def make_broker(kafka: KafkaSettings | str | None, service: str) -> KafkaBroker:
+    """The service's faststream broker, connected and secured as `kafka` says (bootstrap servers
+    alone: the rest from the environment). Subscribe with `subscribe(..., kafka=...)` and the
+    same settings, which name the topics and groups on the cluster."""
+    kafka = kafka_settings(kafka)
     # Idempotent producer with acks from all in-sync replicas: a retried send never
     # duplicates or reorders a record within a partition.
     return KafkaBroker(
-        bootstrap_servers,
+        kafka.bootstrap_servers,
+        security=kafka.faststream_security(),
         client_id=f"postsale-{service}",
         enable_idempotence=True,
         acks="all",
+        # faststream creates a subscriber's missing topic itself unless told not to; ours are
+        # created by `ensure_topics`, with their configuration, or by the platform team.
+        allow_auto_create_topics=kafka.create_topics,
         logger=logging.getLogger(f"postsale.{service}.kafka"),
     )
 
 
-async def ensure_topics(bootstrap_servers: str, service: str) -> None:
-    """Create Postsale's topics (and this service's dead-letter topic) when missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id=f"postsale-{service}-admin")
-    await admin.start()
+async def ensure_topics(kafka: KafkaSettings | str | None, service: str) -> None:
+    """Create Postsale's topics (and this service's dead-letter topic) when missing, named with
+    the installation's prefix; nothing at all when `POSTSALE_KAFKA_CREATE_TOPICS` is false."""
+    kafka = kafka_settings(kafka)
+    if not kafka.create_topics:
+        await _report_missing_topics(kafka, service)
+        return
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id=f"postsale-{service}-admin")
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         brokers = len((await admin.describe_cluster())["brokers"])
         replication = min(3, brokers)
         wanted = [
             NewTopic(
-                t.name,
+                kafka.topic(t.name),
                 num_partitions=t.partitions,
                 replication_factor=replication,
                 topic_configs=t.kafka_configs(),
             )
             for t in contract_topics.ALL
-            if t.name not in existing
+            if kafka.topic(t.name) not in existing
         ]
-        dead_letters = dead_letter_topic(service)
+        dead_letters = kafka.topic(dead_letter_topic(service))
         if dead_letters not in existing:
             wanted.append(NewTopic(dead_letters, num_partitions=1, replication_factor=replication))
         for topic in wanted:
@@ -97,31 +126,64 @@ async def ensure_topics(bootstrap_servers: str, service: str) -> None:
         await admin.close()
 
 
+async def _report_missing_topics(kafka: KafkaSettings, service: str) -> None:
+    """With topic creation off, names the topics that are missing (the platform team's to make):
+    a subscriber's missing topic stops the start-up, an event for one waits in the outbox."""
+    wanted = {kafka.topic(t.name) for t in contract_topics.ALL} | {kafka.topic(dead_letter_topic(service))}
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id=f"postsale-{service}-admin")
+    try:
+        await admin.start()
+        missing = sorted(wanted - set(await admin.list_topics()))
+    except Exception as exc:  # noqa: BLE001 - only a report; the clients say what fails
+        log.warning("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false); listing the topics failed: %r", exc)
+        return
+    finally:
+        await admin.close()
+    if missing:
+        log.error("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false) and these topics are missing: %s",
+                  ", ".join(missing))
+    else:
+        log.info("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false); every topic exists")
+
+
 def service_lifespan(
     *,
     service: str,
     engine: Engine,
     migrations_dir: Path,
-    bootstrap_servers: str,
+    kafka: KafkaSettings | str | None,
     subscriptions: Sequence[Subscription],
     background: Sequence[BackgroundTask] = (),
+    observers: Sequence[Observer] = (),
 ):
-    """The lifespan of a service app: migrations, topics, subscribers, relay and background loops."""
+    """The lifespan of a service app: migrations, topics, subscribers, relay and background loops.
+
+    Every Kafka client takes `kafka` (connection, security, the installation's prefix)."""
+    kafka = kafka_settings(kafka)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(engine, migrations_dir)
-        broker = make_broker(bootstrap_servers, service)
+        broker = make_broker(kafka, service)
         for subscription in subscriptions:
-            subscribe(broker, engine, subscription)
-        await ensure_topics(bootstrap_servers, service)
+            subscribe(broker, engine, subscription, kafka)
+        await ensure_topics(kafka, service)
         await broker.start()
         app.state.broker = broker
-        relay = OutboxRelay(engine, bootstrap_servers, client_id=f"postsale-{service}-outbox")
-        lag = LagMonitor(bootstrap_servers, {subscription.group_id for subscription in subscriptions})
+        feed = AccountsFeed(kafka, revoked=app.state.revoked_sessions, theme=app.state.theme,
+                            client_id=f"postsale-{service}-accounts-feed")
+        feed_task = asyncio.create_task(feed.run(), name=f"{service}-accounts-feed")
+        try:
+            # Serve only once every session ended so far is known, so none is honoured by mistake.
+            await asyncio.wait_for(feed.caught_up.wait(), OperationsSettings().accounts_feed_start_seconds)
+        except asyncio.TimeoutError:
+            log.warning("the accounts feed has not caught up yet; serving, and following it")
+        relay = OutboxRelay(engine, kafka, client_id=f"postsale-{service}-outbox")
+        lag = LagMonitor(kafka, {kafka.group(subscription.group_id) for subscription in subscriptions})
         tasks = [asyncio.create_task(relay.run(), name=f"{service}-outbox-relay"),
-                 asyncio.create_task(observe_forever(engine, lag, OperationsSettings().metrics_interval_seconds),
-                                     name=f"{service}-metrics")]
+                 asyncio.create_task(observe_forever(engine, lag, OperationsSettings().metrics_interval_seconds,
+                                                     observers), name=f"{service}-metrics")]
+        tasks += [feed_task]
         tasks += [asyncio.create_task(task(app), name=f"{service}-{task.__name__}") for task in background]
         try:
             yield
@@ -131,6 +193,7 @@ def service_lifespan(
             await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
             engine.dispose()
+            await asyncio.to_thread(tracing.flush)
 
     return lifespan
 
@@ -143,21 +206,39 @@ def create_service_app(
     migrations_dir: Path,
     subscriptions: Sequence[Subscription],
     background: Sequence[BackgroundTask] = (),
+    content_security_policy: str = DEFAULT_POLICY,
+    observers: Sequence[Observer] = (),
 ) -> FastAPI:
-    """A service's FastAPI app with what every service shares; the caller adds its routes and state."""
+    """A service's FastAPI app with what every service shares; the caller adds its routes and state.
+
+    Shared: sessions verified against accounts' keys and refused once ended (`current_customer`),
+    the seller's theme on every page that extends `base.html`, security headers on every response,
+    and the CSRF cookie behind `csrf_field` / `require_csrf`.
+
+    `observers` set the service's own gauges from its database every
+    `POSTSALE_METRICS_INTERVAL_SECONDS`. Kafka, the database pool, tracing and logging are
+    configured from the environment (README, Configuration)."""
     configure_logging(service)
+    tracing.configure_tracing(service)
+    kafka = KafkaSettings()  # a bad Kafka setting stops the service here, before anything starts
     engine = make_engine(database_url)
     urls = PublicUrls()
     app = FastAPI(
         title=f"Postsale {service}",
-        lifespan=service_lifespan(service=service, engine=engine, migrations_dir=migrations_dir,
-                                  bootstrap_servers=KafkaSettings().bootstrap_servers,
-                                  subscriptions=subscriptions, background=background),
+        lifespan=service_lifespan(service=service, engine=engine, migrations_dir=migrations_dir, kafka=kafka,
+                                  subscriptions=subscriptions, background=background, observers=observers),
     )
     app.state.engine = engine
     app.state.urls = urls
     app.state.admin_token = admin_token
-    app.state.session_verifier = SessionVerifier(f"{urls.accounts_url}/.well-known/jwks.json")
+    app.state.service = service
+    app.state.activity_throttle = ActivityThrottle()
+    app.state.revoked_sessions = RevokedSessions()
+    app.state.theme = CurrentTheme()
+    app.state.session_verifier = SessionVerifier(f"{urls.accounts_url}/.well-known/jwks.json",
+                                                 revoked=app.state.revoked_sessions)
     refuse_oversized_events(app)
     add_operational_routes(app, outbox_max_age=OperationsSettings().outbox_max_age_seconds)
+    add_csrf_cookie(app)
+    add_security_headers(app, content_security_policy)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -20,17 +21,25 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
 
+from postsale.runtime import http_telemetry
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging.outbox import observe_outbox
-from postsale.runtime.tracing import HEADER, continue_trace, current_trace_id
+from postsale.runtime.tracing import current_span_id, current_trace_id
 
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 
 
 def templates_for(service_templates: Path) -> Jinja2Templates:
     """The service's own templates, falling back to the shared layout."""
+    from postsale.runtime.csrf import csrf_field
+    from postsale.runtime.theme import store_brand, theme_style
+
     templates = Jinja2Templates(directory=str(service_templates))
     templates.env.loader = ChoiceLoader([FileSystemLoader(str(service_templates)), FileSystemLoader(str(SHARED_TEMPLATES))])
+    # Every page's forms carry the CSRF token; every page takes the seller's theme (base.html).
+    templates.env.globals["csrf_field"] = csrf_field
+    templates.env.globals["theme_style"] = theme_style
+    templates.env.globals["store_brand"] = store_brand
     return templates
 
 
@@ -41,7 +50,7 @@ OUTBOX_MAX_AGE_SECONDS = 60.0
 def add_operational_routes(app: FastAPI, *, outbox_max_age: float = OUTBOX_MAX_AGE_SECONDS,
                            clock: Callable[[], datetime] = utcnow) -> None:
     """`/healthz` (the process answers), `/readyz` (database and broker reachable, outbox
-    flowing), `/metrics`."""
+    flowing), `/metrics`; and every request traced and counted (`http_telemetry`)."""
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -72,13 +81,7 @@ def add_operational_routes(app: FastAPI, *, outbox_max_age: float = OUTBOX_MAX_A
         return JSONResponse({"status": "ready", **body})
 
     app.mount("/metrics", make_asgi_app())
-
-    @app.middleware("http")
-    async def trace(request: Request, call_next):
-        with continue_trace(request.headers.get(HEADER)) as trace_id:
-            response = await call_next(request)
-        response.headers["X-Trace-Id"] = trace_id
-        return response
+    http_telemetry.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -111,17 +114,39 @@ class JsonFormatter(logging.Formatter):
         trace_id = current_trace_id()
         if trace_id:
             entry["trace_id"] = trace_id
+            entry["span_id"] = current_span_id()
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
+def configure_logging(service: str, level: str | None = None) -> None:
+    """Every log line of the process as one JSON object on standard output.
+
+    The root logger gets the one handler; every logger that brought handlers of its own
+    (uvicorn's, which print `INFO:     Application startup complete.` to standard error) loses
+    them and passes its lines up to it, and Python's warnings are logged too. Uvicorn sets up
+    its loggers before it calls the app factory, which calls this, so even its first lines
+    (`Started server process`) come out as JSON. `POSTSALE_LOG_LEVEL` (default INFO) sets the level.
+    """
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel((level or os.environ.get("POSTSALE_LOG_LEVEL") or "INFO").upper())
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            logger.handlers.clear()
+            logger.propagate = True
+    # Off, then on: hooks `warnings.showwarning` again even when something replaced it since an
+    # earlier call (captureWarnings(True) alone does nothing once it has been called).
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
+    # Each request is counted and traced instead (`postsale_http_requests_total`, spans).
     for noisy in ("aiokafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

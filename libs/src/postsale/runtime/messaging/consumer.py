@@ -25,6 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -36,6 +38,7 @@ from postsale.runtime.messaging.deadletters import VALUE_OMITTED_HEADER, dead_le
 from postsale.runtime.messaging.inbox import InboxMessage
 from postsale.runtime.messaging.outbox import is_unfixable
 from postsale.runtime.metrics import CONSUMED, CONSUMER_LAG, DEAD_LETTERED
+from postsale.runtime.settings import KafkaSettings, kafka_settings
 
 log = logging.getLogger(__name__)
 
@@ -98,23 +101,33 @@ def apply_once(engine: Engine, consumer: str, handler: EventHandler, event: Even
         return True
 
 
-def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -> None:
-    """Register `subscription` on `broker`: offsets are committed only after the transaction."""
+def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
+              kafka: KafkaSettings | str | None = None) -> None:
+    """Register `subscription` on `broker`: offsets are committed only after the transaction.
+
+    `kafka` (default: the environment's) names the topic, the group and the dead-letter topic on
+    the cluster: the subscription's own names with the installation's prefix."""
+    kafka = kafka_settings(kafka)
+    topic, group_id = kafka.topic(subscription.topic), kafka.group(subscription.group_id)
+    dead_letter_topic = kafka.topic(subscription.dead_letter_topic)
 
     async def dead_letter(msg: KafkaMessage, error: BaseException, attempts: int) -> None:
         record = msg.raw_message
         headers = dead_letter_headers(record, consumer=subscription.consumer_name, error=error, attempts=attempts)
-        try:
-            await broker.publish(record.value, topic=subscription.dead_letter_topic, key=record.key, headers=headers)
-        except Exception as exc:
-            if not is_unfixable(exc):
-                raise
-            # Too large with the headers added: raising would redeliver the record for ever and
-            # stall the partition. The value stays at its original offset, where replay reads it.
-            log.error("dead letter of %s[%s]@%s refused (%r); writing it without its value",
-                      record.topic, record.partition, record.offset, exc)
-            headers[VALUE_OMITTED_HEADER] = str(len(record.value or b""))
-            await broker.publish(None, topic=subscription.dead_letter_topic, key=record.key or b"", headers=headers)
+        with tracing.span(f"{dead_letter_topic} send", kind=SpanKind.PRODUCER, attributes={
+                "messaging.system": "kafka", "messaging.operation.type": "send",
+                "messaging.destination.name": dead_letter_topic}):
+            try:
+                await broker.publish(record.value, topic=dead_letter_topic, key=record.key, headers=headers)
+            except Exception as exc:
+                if not is_unfixable(exc):
+                    raise
+                # Too large with the headers added: raising would redeliver the record for ever and
+                # stall the partition. The value stays at its original offset, where replay reads it.
+                log.error("dead letter of %s[%s]@%s refused (%r); writing it without its value",
+                          record.topic, record.partition, record.offset, exc)
+                headers[VALUE_OMITTED_HEADER] = str(len(record.value or b""))
+                await broker.publish(None, topic=dead_letter_topic, key=record.key or b"", headers=headers)
         DEAD_LETTERED.labels(consumer=subscription.consumer_name).inc()
         log.error(
             "dead-lettered %s[%s]@%s after %s attempt(s): %s",
@@ -123,40 +136,56 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -
 
     async def on_record(msg: KafkaMessage) -> None:
         record = msg.raw_message
-        try:
-            event = decode(record.headers or (), record.value)
-        except UnknownEventType:
-            return  # a newer publisher's event type that this consumer does not need
-        except DecodeError as exc:
-            await dead_letter(msg, exc, attempts=0)
-            return
-        handler = subscription.handlers.get(type(event))
-        if handler is None:
-            return
-        attributes = cloudevent_attributes(record.headers or ())
-        with tracing.continue_trace(attributes.get(tracing.EVENT_HEADER)):
+        # A child of the event's create span, whatever becomes of the record.
+        traceparent = _header(record, tracing.EVENT_HEADER)
+        with tracing.start(f"{record.topic} process", traceparent=traceparent, kind=SpanKind.CONSUMER, attributes={
+                "messaging.system": "kafka", "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic, "messaging.consumer.group.name": group_id,
+                "messaging.destination.partition.id": str(record.partition), "messaging.kafka.offset": record.offset,
+                "messaging.message.id": _header(record, "ce_id") or ""}) as span:
+            try:
+                event = decode(record.headers or (), record.value)
+            except UnknownEventType:
+                span.set_attribute("postsale.outcome", "skipped: unknown event type")
+                return  # a newer publisher's event type that this consumer does not need
+            except DecodeError as exc:
+                span.set_attribute("postsale.outcome", "dead-lettered: not an event")
+                await dead_letter(msg, exc, attempts=0)
+                return
+            span.set_attribute("cloudevents.event_type", event.event_type)
+            handler = subscription.handlers.get(type(event))
+            if handler is None:
+                span.set_attribute("postsale.outcome", "skipped: not handled here")
+                return
+            attributes = cloudevent_attributes(record.headers or ())
             await handle(msg, event, handler, attributes["ce_id"])
 
     async def handle(msg: KafkaMessage, event: Event, handler: EventHandler, event_id: str) -> None:
+        span = trace.get_current_span()
         for attempt in range(1, subscription.retry.attempts + 1):
             try:
-                await asyncio.to_thread(apply_once, engine, subscription.consumer_name, handler, event, event_id)
+                applied = await asyncio.to_thread(apply_once, engine, subscription.consumer_name, handler, event,
+                                                  event_id)
                 CONSUMED.labels(consumer=subscription.consumer_name, event_type=event.event_type).inc()
+                span.set_attribute("postsale.outcome", "handled" if applied else "skipped: handled before")
                 return
             except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+                span.record_exception(exc, attributes={"postsale.attempt": attempt})
                 if attempt == subscription.retry.attempts:
+                    span.set_status(Status(StatusCode.ERROR, f"dead-lettered after {attempt} attempts: {exc!r}"[:500]))
+                    span.set_attribute("postsale.outcome", "dead-lettered")
                     await dead_letter(msg, exc, attempts=attempt)
                     return
                 log.warning("%s failed on attempt %s: %r", subscription.consumer_name, attempt, exc)
                 await asyncio.sleep(subscription.retry.delay(attempt))
 
     broker.subscriber(
-        subscription.topic,
+        topic,
         # Hand over the raw record: decoding is ours, so a malformed one is dead-lettered
         # instead of failing inside the framework and being redelivered for ever.
         decoder=_undecoded,
         parser=_lenient_headers,
-        group_id=subscription.group_id,
+        group_id=group_id,
         auto_offset_reset="earliest",
         # Never the acknowledge-first default: the offset is committed after on_record
         # returns, and an exception (the dead letter could not be written) rewinds it.
@@ -164,6 +193,13 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription) -
         description=subscription.description or None,
         title=f"{subscription.consumer_name}",
     )(on_record)
+
+
+def _header(record, name: str) -> str | None:
+    for header, value in record.headers or ():
+        if header == name:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return None
 
 
 async def _undecoded(msg: KafkaMessage) -> bytes:
@@ -192,8 +228,9 @@ class LagMonitor:
     A partition the group never committed on is not reported.
     """
 
-    def __init__(self, bootstrap_servers: str, group_ids: Iterable[str]) -> None:
-        self.bootstrap_servers = bootstrap_servers
+    def __init__(self, kafka: KafkaSettings | str | None, group_ids: Iterable[str]) -> None:
+        """`group_ids`: the groups as named on the cluster (prefixed)."""
+        self.kafka = kafka_settings(kafka)
         self.group_ids = sorted(set(group_ids))
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
@@ -201,8 +238,8 @@ class LagMonitor:
     async def observe(self) -> dict[tuple[str, TopicPartition], int]:
         if self._admin is None or self._offsets is None:
             await self.close()
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
-            self._offsets = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None)
+            self._admin = AIOKafkaAdminClient(**self.kafka.client_kwargs())
+            self._offsets = AIOKafkaConsumer(**self.kafka.client_kwargs(), group_id=None)
             await self._admin.start()
             await self._offsets.start()
         lags: dict[tuple[str, TopicPartition], int] = {}

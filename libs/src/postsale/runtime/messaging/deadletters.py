@@ -14,6 +14,9 @@ A parked row is an outbox row the broker refused for a reason retrying cannot fi
 large, invalid topic, not authorised); `list` shows them beside the dead letters, read from
 the service's database (`<SERVICE>_DATABASE_URL`, as the service reads it). `release` puts
 them back in the queue once the cause is fixed; the running service's relay publishes them.
+
+Kafka is reached as the services reach it (`KAFKA_*`: servers, TLS, SASL) and the topic and
+groups carry the installation's prefix (`POSTSALE_KAFKA_PREFIX`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from postsale.runtime.clock import utcnow
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging.outbox import parked_messages, release_parked
+from postsale.runtime.settings import KafkaSettings, kafka_settings
 
 DLQ_HEADER_PREFIX = "dlq_"
 ORIGINAL_HEADERS_HEADER = "dlq_original_headers"
@@ -38,6 +42,8 @@ VALUE_OMITTED_HEADER = "dlq_value_omitted"
 
 
 def dead_letter_topic(service: str) -> str:
+    """The service's dead-letter topic, as contracts name topics (the relay and consumers add the
+    installation's prefix on the cluster)."""
     return f"{service}.dead-letters"
 
 
@@ -116,11 +122,11 @@ def _dead_letter(record) -> DeadLetter:
     )
 
 
-async def _read_to_end(bootstrap_servers: str, topic: str, group_id: str | None) -> tuple[list, AIOKafkaConsumer]:
+async def _read_to_end(kafka: KafkaSettings, topic: str, group_id: str | None) -> tuple[list, AIOKafkaConsumer]:
     """Every record of `topic` from the group's committed position (or the start) up to its end now.
 
     Returns the consumer still open, so that the caller can commit once it has acted."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=group_id, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -140,9 +146,9 @@ async def _read_to_end(bootstrap_servers: str, topic: str, group_id: str | None)
         raise
 
 
-async def _original_value(bootstrap_servers: str, letter: DeadLetter) -> bytes | None:
+async def _original_value(kafka: KafkaSettings, letter: DeadLetter) -> bytes | None:
     """The value of the record a dead letter stands for, read at its original offset."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(letter.original_topic, letter.original_partition)
@@ -157,22 +163,25 @@ async def _original_value(bootstrap_servers: str, letter: DeadLetter) -> bytes |
         await consumer.stop()
 
 
-async def list_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLetter]:
-    records, consumer = await _read_to_end(bootstrap_servers, dead_letter_topic(service), group_id=None)
+async def list_dead_letters(kafka: KafkaSettings | str | None, service: str) -> list[DeadLetter]:
+    kafka = kafka_settings(kafka)
+    records, consumer = await _read_to_end(kafka, kafka.topic(dead_letter_topic(service)), group_id=None)
     await consumer.stop()
     return [_dead_letter(record) for record in records]
 
 
-async def replay_dead_letters(bootstrap_servers: str, service: str) -> list[DeadLetter]:
-    """Republishes every dead letter not replayed before; returns them."""
-    records, consumer = await _read_to_end(bootstrap_servers, dead_letter_topic(service),
-                                           group_id=f"postsale-{service}-replay")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all")
+async def replay_dead_letters(kafka: KafkaSettings | str | None, service: str) -> list[DeadLetter]:
+    """Republishes every dead letter not replayed before; returns them. Each goes back to the
+    topic it came from, as named on the cluster (prefix included)."""
+    kafka = kafka_settings(kafka)
+    records, consumer = await _read_to_end(kafka, kafka.topic(dead_letter_topic(service)),
+                                           group_id=kafka.group(f"postsale-{service}-replay"))
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         letters = [_dead_letter(record) for record in records]
         for letter in letters:
-            value = await _original_value(bootstrap_servers, letter) if letter.value_omitted else letter.value
+            value = await _original_value(kafka, letter) if letter.value_omitted else letter.value
             await producer.send_and_wait(letter.original_topic, value, key=letter.key,
                                          headers=letter.original_headers)
         if records:
@@ -204,18 +213,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("service", help="checkout, entitlements, accounts or notifications")
     parser.add_argument("ids", nargs="*", type=int, help="release: the parked outbox rows to re-queue")
     parser.add_argument("--all", action="store_true", help="release: every parked outbox row")
-    parser.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--bootstrap-servers", help="default: $KAFKA_BOOTSTRAP_SERVERS; the other KAFKA_* and "
+                                                    "POSTSALE_KAFKA_PREFIX settings are read as the services read them")
     parser.add_argument("--database-url", help="default: $<SERVICE>_DATABASE_URL, else sqlite:///.data/<service>.db")
     args = parser.parse_args(argv)
     url = args.database_url or database_url(args.service)
+    if args.command in ("list", "replay"):
+        kafka = kafka_settings(args.bootstrap_servers)
     if args.command == "list":
-        letters = asyncio.run(list_dead_letters(args.bootstrap_servers, args.service))
+        letters = asyncio.run(list_dead_letters(kafka, args.service))
         for letter in letters:
             omitted = " (value omitted: too large)" if letter.value_omitted else ""
             print(f"#{letter.offset} {letter.failed_at} {letter.event_type} from {letter.original_topic}"
                   f"[{letter.original_partition}]@{letter.original_offset} after {letter.attempts} attempt(s): "
                   f"{letter.error_type}: {letter.error}{omitted}")
-        print(f"{len(letters)} dead letter(s) in {dead_letter_topic(args.service)}")
+        print(f"{len(letters)} dead letter(s) in {kafka.topic(dead_letter_topic(args.service))}")
         parked = _with_engine(url, parked_messages)
         for row in parked:
             event_type = json.loads(row.headers).get("ce_type", "?")
@@ -223,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"event {row.event_id}) after {row.attempts} attempt(s): {row.last_error}")
         print(f"{len(parked)} parked outbox row(s) in the {args.service} database")
     elif args.command == "replay":
-        letters = asyncio.run(replay_dead_letters(args.bootstrap_servers, args.service))
-        print(f"replayed {len(letters)} dead letter(s) from {dead_letter_topic(args.service)}")
+        letters = asyncio.run(replay_dead_letters(kafka, args.service))
+        print(f"replayed {len(letters)} dead letter(s) from {kafka.topic(dead_letter_topic(args.service))}")
     else:
         if not args.ids and not args.all:
             parser.error("release needs the ids of parked outbox rows, or --all")

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Column, Index, LargeBinary, func, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
@@ -29,6 +30,7 @@ from postsale.runtime import tracing, wakeups
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.metrics import (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PARKED, OUTBOX_PARKED_TOTAL,
                                       OUTBOX_PUBLISHED)
+from postsale.runtime.settings import KafkaSettings, kafka_settings
 
 log = logging.getLogger(__name__)
 RELAY = "outbox-relay"
@@ -85,6 +87,9 @@ def record_size(key: str, headers: dict[str, str], value: bytes) -> int:
     return len(key.encode()) + len(value) + sum(len(k.encode()) + len(v.encode()) for k, v in headers.items())
 
 
+_TRACEPARENT_PLACEHOLDER = f"00-{'0' * 32}-{'0' * 16}-01"  # as long as any traceparent
+
+
 def publish_later(session: Session, event: Event, *, source: str) -> str:
     """Queue `event` for publishing when the caller's transaction commits. Returns its event id.
 
@@ -94,11 +99,15 @@ def publish_later(session: Session, event: Event, *, source: str) -> str:
     """
     encoded, value = encode(event, source=source)
     event_id = encoded["ce_id"].decode()
-    headers = {**{k: v.decode() for k, v in encoded.items()}, tracing.EVENT_HEADER: tracing.child_traceparent()}
+    headers = {k: v.decode() for k, v in encoded.items()}
     key = event.key()
-    size = record_size(key, headers, value)
+    size = record_size(key, {**headers, tracing.EVENT_HEADER: _TRACEPARENT_PLACEHOLDER}, value)
     if size > MAX_EVENT_BYTES:
         raise EventTooLarge(event.event_type, size)
+    # The event's own span in the current trace: the relay's send and every consumer continue it.
+    headers[tracing.EVENT_HEADER] = tracing.child_traceparent(f"{event.topic} create", attributes={
+        "messaging.system": "kafka", "messaging.operation.type": "create", "messaging.destination.name": event.topic,
+        "messaging.message.id": event_id, "cloudevents.event_type": event.event_type})
     session.add(OutboxMessage(event_id=event_id, topic=event.topic, key=key, headers=json.dumps(headers), value=value))
     wakeups.wake_after_commit(session, RELAY)
     return event_id
@@ -185,15 +194,19 @@ class OutboxRelay:
     idempotent producer numbers each partition's batches and does not take a refused batch's
     numbers back, so after one refusal every later record to that partition would fail with
     OutOfOrderSequenceNumber. A new producer starts the numbering afresh.
+
+    Rows keep the contract's topic name; the relay sends each to `kafka.topic(name)` (the
+    installation's prefix added), with the connection and security of `kafka`.
     """
 
-    def __init__(self, engine: Engine, bootstrap_servers: str, *, client_id: str = "postsale-outbox-relay",
-                 batch_size: int = 200, poll_interval: float = 0.5) -> None:
+    def __init__(self, engine: Engine, kafka: KafkaSettings | str | None = None, *,
+                 client_id: str = "postsale-outbox-relay", batch_size: int = 200, poll_interval: float = 0.5) -> None:
         self.engine = engine
+        self.kafka = kafka_settings(kafka)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._new_producer: ProducerFactory = lambda: AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers, client_id=client_id, enable_idempotence=True, acks="all")
+            **self.kafka.client_kwargs(), client_id=client_id, enable_idempotence=True, acks="all")
         self._producer: AIOKafkaProducer | None = None
 
     async def run(self) -> None:
@@ -282,16 +295,32 @@ class OutboxRelay:
         producer = await self._producer_started()
         loop = asyncio.get_running_loop()
         sends: list[asyncio.Future] = []
+        spans = []
         # Queued one after the other (so in order), acknowledged together.
         for row in rows:
+            topic = self.kafka.topic(row.topic)
+            headers = json.loads(row.headers)
+            # A child of the event's create span (its ce_traceparent): the trace of the work that queued it.
+            spans.append(tracing.start_span(f"{topic} send", traceparent=headers.get(tracing.EVENT_HEADER) or "",
+                                            kind=SpanKind.PRODUCER, attributes={
+                "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic,
+                "messaging.message.id": row.event_id, "messaging.kafka.message.key": row.key}))
             try:
                 sends.append(await producer.send(
-                    row.topic, row.value, key=row.key.encode(),
-                    headers=[(name, value.encode()) for name, value in json.loads(row.headers).items()]))
+                    topic, row.value, key=row.key.encode(),
+                    headers=[(name, value.encode()) for name, value in headers.items()]))
             except Exception as exc:  # noqa: BLE001 - refused before sending (too large for the producer, say)
                 refused = loop.create_future()
                 refused.set_exception(exc)
                 sends.append(refused)
                 if not is_unfixable(exc):
                     break
-        return await asyncio.gather(*sends, return_exceptions=True)
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        for sent, result in zip(spans, results):
+            if isinstance(result, BaseException):
+                tracing.end_span(sent, result)
+            else:
+                sent.set_attribute("messaging.destination.partition.id", str(result.partition))
+                sent.set_attribute("messaging.kafka.offset", result.offset)
+                tracing.end_span(sent)
+        return results

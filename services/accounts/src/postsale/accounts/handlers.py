@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from postsale.accounts.adapters.tables import Customer, LoginSession, PendingActivation, SetupToken
+from postsale.accounts.adapters.tables import Customer, PendingActivation, SetupToken
 from postsale.accounts.config import SERVICE
 from postsale.accounts.domain import setup as rules
 from postsale.accounts.domain.passwords import hash_password, verify_password
@@ -64,7 +62,10 @@ def register_buyer(session: Session, event: PurchaseCompleted, _event_id: str) -
             _apply_pending(session, pending, customer, setup)
     # One link per buyer: not again for an upsell or another purchase of the same order. An email
     # that bought before always gets one, whatever the offer says: the browser was told to use it.
-    if customer.activated_at is None and ((created and event.send_account_setup_email) or existed):
+    # (A purchase without a browser token, such as a seller's grant of offers, asks for none unless the
+    # offer sends the welcome email.)
+    told_to_use_email = existed and (token_sha256 is not None or event.send_account_setup_email)
+    if customer.activated_at is None and ((created and event.send_account_setup_email) or told_to_use_email):
         issue_setup_link(session, customer, purchase_id=event.purchase_id, after_setup_url=after_setup_url,
                          reason="welcome")
     return customer
@@ -222,17 +223,3 @@ def authenticate(session: Session, *, email: str, password: str) -> Customer | N
     if not verify_password(password_hash, password):
         return None
     return customer
-
-
-def start_session(session: Session, customer: Customer, lifetime: timedelta) -> LoginSession:
-    login = LoginSession(id=secrets.token_urlsafe(16), customer_id=customer.id, expires_at=utcnow() + lifetime)
-    customer.last_login_at = login.created_at
-    session.add_all([login, customer])
-    return login
-
-
-def end_session(session: Session, session_id: str) -> None:
-    login = session.get(LoginSession, session_id)
-    if login is not None and login.ended_at is None:
-        login.ended_at = utcnow()
-        session.add(login)

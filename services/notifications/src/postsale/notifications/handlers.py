@@ -7,7 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlmodel import Session, select
 
-from postsale.contracts import AccountSetupLinkIssued, EmailSent, PurchaseCompleted, PurchaseRefunded
+from postsale.contracts import (AccountSetupLinkIssued, EmailSent, LoginLinkIssued, PasswordResetRequested,
+                                PurchaseCompleted, PurchaseRefunded)
+from postsale.contracts.events import EmailChangeRequested
 from postsale.notifications import billing
 from postsale.notifications.adapters.tables import Email, PurchaseRecord
 from postsale.notifications.config import SERVICE
@@ -70,7 +72,34 @@ def queue_account_setup_email(session: Session, event: AccountSetupLinkIssued, e
     purchase_id = _purchase_of(event.url)
     key = f"account-setup:{purchase_id}" if purchase_id else f"account-setup:{event_id}"
     queue_email(session, key=key, template="account_setup", to=event.email, customer_id=event.customer_id,
-                url=event.url, email=event.email, expires_at=event.expires_at, reason=event.reason)
+                url=event.url, email=event.email, expires_at=event.expires_at, reason=event.reason,
+                login_url=PublicUrls().login_url())
+
+
+def queue_login_link_email(session: Session, event: LoginLinkIssued, event_id: str) -> None:
+    """Started by `LoginLinkIssued`: "Your login link", with the link and the one-time code. One email
+    per event, however often it is delivered."""
+    queue_email(session, key=f"login-link:{event_id}", template="login_link", to=event.email,
+                customer_id=event.customer_id, url=event.url, code=event.code, email=event.email,
+                expires_at=event.expires_at, issued_at=event.issued_at, reason=event.reason)
+
+
+def queue_password_reset_email(session: Session, event: PasswordResetRequested, event_id: str) -> None:
+    """Started by `PasswordResetRequested`: "Reset your password", with the link and the code."""
+    queue_email(session, key=f"password-reset:{event_id}", template="password_reset", to=event.email,
+                customer_id=event.customer_id, url=event.url, code=event.code, email=event.email,
+                expires_at=event.expires_at, requested_at=event.requested_at)
+
+
+def queue_email_change_emails(session: Session, event: EmailChangeRequested, event_id: str) -> None:
+    """Started by `EmailChangeRequested`: the confirmation link to the new address, and a notice
+    without any link to the current one (so its owner learns of a change they did not ask for)."""
+    queue_email(session, key=f"email-change:{event_id}", template="email_change", to=event.new_email,
+                customer_id=event.customer_id, url=event.url, new_email=event.new_email, old_email=event.email,
+                expires_at=event.expires_at)
+    queue_email(session, key=f"email-change-notice:{event_id}", template="email_change_notice", to=event.email,
+                customer_id=event.customer_id, new_email=event.new_email, old_email=event.email,
+                login_url=PublicUrls().login_url())
 
 
 def _purchase_of(url: str) -> str | None:

@@ -27,6 +27,10 @@ class Customer(Base, table=True):
     # of its order come from the same buyer, the only one who may set the account up at checkout.
     first_purchase_id: str | None = None
     first_order_id: str | None = None
+    # `purchase`, or `seller` for a customer the seller added by hand (who gets the welcome email).
+    source: str = Field(default="purchase", sa_column_kwargs={"server_default": "purchase"})
+    # The offers the seller asked to grant when adding the customer (JSON list), for the record.
+    requested_offer_ids: str | None = None
 
 
 class SetupToken(Base, table=True):
@@ -72,3 +76,87 @@ class LoginSession(Base, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     ended_at: datetime | None = None
+
+
+class LoginChallenge(Base, table=True):
+    """A login by email (purpose `login`) or a password reset (`reset`): a single-use link and a
+    one-time code, only their SHA-256 kept. Asking again ends the customer's earlier challenge of
+    the same purpose; using either the link or the code uses up both."""
+
+    __tablename__ = "login_challenges"
+
+    id: str = Field(primary_key=True)
+    customer_id: str = Field(foreign_key="customers.id", index=True)
+    purpose: str  # login | reset
+    token_sha256: str = Field(unique=True)
+    code_sha256: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+    failed_attempts: int = 0
+    # Where a login link leads once signed in (one of our pages, checked when asked for).
+    next_url: str | None = None
+
+
+class EmailChange(Base, table=True):
+    """A change of login email waiting for its confirmation from the new address."""
+
+    __tablename__ = "email_changes"
+
+    token_sha256: str = Field(primary_key=True)
+    customer_id: str = Field(foreign_key="customers.id", index=True)
+    new_email: str
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class Throttle(Base, table=True):
+    """Attempts of one subject (an email typed, a client address) in the current window, and until
+    when its next attempt is refused."""
+
+    __tablename__ = "throttles"
+
+    key: str = Field(primary_key=True)
+    hits: int = 0
+    window_started_at: datetime
+    blocked_until: datetime | None = None
+
+
+class AccountEmail(Base, table=True):
+    """An account email (setup, login, reset, email change) as notifications reports it on
+    `notifications.emails.v1`: handed to the SMTP relay, or given up on."""
+
+    __tablename__ = "account_emails"
+
+    key: str = Field(primary_key=True)  # notifications' email key
+    customer_id: str = Field(index=True)
+    template: str
+    to: str
+    status: str  # sent | failed
+    happened_at: datetime
+    attempts: int | None = None
+    error: str | None = None
+
+
+class ActivityRecord(Base, table=True):
+    """When the customer last did each kind of thing (login, library visit, lesson, download)."""
+
+    __tablename__ = "customer_activity"
+
+    customer_id: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    last_at: datetime
+    product_id: str | None = None
+
+
+class StoreTheme(Base, table=True):
+    """The seller's theme of the customer pages (one row, `store`), as `PUT /admin/theme` set it."""
+
+    __tablename__ = "themes"
+
+    id: str = Field(primary_key=True)
+    settings: str  # JSON of `postsale.runtime.theme.Theme`, unset settings left out
+    updated_at: datetime = Field(default_factory=utcnow)
+    # When `ThemeChanged` last went out: republished daily, so the topic always holds it.
+    published_at: datetime = Field(default_factory=utcnow)

@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from postsale.accounts import handlers
-from postsale.accounts.adapters.tables import Customer, SetupToken
+from postsale.accounts import handlers, login as logins, sessions
+from postsale.accounts.adapters.tables import Customer, LoginSession, SetupToken
 from postsale.accounts.domain import setup as rules
+from postsale.accounts.domain import throttle
 from postsale.accounts.domain.setup import Refusal
-from postsale.runtime.auth import SESSION_COOKIE, current_customer
+from postsale.runtime.activity import queue_activity
+from postsale.runtime.auth import CustomerSession, clear_session_cookie, current_customer, set_session_cookie
+from postsale.runtime.csrf import require_csrf, require_csrf_or_our_page
 from postsale.runtime.db import SessionDep
 from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH, MIN_LENGTH as MIN_PASSWORD_LENGTH
 from postsale.runtime.web import normalize_email, templates_for
@@ -45,16 +48,44 @@ def _safe_next(request: Request, next_url: str | None) -> str:
     return urls.library_url
 
 
-def _signed_in(request: Request, session: SessionDep, customer: Customer, destination: str) -> RedirectResponse:
+def signed_in(request: Request, session: Session) -> tuple[CustomerSession, LoginSession] | None:
+    """The browser's session when its token verifies and accounts still has it open: accounts reads
+    its own rows, so a session is refused here the moment it ends."""
+    verified = current_customer(request)
+    login = sessions.open_session(session, verified)
+    return (verified, login) if login is not None else None
+
+
+def _signed_in(request: Request, session: Session, customer: Customer, destination: str) -> RedirectResponse:
+    """Signs the browser in with a new session (ending the one it had: a session id never survives
+    a login) and sends it on to `destination`."""
     hours = request.app.state.session_hours
-    login = handlers.start_session(session, customer, timedelta(hours=hours))
+    previous = current_customer(request)
+    if previous is not None:
+        sessions.end_session(session, previous.session_id, "replaced")
+    login = sessions.start_session(session, customer, timedelta(hours=hours))
+    throttle = getattr(request.app.state, "activity_throttle", None)
+    if throttle is not None:  # the seller sees the last login (`CustomerActivity`, at most one per few minutes)
+        queue_activity(session, throttle, customer_id=customer.id, kind="login", source=handlers.SOURCE)
     session.commit()
     token = request.app.state.signer.sign(customer_id=customer.id, email=customer.email, session_id=login.id,
                                           lifetime=timedelta(hours=hours))
     response = RedirectResponse(destination, status_code=303)
-    response.set_cookie(SESSION_COOKIE, token, max_age=hours * 3600, httponly=True, samesite="lax",
-                        secure=request.app.state.urls.accounts_url.startswith("https://"), path="/")
+    set_session_cookie(response, token, max_age=hours * 3600, accounts_url=request.app.state.urls.accounts_url)
     return response
+
+
+def client_address(request: Request) -> str:
+    """The client's address (uvicorn takes it from `X-Forwarded-For` of a trusted proxy only)."""
+    return request.client.host if request.client else "unknown"
+
+
+def too_many(request: Request, exc: "logins.Throttled", template: str = "message.html", **context) -> Response:
+    context = {"title": "Too many attempts", "message": str(exc), "alert": True, **context}
+    if template != "message.html":
+        context["error"] = str(exc)
+    return templates.TemplateResponse(request, template, context, status_code=429,
+                                      headers={"Retry-After": str(exc.retry_after)})
 
 
 def _waits(wait: str) -> int:
@@ -116,7 +147,7 @@ def setup_page(request: Request, session: SessionDep, token: str = "", purchase:
     return _account_page(request, session, token, setup=setup)
 
 
-@router.post("/setup", response_class=HTMLResponse)
+@router.post("/setup", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 def setup_account(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
                   first_name: Annotated[str, Form()] = "", last_name: Annotated[str, Form()] = "",
                   password: Annotated[str, Form()] = "", password_repeat: Annotated[str, Form()] = ""):
@@ -133,7 +164,9 @@ def setup_account(request: Request, session: SessionDep, token: Annotated[str, F
     return _signed_in(request, session, customer, _after_setup(request, setup))
 
 
-@router.post("/setup/checkout", response_class=HTMLResponse)
+# Posted by checkout's payment page, which carries the browser's secret setup token but no CSRF token:
+# taken from one of our pages (its Origin) or with the token.
+@router.post("/setup/checkout", response_class=HTMLResponse, dependencies=[Depends(require_csrf_or_our_page)])
 def setup_from_checkout(request: Request, session: SessionDep, token: Annotated[str, Form()] = "",
                         first_name: Annotated[str, Form()] = "", last_name: Annotated[str, Form()] = "",
                         password: Annotated[str, Form()] = "", password_repeat: Annotated[str, Form()] = "",
@@ -210,36 +243,51 @@ def _bounded(value: str, limit: int) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "", email: str = ""):
+def login_page(request: Request, session: SessionDep, next: str = "", email: str = ""):
     next = _bounded(next, rules.MAX_URL_LENGTH)
-    if current_customer(request) is not None:
+    if signed_in(request, session) is not None:
         return RedirectResponse(_safe_next(request, next), status_code=303)
     return templates.TemplateResponse(request, "login.html",
                                       {"next": next, "email": _bounded(email, rules.MAX_EMAIL_LENGTH)})
 
 
-@router.post("/login", response_class=HTMLResponse)
+def throttle_subjects(email: str | None, request: Request) -> tuple[str, str]:
+    # Keyed by what was typed, whether an account has it or not, so the answers tell nothing.
+    return (email or "(not an email)"), client_address(request)
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 def log_in(request: Request, session: SessionDep, email: Annotated[str, Form()] = "",
            password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = ""):
     next = _bounded(next, rules.MAX_URL_LENGTH)
     normalized = normalize_email(email)  # None for anything longer than an email address can be
+    account, address = throttle_subjects(normalized, request)
+    form = {"next": next, "email": _bounded(email, rules.MAX_EMAIL_LENGTH)}
+    try:
+        logins.check_throttle(session, [throttle.FAILED_LOGIN_PER_ACCOUNT.key(account),
+                                        throttle.FAILED_LOGIN_PER_ADDRESS.key(address)])
+    except logins.Throttled as exc:
+        return too_many(request, exc, "login.html", **form)
     customer = handlers.authenticate(session, email=normalized, password=password) if normalized else None
     if customer is None:
-        return templates.TemplateResponse(
-            request, "login.html",
-            {"next": next, "email": _bounded(email, rules.MAX_EMAIL_LENGTH),
-             "error": "That email and password do not match an account."},
-            status_code=401,
-        )
+        logins.count_attempt(session, [(throttle.FAILED_LOGIN_PER_ACCOUNT, account),
+                                       (throttle.FAILED_LOGIN_PER_ADDRESS, address)])
+        session.commit()
+        return templates.TemplateResponse(request, "login.html",
+                                          {**form, "error": "That email and password do not match an account."},
+                                          status_code=401)
+    logins.forget_attempts(session, throttle.FAILED_LOGIN_PER_ACCOUNT, account)
     return _signed_in(request, session, customer, _safe_next(request, next))
 
 
-@router.post("/logout")
+# The library's logout button is a form of entitlements' page: taken from one of our pages (its
+# Origin) until it carries the CSRF token too.
+@router.post("/logout", dependencies=[Depends(require_csrf_or_our_page)])
 def log_out(request: Request, session: SessionDep) -> Response:
     customer = current_customer(request)
     if customer is not None:
-        handlers.end_session(session, customer.session_id)
+        sessions.end_session(session, customer.session_id, "logout")
         session.commit()
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    clear_session_cookie(response, accounts_url=request.app.state.urls.accounts_url)
     return response

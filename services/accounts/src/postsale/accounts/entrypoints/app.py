@@ -1,25 +1,54 @@
 """`uvicorn --factory postsale.accounts.entrypoints.app:create_app`"""
 
+import asyncio
+import logging
+
 from fastapi import FastAPI, Request
+from sqlmodel import Session
 from fastapi.exceptions import RequestValidationError
 
+from postsale.accounts import theme as themes
 from postsale.accounts.adapters.signing import SessionSigner
 from postsale.accounts.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.accounts.domain.setup import MAX_FORM_BYTES
-from postsale.accounts.entrypoints import api
+from postsale.accounts.entrypoints import admin, api, login
 from postsale.accounts.entrypoints.consumers import SUBSCRIPTIONS
+from postsale.runtime.csrf import CsrfRefused
+from postsale.runtime.security import STRICT_POLICY
 from postsale.runtime.service import create_service_app
 
 
 def create_app() -> FastAPI:
     settings = Settings()
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
-                             migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS)
+                             migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS, background=[republish_theme],
+                             content_security_policy=STRICT_POLICY)  # accounts' pages have no script
     app.state.signer = SessionSigner(settings.session_signing_key)
     app.state.session_hours = settings.session_hours
     app.include_router(api.router)
+    app.include_router(login.router)
+    app.include_router(admin.admin)
     add_form_limits(app)
     return app
+
+
+log = logging.getLogger(__name__)
+
+
+async def republish_theme(app: FastAPI, interval: float = 3600) -> None:
+    """Publishes the theme again once a day (`accounts.customers.v1` keeps a week), so that a service
+    started later still finds it; checked hourly."""
+    def once() -> None:
+        with Session(app.state.engine) as session:
+            if themes.republish_if_due(session):
+                session.commit()
+
+    while True:
+        try:
+            await asyncio.to_thread(once)
+        except Exception as exc:  # noqa: BLE001 - the next hour tries again
+            log.warning("republishing the theme failed: %r", exc)
+        await asyncio.sleep(interval)
 
 
 def _problem_page(request: Request, message: str, status_code: int):
@@ -43,3 +72,9 @@ def add_form_limits(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_form(request: Request, _exc: RequestValidationError):
         return _problem_page(request, "That form could not be read. Go back and send it again.", 422)
+
+    @app.exception_handler(CsrfRefused)
+    async def forged_form(request: Request, exc: CsrfRefused):
+        return api.templates.TemplateResponse(request, "message.html", {
+            "title": "Please send that form again", "message": exc.detail, "alert": True,
+        }, status_code=403)

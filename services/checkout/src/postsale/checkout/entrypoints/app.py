@@ -9,11 +9,12 @@ from postsale.checkout import billing
 from postsale.checkout.adapters.payments.port import PaymentProvider
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.payments.stripe import StripeProvider
-from postsale.checkout.adapters.tables import BillingJob, SimulatedClock
+from postsale.checkout.adapters.tables import BillingJob, SimulatedClock, Subscription
 from postsale.checkout.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.checkout.entrypoints import admin, admin_billing, billing_pages, pages, webhooks
 from postsale.checkout.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.runtime.errors import html_errors_for_pages
+from postsale.runtime import metrics
 from postsale.runtime.scheduler import Scheduler
 from postsale.runtime.service import create_service_app
 
@@ -26,7 +27,9 @@ def create_app() -> FastAPI:
     settings = Settings()
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
                              migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS,
-                             background=[billing_scheduler, webhooks.relay_provider_events])
+                             background=[billing_scheduler, webhooks.relay_provider_events],
+                             # Dunning on the dashboard: subscriptions past due, by kind.
+                             observers=[metrics.count_rows(metrics.SUBSCRIPTIONS, Subscription, ("kind", "status"))])
     app.state.secret_key = settings.secret_key
     # The provider is chosen explicitly, never by fallback: a store on Stripe has no sandbox,
     # so it can never hand out products for a test card.

@@ -253,7 +253,7 @@ def check_access(customer_id: str, product_id: str, session: SessionDep) -> Acce
                      reason=handlers.why_granted(grant), granted_at=grant.granted_at)
 
 
-@admin.get("/customers/{customer_id}/access", response_model=CustomerAccessOut)
+@admin.get("/access/customers/{customer_id}", response_model=CustomerAccessOut)
 def customer_access(customer_id: str, session: SessionDep) -> CustomerAccessOut:
     """Each product the customer has or had: whether it is available now, why (the grants that
     give it, and their sources) or why not (the newest revoke's or suspension's reason)."""
@@ -266,7 +266,7 @@ def customer_access(customer_id: str, session: SessionDep) -> CustomerAccessOut:
         for p in products])
 
 
-@admin.post("/customers/{customer_id}/grants", status_code=201, response_model=GrantOut)
+@admin.post("/access/customers/{customer_id}/grants", status_code=201, response_model=GrantOut)
 def grant_access(customer_id: str, body: NewGrant, session: SessionDep) -> GrantOut:
     """Gives the customer a product by hand, for good or for `days`; billing is not touched.
     Published as `AccessGranted` (actor `seller`, reason `granted by the seller`)."""
@@ -286,7 +286,7 @@ def grant_access(customer_id: str, body: NewGrant, session: SessionDep) -> Grant
     return GrantOut.of(grant)
 
 
-@admin.post("/customers/{customer_id}/grants/{grant_id}/revoke", response_model=GrantOut)
+@admin.post("/access/customers/{customer_id}/grants/{grant_id}/revoke", response_model=GrantOut)
 def revoke_access(customer_id: str, grant_id: str, session: SessionDep, body: Revocation | None = None) -> GrantOut:
     """Takes one grant back by hand (a purchase's or the seller's own); billing is not touched, and
     the customer's other grants of the product stay. Published as `AccessRevoked` (actor `seller`,
@@ -344,7 +344,7 @@ def revoke(body: SellerRevocation, session: SessionDep) -> RevocationOut:
                          grants=[GrantOut.of(g) for g in grants])
 
 
-@admin.patch("/customers/{customer_id}/grants/{grant_id}", response_model=GrantOut)
+@admin.patch("/access/customers/{customer_id}/grants/{grant_id}", response_model=GrantOut)
 def change_grant(customer_id: str, grant_id: str, body: GrantChange, session: SessionDep) -> GrantOut:
     """Gives one grant a download limit of its own, or (null) the product's again."""
     try:
@@ -356,7 +356,7 @@ def change_grant(customer_id: str, grant_id: str, body: GrantChange, session: Se
     return GrantOut.of(changed)
 
 
-@admin.get("/customers/{customer_id}/access-ledger", response_model=list[LedgerEntryOut])
+@admin.get("/access/customers/{customer_id}/ledger", response_model=list[LedgerEntryOut])
 def access_ledger(customer_id: str, session: SessionDep) -> list[LedgerEntryOut]:
     """Every grant, revoke, suspension, restoration and expiry of a customer, in order: who or
     what, when, why, and the event that caused it."""

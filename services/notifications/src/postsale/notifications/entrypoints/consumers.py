@@ -2,6 +2,8 @@
 
 from postsale.contracts import (
     AccountSetupLinkIssued,
+    LoginLinkIssued,
+    PasswordResetRequested,
     PaymentFailed,
     PaymentSucceeded,
     PurchaseCompleted,
@@ -14,6 +16,7 @@ from postsale.contracts import (
     SubscriptionResumed,
     topics,
 )
+from postsale.contracts.events import EmailChangeRequested
 from postsale.notifications import billing, handlers
 from postsale.notifications.config import SERVICE
 from postsale.runtime.messaging import Subscription
@@ -46,6 +49,16 @@ SUBSCRIPTIONS = [
                     "cancelled by dunning and of each renewal's receipt; follows each subscription's state, so "
                     "that a reminder is not sent once it was cancelled or paused.",
     ),
-    Subscription(SERVICE, topics.ACCOUNT_LINKS.name, {AccountSetupLinkIssued: handlers.queue_account_setup_email},
-                 description="Queues the email that carries an account setup link."),
+    Subscription(
+        SERVICE,
+        topics.ACCOUNT_LINKS.name,
+        {
+            AccountSetupLinkIssued: handlers.queue_account_setup_email,
+            LoginLinkIssued: handlers.queue_login_link_email,
+            PasswordResetRequested: handlers.queue_password_reset_email,
+            EmailChangeRequested: handlers.queue_email_change_emails,
+        },
+        description="Queues the emails that carry an account setup link, a login link and code, a password "
+                    "reset link and code, and the confirmation of a new login email (with a notice to the old one).",
+    ),
 ]

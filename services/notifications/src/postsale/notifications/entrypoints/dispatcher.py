@@ -12,6 +12,7 @@ from postsale.notifications import handlers
 from postsale.notifications.adapters.smtp import SmtpSender
 from postsale.notifications.emails import DISPATCHER
 from postsale.runtime import wakeups
+from postsale.runtime.metrics import EMAIL_SEND_FAILURES, EMAILS_FAILED, EMAILS_SENT
 from postsale.runtime.service import BackgroundTask
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,15 @@ def send_due(engine, sender: SmtpSender, max_attempts: int) -> bool:
             except Exception as exc:  # noqa: BLE001 - any SMTP failure is retried later
                 log.warning("sending %s to %s failed: %r", email.key, email.to, exc)
                 handlers.mark_failed_attempt(session, email, repr(exc), max_attempts)
+                counters = [EMAIL_SEND_FAILURES] + ([EMAILS_FAILED] if email.status == "failed" else [])
             else:
                 handlers.mark_sent(session, email)
+                counters = [EMAILS_SENT]
             # One commit per email, so one bad address never holds back the others' state.
+            template = email.template
             session.commit()
+            for counter in counters:
+                counter.labels(template=template).inc()
         return len(emails) == BATCH
 
 

@@ -1,0 +1,171 @@
+"""The seller's side of accounts: a customer added by hand (and only such a customer) gets the
+welcome email with login information; a customer who cannot log in gets a new link; the seller sees
+activation, last activity and the account emails with whether the relay took them."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from postsale.accounts import customers
+from postsale.accounts.entrypoints import admin
+from postsale.contracts import (AccountSetupLinkIssued, CustomerActivity, CustomerRegistered, EmailFailed, EmailSent,
+                                LoginLinkIssued)
+from postsale.runtime.activity import ActivityThrottle
+from postsale.runtime.auth import SESSION_COOKIE
+from postsale.runtime.messaging.consumer import apply_once
+from test_accounts_setup import ACCOUNTS, PASSWORD, Accounts, details
+
+pytestmark = pytest.mark.unit
+TOKEN = "admin-token-for-tests-only"
+
+
+@pytest.fixture
+def accounts(tmp_path, monkeypatch) -> Accounts:
+    accounts = Accounts(tmp_path, monkeypatch)
+    accounts.app.state.admin_token = TOKEN
+    accounts.app.state.activity_throttle = ActivityThrottle()
+    accounts.app.include_router(admin.admin)
+    return accounts
+
+
+def seller(accounts: Accounts):
+    client = accounts.browser()
+    client.headers["Authorization"] = f"Bearer {TOKEN}"
+    return client
+
+
+def of_type(accounts, kind):
+    return [e for e in accounts.published() if isinstance(e, kind)]
+
+
+def test_a_customer_added_by_the_seller_gets_the_welcome_email_and_sets_up_the_account(accounts):
+    api = seller(accounts)
+    assert accounts.browser().post("/admin/customers", json={"email": "x@example.com"}, csrf=False).status_code == 401
+    added = api.post("/admin/customers", json={"email": " Ann@Example.com", "first_name": "Ann", "last_name": "Lee",
+                                               "offer_ids": ["off_1", "off_2", "off_1"]})
+    assert added.status_code == 201, added.text
+    body = added.json()
+    assert (body["email"], body["source"], body["activated"], body["requested_offer_ids"]) == (
+        "ann@example.com", "seller", False, ["off_1", "off_2"])
+    [registered] = of_type(accounts, CustomerRegistered)
+    assert (registered.source, registered.offer_ids, registered.first_name) == ("seller", ["off_1", "off_2"], "Ann")
+    [welcome] = of_type(accounts, AccountSetupLinkIssued)
+    assert welcome.reason == "added_by_seller" and welcome.url.startswith(f"{ACCOUNTS}/setup?token=")
+
+    again = api.post("/admin/customers", json={"email": "ann@example.com", "first_name": "A", "last_name": "L"})
+    assert again.status_code == 409 and body["id"] in again.text
+
+    browser = accounts.browser()
+    page = browser.get(welcome.url.removeprefix(ACCOUNTS))
+    assert "Create your account" in page.text and "ann@example.com" in page.text
+    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+    assert browser.post("/setup", data=details(token)).status_code == 303
+    assert api.get(f"/admin/customers/{body['id']}").json()["activated"] is True
+
+
+@pytest.mark.parametrize("body", [
+    {"email": "not an email", "first_name": "A", "last_name": "B"},
+    {"email": "a@example.com", "first_name": "A" * 101, "last_name": "B"},
+    {"email": "a@example.com", "first_name": "", "last_name": "B"},
+    {"email": "a@example.com" + "x" * 300, "first_name": "A", "last_name": "B"},
+    {"email": "a@example.com", "first_name": "A", "last_name": "B", "offer_ids": ["o"] * 51},
+    {"email": "a@example.com", "first_name": "A", "last_name": "B", "offer_ids": ["o" * 101]},
+])
+def test_what_the_seller_sends_has_limits(accounts, body):
+    assert seller(accounts).post("/admin/customers", json=body).status_code == 422
+    assert accounts.published() == []
+
+
+def test_resend_gives_a_setup_link_before_setup_and_a_login_link_after(accounts):
+    api = seller(accounts)
+    customer_id = api.post("/admin/customers", json={"email": "bo@example.com", "first_name": "Bo",
+                                                     "last_name": "Ek"}).json()["id"]
+    resent = api.post(f"/admin/customers/{customer_id}/resend-setup-link")
+    assert resent.json() == {"sent": "setup_link", "email": "bo@example.com"}
+    first, second = of_type(accounts, AccountSetupLinkIssued)
+    assert second.reason == "added_by_seller" and second.url != first.url
+
+    browser = accounts.browser()
+    assert browser.post("/setup", data=details(second.url.rsplit("token=", 1)[1])).status_code == 303
+    assert api.post(f"/admin/customers/{customer_id}/resend-setup-link").json()["sent"] == "login_link"
+    [login_link] = of_type(accounts, LoginLinkIssued)
+    assert login_link.reason == "seller" and login_link.email == "bo@example.com"
+    assert api.post("/admin/customers/cus_nobody/resend-setup-link").status_code == 404
+
+
+def test_a_buyer_never_gets_the_seller_welcome(accounts):
+    from test_accounts_setup import browser_token, purchase
+
+    accounts.deliver(purchase("cy@example.com", browser_token()[1]))
+    assert [link.reason for link in of_type(accounts, AccountSetupLinkIssued)] == ["welcome"]
+
+
+def test_the_seller_sees_last_activity_and_which_account_emails_the_relay_took(accounts):
+    api = seller(accounts)
+    customer_id = api.post("/admin/customers", json={"email": "dee@example.com", "first_name": "Dee",
+                                                     "last_name": "Ro"}).json()["id"]
+    empty = api.get(f"/admin/customers/{customer_id}").json()
+    assert empty["last_activity_at"] is None and empty["account_emails"] == []
+
+    now = datetime.now(timezone.utc)
+    emails = SUBSCRIPTION(EmailSent)
+    apply_once(accounts.engine, emails.consumer_name, customers.record_account_email,
+               EmailSent(email_key="account-setup:e1", template="account_setup", to="dee@example.com",
+                         customer_id=customer_id, sent_at=now), uuid.uuid4().hex)
+    apply_once(accounts.engine, emails.consumer_name, customers.record_account_email,
+               EmailFailed(email_key="login-link:e2", template="login_link", to="dee@example.com",
+                           customer_id=customer_id, attempts=8, error="550 mailbox unavailable",
+                           failed_at=now + timedelta(seconds=1)), uuid.uuid4().hex)
+    apply_once(accounts.engine, emails.consumer_name, customers.record_account_email,  # not an account email
+               EmailSent(email_key="purchase-confirmation:p1", template="purchase_confirmation", to="dee@example.com",
+                         customer_id=customer_id, sent_at=now), uuid.uuid4().hex)
+    activity = SUBSCRIPTION(CustomerActivity)
+    for kind, moment in (("library_visit", now), ("lesson", now + timedelta(minutes=1)),
+                         ("lesson", now - timedelta(days=1))):  # an older lesson changes nothing
+        apply_once(accounts.engine, activity.consumer_name, customers.record_activity,
+                   CustomerActivity(customer_id=customer_id, kind=kind, product_id="prod_1", occurred_at=moment),
+                   uuid.uuid4().hex)
+
+    seen = api.get(f"/admin/customers/{customer_id}").json()
+    assert [(e["template"], e["status"], e["relay_accepted"]) for e in seen["account_emails"]] == [
+        ("login_link", "failed", False), ("account_setup", "sent", True)]
+    assert seen["account_emails"][0]["error"] == "550 mailbox unavailable"
+    assert seen["last_activity"]["library_visit"] is not None and seen["last_activity"]["download"] is None
+    assert datetime.fromisoformat(seen["last_activity"]["lesson"]) == now + timedelta(minutes=1)
+    assert datetime.fromisoformat(seen["last_activity_at"]) == now + timedelta(minutes=1)
+
+
+def test_a_login_is_activity_published_at_most_once_per_few_minutes(accounts):
+    api = seller(accounts)
+    customer_id = api.post("/admin/customers", json={"email": "eve@example.com", "first_name": "Eve",
+                                                     "last_name": "Ng"}).json()["id"]
+    [link] = of_type(accounts, AccountSetupLinkIssued)
+    accounts.browser().post("/setup", data=details(link.url.rsplit("token=", 1)[1]))
+    for _ in range(3):
+        browser = accounts.browser()
+        assert browser.post("/login", data={"email": "eve@example.com", "password": PASSWORD}).status_code == 303
+        assert browser.cookies.get(SESSION_COOKIE)
+    [login] = of_type(accounts, CustomerActivity)
+    assert (login.customer_id, login.kind) == (customer_id, "login")
+    assert api.get(f"/admin/customers/{customer_id}").json()["last_activity"]["login"] is not None
+
+
+def test_the_activity_throttle_lets_one_event_through_per_customer_and_kind_per_interval():
+    clock = [0.0]
+    throttle = ActivityThrottle(interval=300, clock=lambda: clock[0])
+    assert throttle.allow("c1", "lesson") and not throttle.allow("c1", "lesson")
+    assert throttle.allow("c1", "download") and throttle.allow("c2", "lesson")
+    clock[0] = 299
+    assert not throttle.allow("c1", "lesson")
+    clock[0] = 301
+    assert throttle.allow("c1", "lesson")
+
+
+def SUBSCRIPTION(event_type):  # noqa: N802
+    from postsale.accounts.entrypoints.consumers import SUBSCRIPTIONS
+
+    return next(s for s in SUBSCRIPTIONS if event_type in s.handlers)
