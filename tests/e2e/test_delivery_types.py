@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import text
 
 from postsale.contracts import (AccessPolicy, DownloadLinkIssued, FulfilmentRequested, IntegrationCallFailed,
-                                PurchaseCompleted, PurchasedProduct, decode, topics)
+                                PurchaseCompleted, PurchasedProduct, decode, delivery_fields, topics)
 from postsale.runtime.db import make_engine
 from postsale_local.processes import free_port
 from tests.e2e.test_access_policy import EUR, Buyer, in_library, no_longer_in_library, now
@@ -38,7 +38,7 @@ class DeliveryBuyer(Buyer):
             purchase_id=f"pur_{uuid.uuid4().hex[:16]}", customer_id=self.customer_id, email=self.email,
             offer_id="offer_test", offer_name="Test offer",
             products=[PurchasedProduct(product_id=product_id, name=f"Product {product_id}",
-                                       delivery_type=delivery_type)],
+                                       **delivery_fields(delivery_type))],
             amount=EUR, provider="sandbox", provider_payment_id="sbx_test", completed_at=now(), new_customer=False,
             access_policy=policy)
 
@@ -291,7 +291,7 @@ async def test_a_membership_opens_its_lessons_as_they_drip(buyer, suite):
         assert dripped.status_code == 200 and "data-audio" in dripped.text
         locked = browser.get(f"/library/products/{course}/lessons/{lessons[2]['id']}")
         opens = (bought_8_days_ago.completed_at + timedelta(days=30)).strftime("%d %b %Y")
-        assert locked.status_code == 403 and f"This lesson opens on" in locked.text and opens in locked.text
+        assert locked.status_code == 403 and "This lesson opens on" in locked.text and opens in locked.text
 
 
 # --- reconciliation ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from postsale.contracts import AccessPolicy, Money, PurchaseCompleted, PurchasedProduct
+from postsale.contracts import AccessPolicy, Money, PurchaseCompleted, PurchasedProduct, delivery_fields
 from postsale.entitlements import handlers
 from postsale.entitlements.adapters.tables import Delivery, Grant, LicenseKey
 from postsale.entitlements.config import MIGRATIONS_DIR
@@ -45,7 +45,7 @@ def buy(engine, delivery_type: str, **settings) -> tuple[str, str]:
             session.commit()
     event = PurchaseCompleted(
         purchase_id=f"pur_{uuid.uuid4().hex[:8]}", customer_id="cus_1", email="ann@example.com", offer_id="o",
-        offer_name="O", products=[PurchasedProduct(product_id=product_id, name="Thing", delivery_type=delivery_type)],
+        offer_name="O", products=[PurchasedProduct(product_id=product_id, name="Thing", **delivery_fields(delivery_type))],
         amount=Money(amount=100, currency="EUR"), provider="sandbox", provider_payment_id="p", completed_at=utcnow(),
         new_customer=False, access_policy=AccessPolicy())
     with Session(engine) as session:

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from fastapi import FastAPI
 from sqlmodel import Session, select
 
-from postsale.contracts import AccessPolicy, Money, PurchaseCompleted, PurchasedProduct, PurchaseRefunded, decode
+from postsale.contracts import (AccessPolicy, Money, PurchaseCompleted, PurchasedProduct, PurchaseRefunded, decode,
+                                delivery_fields)
 from postsale.contracts.base import Event
 from postsale.entitlements import handlers
 from postsale.entitlements.config import MIGRATIONS_DIR
@@ -52,7 +53,7 @@ def paid(product_ids: list[str] | str, *, purchase_id: str | None = None, delive
     return PurchaseCompleted(
         purchase_id=purchase_id or f"pur_{uuid.uuid4().hex[:10]}", customer_id=customer_id, email=email,
         offer_id="offer_1", offer_name="Offer",
-        products=[PurchasedProduct(product_id=p, name=f"Product {p}", delivery_type=delivery_type) for p in ids],
+        products=[PurchasedProduct(product_id=p, name=f"Product {p}", **delivery_fields(delivery_type)) for p in ids],
         amount=EUR, provider="sandbox", provider_payment_id="sbx_1", completed_at=at, new_customer=False,
         access_policy=policy)
 

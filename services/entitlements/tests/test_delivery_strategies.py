@@ -21,8 +21,7 @@ from postsale.entitlements import handlers
 from postsale.entitlements.adapters.tables import Delivery, DeliveryAttempt, DeliveryRun, Grant
 from postsale.entitlements.config import DeliverySettings
 from postsale.entitlements.delivery import STRATEGIES, download, license_key, membership
-from postsale.entitlements.delivery.base import (RETRY_SCHEDULE, BaseStrategy, CustomerMustAct, Result,
-                                                 RetryLater)
+from postsale.entitlements.delivery.base import RETRY_SCHEDULE, BaseStrategy, CustomerMustAct, Result
 from postsale.entitlements.delivery.integration import sign
 from postsale.entitlements.delivery.runner import DELIVERIES, run_delivery
 from postsale.runtime.scheduler import Scheduler

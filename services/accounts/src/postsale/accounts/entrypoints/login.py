@@ -14,7 +14,7 @@ from postsale.accounts.adapters.tables import Customer
 from postsale.accounts.domain import setup as rules
 from postsale.accounts.domain import throttle
 from postsale.accounts.domain.login import LinkRefusal, Purpose
-from postsale.accounts.entrypoints.api import (_bounded, _ours, _safe_next, _signed_in, client_address, signed_in,
+from postsale.accounts.entrypoints.api import (_bounded, _ours, _safe_next, _signed_in, signed_in,
                                                templates, throttle_subjects, too_many)
 from postsale.accounts.handlers import AccountError
 from postsale.runtime.csrf import require_csrf
