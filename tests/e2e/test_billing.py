@@ -91,6 +91,12 @@ def test_a_trial_renews_fails_is_recovered_by_a_new_card_then_ends_at_period_end
     retries = [datetime.fromisoformat(a["next_retry_at"]) - failed_at for a in state["dunning"][-3:]]
     assert retries == [timedelta(days=3), timedelta(days=5), timedelta(days=7)]
     assert [a["succeeded"] for a in state["dunning"][-3:]] == [False, False, False]
+    # One email to the customer for each failed attempt, each with the way to a new card.
+    email = purchase["email"]
+    eventually(lambda: len([m for m in smtp_inbox.messages if m["To"] == email
+                            and m["Subject"] == "Your payment for Club did not go through"]) == 3)
+    failed_emails = [m for m in smtp_inbox.messages if m["To"] == email and "did not go through" in m["Subject"]]
+    assert all(billing in m.get_body(preferencelist=("plain",)).get_content() for m in failed_emails)
 
     # A working card recovers it at once.
     recovered = browser.post(f"{billing}/subscriptions/{sub_id}/card", data={"card_number": "4242424242424242"})
