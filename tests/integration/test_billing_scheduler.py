@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from postsale.checkout import billing, handlers
+from postsale.checkout import billing, handlers, offers
 from postsale.checkout.adapters.payments.port import ProviderRefund, WebhookEvent
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.tables import (BillingJob, CatalogProduct, ChargeAttempt, CheckoutSession, Payment, ProviderEvent,
@@ -54,7 +54,7 @@ def subscribe(engine, provider) -> str:
     """A monthly subscription paid with the success card; returns its id, its renewal due now."""
     with Session(engine) as session:
         session.add(CatalogProduct(id="prod_club", name="Club", delivery_type="membership"))
-        offer = handlers.create_offer(session, name="Club", product_ids=["prod_club"],
+        offer = offers.create_offer(session, name="Club", product_ids=["prod_club"],
                                       terms=BillingTerms("subscription", 1900, "EUR", interval="month"))
         checkout = handlers.start_checkout(session, offer=offer, email="ann@example.com")
         session.commit()
@@ -120,7 +120,7 @@ def test_a_refund_webhook_before_its_payment_waits_and_applies_once_the_payment_
     provider = SandboxProvider(engine, action_base_url="http://checkout.test")
     with Session(engine) as session:
         session.add(CatalogProduct(id="prod_guide", name="Guide", delivery_type="membership"))
-        offer = handlers.create_offer(session, name="Guide", product_ids=["prod_guide"],
+        offer = offers.create_offer(session, name="Guide", product_ids=["prod_guide"],
                                       terms=BillingTerms("one_time", 4900, "EUR"))
         checkout_id = handlers.start_checkout(session, offer=offer, email="bo@example.com").id
         session.commit()

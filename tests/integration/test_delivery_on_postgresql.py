@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from postsale.contracts import AccessPolicy, Money, PurchaseCompleted, PurchasedProduct, delivery_fields
-from postsale.entitlements import handlers
+from postsale.entitlements import handlers, products
 from postsale.entitlements.adapters.tables import Delivery, Grant, LicenseKey
 from postsale.entitlements.config import MIGRATIONS_DIR
 from postsale.entitlements.delivery import STRATEGIES, download, license_key
@@ -35,7 +35,7 @@ def engine(postgres):
 def buy(engine, delivery_type: str, **settings) -> tuple[str, str]:
     """A product of `delivery_type` bought by a customer; returns the product and the grant."""
     with Session(engine) as session:
-        product = handlers.create_product(session, name="Thing", delivery_type=delivery_type, settings=settings)
+        product = products.create_product(session, name="Thing", delivery_type=delivery_type, settings=settings)
         session.commit()
         product_id = product.id
     if delivery_type == "download":

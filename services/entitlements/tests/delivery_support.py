@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from postsale.contracts import (AccessPolicy, Money, PurchaseCompleted, PurchasedProduct, PurchaseRefunded, decode,
                                 delivery_fields)
 from postsale.contracts.base import Event
-from postsale.entitlements import handlers
+from postsale.entitlements import products
 from postsale.entitlements.config import MIGRATIONS_DIR
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging import OutboxMessage
@@ -41,7 +41,7 @@ def migrated_engine(url: str):
 
 def product(engine, name: str, delivery_type: str, **settings) -> str:
     with Session(engine) as session:
-        made = handlers.create_product(session, name=name, delivery_type=delivery_type, settings=settings or None)
+        made = products.create_product(session, name=name, delivery_type=delivery_type, settings=settings or None)
         session.commit()
         return made.id
 

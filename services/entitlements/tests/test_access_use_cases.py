@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from postsale.contracts import (AccessGranted, AccessPolicy, AccessRestored, AccessRevoked, AccessSuspended,
                                 DisputeOpened, DisputeWon, Money, PurchaseCompleted, PurchasedProduct, PurchaseRefunded,
                                 SubscriptionCancelled, SubscriptionPaused, SubscriptionResumed, decode)
-from postsale.entitlements import handlers
+from postsale.entitlements import access_views, changes, grants, handlers, products
 from postsale.entitlements.adapters.tables import AccessReview
 from postsale.entitlements.config import MIGRATIONS_DIR
 from postsale.runtime.db import make_engine
@@ -41,7 +41,7 @@ def engine(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'entitlements.db'}")
     migrate(engine, MIGRATIONS_DIR)
     with Session(engine) as session:
-        handlers.create_product(session, name="Course", delivery_type="membership")
+        products.create_product(session, name="Course", delivery_type="membership")
         session.commit()
     yield engine
     engine.dispose()
@@ -74,14 +74,14 @@ def handle(engine, use_case, event, now: datetime) -> str:
     return event_id
 
 
-def access(engine, now: datetime) -> dict[str, handlers.ProductAccess]:
+def access(engine, now: datetime) -> dict[str, access_views.ProductAccess]:
     with Session(engine) as session:
-        return {p.product_id: p for p in handlers.customer_access(session, CUSTOMER, now)}
+        return {p.product_id: p for p in access_views.customer_access(session, CUSTOMER, now)}
 
 
 def ledger(engine) -> list[tuple[int, str, str, str, str | None]]:
     with Session(engine) as session:
-        return [(e.seq, e.action, e.reason, e.actor, e.cause_event_type) for e in handlers.ledger(session, CUSTOMER)]
+        return [(e.seq, e.action, e.reason, e.actor, e.cause_event_type) for e in access_views.ledger(session, CUSTOMER)]
 
 
 def published(engine) -> list[tuple[type, str]]:
@@ -106,7 +106,7 @@ def test_refunding_one_of_two_purchases_of_a_product_keeps_access(engine):
     assert [g.purchase_id for g in course.active] == ["pur_2"]
     assert ledger(engine)[-1] == (3, "revoke", "full refund", "seller", "postsale.purchase.refunded")
     with Session(engine) as session:
-        assert handlers.check_access(session, CUSTOMER, "course", T0 + timedelta(minutes=3)).purchase_id == "pur_2"
+        assert access_views.check_access(session, CUSTOMER, "course", T0 + timedelta(minutes=3)).purchase_id == "pur_2"
 
 
 def test_a_refund_that_arrives_before_its_purchase_is_applied_when_the_purchase_comes(engine):
@@ -147,7 +147,7 @@ def test_a_cancelled_subscription_revokes_when_its_billing_ends_run_by_the_sched
     cancelled = SubscriptionCancelled(**{**billing("sub_1", "pur_other"), "purchase_id": "pur_other"},
                                       effective_at=ends, actor="customer", cancelled_at=T0 + timedelta(days=1))
     cause = handle(engine, handlers.apply_billing_change, cancelled, T0 + timedelta(days=1))
-    scheduler = Scheduler(engine, handlers.REVIEWS, AccessReview, handlers.review_access, clock=clock)
+    scheduler = Scheduler(engine, changes.REVIEWS, AccessReview, handlers.review_access, clock=clock)
 
     clock.now = ends - timedelta(seconds=1)
     assert scheduler.run_due() == 0
@@ -158,7 +158,7 @@ def test_a_cancelled_subscription_revokes_when_its_billing_ends_run_by_the_sched
     assert scheduler.run_due() == 1
     assert ledger(engine)[-1] == (2, "revoke", "subscription cancelled", "customer", "postsale.subscription.cancelled")
     with Session(engine) as session:
-        assert handlers.ledger(session, CUSTOMER)[-1].cause_event_id == cause
+        assert access_views.ledger(session, CUSTOMER)[-1].cause_event_id == cause
     assert not access(engine, ends)["course"].available
 
 
@@ -186,7 +186,7 @@ def test_access_for_n_days_expires_when_the_scheduler_reaches_its_end(engine):
     assert not access(engine, ends)["course"].available
     assert access(engine, ends)["course"].unavailable_because == "access period ended"
 
-    scheduler = Scheduler(engine, handlers.REVIEWS, AccessReview, handlers.review_access, clock=clock)
+    scheduler = Scheduler(engine, changes.REVIEWS, AccessReview, handlers.review_access, clock=clock)
     clock.now = ends
     assert scheduler.run_due() == 1
     assert ledger(engine)[-1] == (2, "expire", "access period ended", "system", "postsale.purchase.completed")
@@ -197,19 +197,19 @@ def test_the_seller_grants_and_revokes_by_hand_without_touching_the_purchase(eng
     handle(engine, handlers.grant_access_for_purchase, paid("pur_1", product="ebook"), T0)
     with Session(engine) as session:
         course = session.exec(text("SELECT id FROM products")).scalar_one()
-        grant = handlers.grant_by_seller(session, customer_id=CUSTOMER, product_id=course, days=7,
+        grant = grants.grant_by_seller(session, customer_id=CUSTOMER, product_id=course, days=7,
                                          note="conference speaker", now=T0)
         session.commit()
         grant_id = grant.id
     assert access(engine, T0)[course].until == T0 + timedelta(days=7)
     with Session(engine) as session:
-        handlers.revoke_by_seller(session, customer_id=CUSTOMER, grant_id=grant_id, note="asked to", now=T0)
-        handlers.revoke_by_seller(session, customer_id=CUSTOMER, grant_id=grant_id, note="twice", now=T0)
+        grants.revoke_by_seller(session, customer_id=CUSTOMER, grant_id=grant_id, note="asked to", now=T0)
+        grants.revoke_by_seller(session, customer_id=CUSTOMER, grant_id=grant_id, note="twice", now=T0)
         session.commit()
     assert access(engine, T0)[course].unavailable_because == "revoked by the seller"
     assert access(engine, T0)["ebook"].available
     with Session(engine) as session:
-        entries = handlers.ledger(session, CUSTOMER)
+        entries = access_views.ledger(session, CUSTOMER)
     assert [(e.action, e.reason, e.actor, e.note) for e in entries[1:]] == [
         ("grant", "granted by the seller", "seller", "conference speaker"),
         ("revoke", "revoked by the seller", "seller", "asked to")]
@@ -218,14 +218,14 @@ def test_the_seller_grants_and_revokes_by_hand_without_touching_the_purchase(eng
 def test_a_manual_grant_to_an_unknown_customer_needs_their_email(engine):
     with Session(engine) as session:
         course = session.exec(text("SELECT id FROM products")).scalar_one()
-        with pytest.raises(handlers.EmailNeeded):
-            handlers.grant_by_seller(session, customer_id="cus_new", product_id=course, now=T0)
-        with pytest.raises(handlers.UnknownProduct):
-            handlers.grant_by_seller(session, customer_id="cus_new", product_id="prod_nope", email="x@example.com")
-        grant = handlers.grant_by_seller(session, customer_id="cus_new", product_id=course, email="new@example.com",
+        with pytest.raises(grants.EmailNeeded):
+            grants.grant_by_seller(session, customer_id="cus_new", product_id=course, now=T0)
+        with pytest.raises(products.UnknownProduct):
+            grants.grant_by_seller(session, customer_id="cus_new", product_id="prod_nope", email="x@example.com")
+        grant = grants.grant_by_seller(session, customer_id="cus_new", product_id=course, email="new@example.com",
                                          now=T0)
         session.commit()
-        assert (grant.status, handlers.customer_email(session, "cus_new")) == ("active", "new@example.com")
+        assert (grant.status, access_views.customer_email(session, "cus_new")) == ("active", "new@example.com")
 
 
 def test_existing_grants_become_current_access_when_the_database_is_migrated(tmp_path):
@@ -251,15 +251,15 @@ def test_existing_grants_become_current_access_when_the_database_is_migrated(tmp
                  "at": T0 + timedelta(minutes=n)})
     migrate(engine, MIGRATIONS_DIR)
     with Session(engine) as session:
-        assert [(e.seq, e.purchase_id) for e in handlers.ledger(session, "cus_a")] == [(1, "pur_1"), (2, "pur_2")]
-        assert [g.id for g in handlers.customer_access(session, "cus_a", T0)[0].active] == ["grant_0", "grant_1"]
-        assert handlers.check_access(session, "cus_b", "course", T0).purchase_id == "pur_3"
+        assert [(e.seq, e.purchase_id) for e in access_views.ledger(session, "cus_a")] == [(1, "pur_1"), (2, "pur_2")]
+        assert [g.id for g in access_views.customer_access(session, "cus_a", T0)[0].active] == ["grant_0", "grant_1"]
+        assert access_views.check_access(session, "cus_b", "course", T0).purchase_id == "pur_3"
     # The next change of that customer is numbered after the old entries.
     refund = PurchaseRefunded(refund_id="re", purchase_id="pur_1", customer_id="cus_a", email="cus_a@example.com",
                                   amount=EUR, total_refunded=EUR, full=True, actor="seller", refunded_at=T0)
     with Session(engine) as session:
         handlers.apply_refund(session, refund, "evt_refund", now=T0 + timedelta(hours=1))
         session.commit()
-        assert [(e.seq, e.action) for e in handlers.ledger(session, "cus_a")][-1] == (3, "revoke")
-        assert handlers.check_access(session, "cus_a", "course", T0 + timedelta(hours=1)).purchase_id == "pur_2"
+        assert [(e.seq, e.action) for e in access_views.ledger(session, "cus_a")][-1] == (3, "revoke")
+        assert access_views.check_access(session, "cus_a", "course", T0 + timedelta(hours=1)).purchase_id == "pur_2"
     engine.dispose()

@@ -13,9 +13,10 @@ from sqlmodel import Session
 from delivery_support import (CUSTOMER, EMAIL, T0, Clock, admin_app, admin_headers, handle, migrated_engine, paid,
                               published)
 from postsale.contracts import AccessGranted, AccessRevoked, ProductPublished
-from postsale.entitlements import handlers
+from postsale.entitlements import access_views, changes, handlers
 from postsale.entitlements.adapters.tables import AccessReview
 from postsale.entitlements.entrypoints import admin
+from postsale.runtime.clock import utcnow
 from postsale.runtime.scheduler import Scheduler
 
 pytestmark = pytest.mark.unit
@@ -105,15 +106,15 @@ def test_a_revocation_as_of_a_date_keeps_access_until_then(api, engine):
     course = api.post("/admin/products", json={"name": "Course", "delivery_type": "membership"}).json()["id"]
     api.post("/admin/grants", json={"customer_id": CUSTOMER, "product_id": course, "reason": "beta tester",
                                     "email": EMAIL})
-    ends = handlers.utcnow() + timedelta(days=7)
+    ends = utcnow() + timedelta(days=7)
     answer = api.post("/admin/revocations", json={"customer_id": CUSTOMER, "product_id": course,
                                                   "reason": "beta over", "expires_at": ends.isoformat()})
     assert (answer.json()["available"], answer.json()["until"]) == (True, ends.isoformat().replace("+00:00", "Z"))
 
     clock = Clock(ends + timedelta(seconds=1))
-    Scheduler(engine, handlers.REVIEWS, AccessReview, handlers.review_access, clock=clock).run_due()
+    Scheduler(engine, changes.REVIEWS, AccessReview, handlers.review_access, clock=clock).run_due()
     with Session(engine) as session:
-        assert handlers.check_access(session, CUSTOMER, course, clock.now) is None
+        assert access_views.check_access(session, CUSTOMER, course, clock.now) is None
     assert api.get(f"/admin/access/customers/{CUSTOMER}/ledger").json()[-1]["reason"] == "revoked by the seller"
 
 

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from delivery_support import CUSTOMER, EMAIL, T0, Clock, handle, migrated_engine, paid, product, published, refunded
 from postsale.contracts import (DisputeOpened, DisputeWon, DownloadLinkIssued, FulfilmentRequested,
                                 IntegrationCallFailed)
-from postsale.entitlements import handlers
+from postsale.entitlements import access_views, grants, handlers, products
 from postsale.entitlements.adapters.tables import Delivery, DeliveryAttempt, DeliveryRun, Grant
 from postsale.entitlements.config import DeliverySettings
 from postsale.entitlements.delivery import STRATEGIES, download, license_key, membership
@@ -126,7 +126,7 @@ def test_a_failing_strategy_keeps_the_grant_records_the_failure_and_is_retried(e
     [delivery] = deliveries(engine, course)
     assert (delivery.status, delivery.attempts, delivery.detail) == ("retrying", 1, "RuntimeError: disk full")
     with Session(engine) as session:
-        assert handlers.check_access(session, CUSTOMER, course, T0) is not None  # the grant stands
+        assert access_views.check_access(session, CUSTOMER, course, T0) is not None  # the grant stands
         assert session.get(Grant, "grant_written_by_a_failing_strategy") is None  # the strategy's write is gone
         [run] = session.exec(select(DeliveryRun)).all()
         assert run.due_at.replace(tzinfo=T0.tzinfo) == T0 + RETRY_SCHEDULE[0]
@@ -184,7 +184,7 @@ def test_a_download_grant_sends_a_link_that_is_counted_and_stops_at_the_limit(en
         open_link(engine, token, T0 + timedelta(minutes=3))
 
     with Session(engine) as session:  # the seller gives this grant more
-        handlers.set_download_limit(session, customer_id=CUSTOMER, grant_id=grant_of(engine, "pur_1").id,
+        grants.set_download_limit(session, customer_id=CUSTOMER, grant_id=grant_of(engine, "pur_1").id,
                                     download_limit=3)
         session.commit()
     assert open_link(engine, token, T0 + timedelta(minutes=4)).downloads_left == 0
@@ -227,7 +227,7 @@ def test_a_download_product_without_a_file_waits_and_sends_the_link_once_one_is_
                                                             "goes out")
     add_file(engine, ebook)
     with Session(engine) as session:
-        assert handlers.retry_deliveries(session, ebook, T0 + timedelta(seconds=1)) == 1
+        assert products.retry_deliveries(session, ebook, T0 + timedelta(seconds=1)) == 1
         session.commit()
     assert delivery_scheduler(engine, Clock(T0 + timedelta(seconds=1))).run_due() == 1
     assert deliveries(engine, ebook)[0].status == "done"
@@ -365,8 +365,8 @@ def test_an_integration_without_an_endpoint_waits_for_one(engine):
     delivery_scheduler(engine, Clock(T0), endpoint.client()).run_due()
     assert deliveries(engine, members)[0].detail == "no endpoint is set for this product"
     with Session(engine) as session:
-        handlers.configure_delivery(session, members, {"endpoint_url": "https://members.example.com/hook"})
-        handlers.retry_deliveries(session, members, T0)
+        products.configure_delivery(session, members, {"endpoint_url": "https://members.example.com/hook"})
+        products.retry_deliveries(session, members, T0)
         session.commit()
     delivery_scheduler(engine, Clock(T0), endpoint.client()).run_due()
     assert deliveries(engine, members)[0].status == "done" and len(endpoint.requests) == 1
@@ -434,7 +434,7 @@ def test_a_purchase_of_a_none_product_requests_its_fulfilment_and_a_manual_grant
         "pur_1", CUSTOMER, EMAIL, seat, "webinar", {"session": "2026-12-01 18:00 CET"}, None)
 
     with Session(engine) as session:
-        handlers.grant_by_seller(session, customer_id=CUSTOMER, product_id=seat, now=T0)
+        grants.grant_by_seller(session, customer_id=CUSTOMER, product_id=seat, now=T0)
         session.commit()
     assert len(published(engine, FulfilmentRequested)) == 1
     [manual] = [d for d in deliveries(engine, seat) if d.purchase_id is None]

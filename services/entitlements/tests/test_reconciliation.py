@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from delivery_support import (CUSTOMER, EMAIL, T0, admin_app, admin_headers, handle, migrated_engine, paid, product,
                               refunded)
 from postsale.contracts import AccessPolicy
-from postsale.entitlements import handlers, reconcile, reconciliation
+from postsale.entitlements import access_views, grants, handlers, reconcile, reconciliation
 from postsale.entitlements.adapters.tables import Grant, ReconciliationRun
 from postsale.entitlements.config import DeliverySettings
 from postsale.entitlements.entrypoints import admin_delivery
@@ -49,7 +49,7 @@ def test_each_kind_of_mismatch_is_found_with_its_cause_and_repaired_through_the_
         handle(engine, handlers.grant_access_for_purchase, purchase, T0)
     handle(engine, handlers.apply_refund, refunded(refunded_one, T0 + timedelta(hours=1)), T0 + timedelta(hours=1))
     with Session(engine) as session:  # a seller's gift: theirs to give, never a mismatch
-        handlers.grant_by_seller(session, customer_id=CUSTOMER, product_id=course, now=T0)
+        grants.grant_by_seller(session, customer_id=CUSTOMER, product_id=course, now=T0)
         session.commit()
 
     # What a lost change, a bug or a hand edit would leave behind:
@@ -71,7 +71,7 @@ def test_each_kind_of_mismatch_is_found_with_its_cause_and_repaired_through_the_
         "pur_4": ("paid_without_access", "missing", "no grant was recorded for this product of the purchase"),
         "pur_5": ("access_without_payment", "active", "no purchase pur_5 was ever received for this grant"),
     }
-    seq_before = len(handlers.ledger(Session(engine), CUSTOMER))
+    seq_before = len(access_views.ledger(Session(engine), CUSTOMER))
 
     repaired = reconciliation.reconcile(engine, now=NOW, repair_them=True)
     assert len(repaired.repaired) == 5 and repaired.unrepaired == []
@@ -79,7 +79,7 @@ def test_each_kind_of_mismatch_is_found_with_its_cause_and_repaired_through_the_
                                                                                    "pur_4", "pur_5"))] == [
         ("pur_1", "active"), ("pur_2", "revoked"), ("pur_3", "active"), ("pur_4", "active"), ("pur_5", "revoked")]
     with Session(engine) as session:
-        entries = handlers.ledger(session, CUSTOMER)[seq_before:]
+        entries = access_views.ledger(session, CUSTOMER)[seq_before:]
     assert {(e.purchase_id, e.action, e.reason, e.actor) for e in entries} == {
         ("pur_1", "restore", "reconciliation", "system"), ("pur_2", "revoke", "reconciliation", "system"),
         ("pur_3", "restore", "reconciliation", "system"), ("pur_4", "grant", "reconciliation", "system"),
@@ -135,7 +135,7 @@ def test_the_command_shows_progress_reports_and_repairs(engine, tmp_path, capsys
     assert reconcile.main(["--database-url", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["findings"] == []
     with Session(engine) as session:
-        assert handlers.customer_email(session, CUSTOMER) == EMAIL
+        assert access_views.customer_email(session, CUSTOMER) == EMAIL
 
 
 def test_a_refund_not_applied_is_found_at_once_however_recent(engine):

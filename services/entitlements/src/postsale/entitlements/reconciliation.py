@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, or_, select
 
-from postsale.entitlements import handlers
+from postsale.entitlements import changes, handlers
 from postsale.entitlements.adapters.tables import AccessFact, Grant, Purchase, PurchaseProduct, ReconciliationRun
 from postsale.entitlements.config import SERVICE, DeliverySettings
 from postsale.entitlements.domain.reconciliation import Finding, GrantSnapshot, compare_purchase, orphan_grant
@@ -76,10 +76,10 @@ def find_in_purchases(session: Session, purchase_ids: list[str], now: datetime) 
     for purchase in purchases:
         its_grants = grants.get(purchase.id, [])
         mine = {g.id for g in its_grants}
-        its_facts = [handlers.domain_fact(f) for f in facts if f.purchase_id == purchase.id or f.grant_id in mine]
+        its_facts = [changes.domain_fact(f) for f in facts if f.purchase_id == purchase.id or f.grant_id in mine]
         found += compare_purchase(customer_id=purchase.customer_id, purchase_id=purchase.id,
                                   completed_at=as_utc(purchase.completed_at),  # type: ignore[arg-type]
-                                  policy=handlers.policy_of(purchase), products=products.get(purchase.id, []),
+                                  policy=changes.policy_of(purchase), products=products.get(purchase.id, []),
                                   grants=[_snapshot(g) for g in its_grants], facts=its_facts, now=now)
     return found
 

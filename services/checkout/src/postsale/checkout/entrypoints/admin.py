@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlmodel import select
 
-from postsale.checkout import handlers
+from postsale.checkout import handlers, offers
 from postsale.checkout.adapters.tables import Coupon, Dispute, Offer, Payment, Purchase, Refund, Subscription
 from postsale.checkout.domain.billing import BillingTerms
 from postsale.checkout.domain.billing_cycle import SelfService
@@ -135,7 +135,7 @@ def create_offer(body: NewOffer, request: Request, session: SessionDep) -> Offer
                          interval=billing.interval, interval_count=billing.interval_count,
                          trial_days=billing.trial_days, instalments=billing.instalments, minimum=billing.minimum)
     try:
-        offer = handlers.create_offer(
+        offer = offers.create_offer(
             session, name=body.name, terms=terms, product_ids=body.product_ids,
             order_bump_offer_id=body.order_bump_offer_id,
             upsells=[FunnelStep(step.offer_id, step.downsell_offer_id) for step in body.upsells],
@@ -190,7 +190,7 @@ def create_coupon(body: NewCoupon, session: SessionDep) -> CouponOut:
         duration_periods=body.duration_periods, expires_at=body.expires_at, max_redemptions=body.max_redemptions,
         offer_ids=tuple(body.offer_ids))
     try:
-        coupon = handlers.create_coupon(session, rules)
+        coupon = offers.create_coupon(session, rules)
     except handlers.CheckoutError as exc:
         raise _unprocessable(exc) from exc
     session.commit()
@@ -204,7 +204,7 @@ def list_coupons(session: SessionDep) -> list[CouponOut]:
 
 class NewCart(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    offer_ids: list[str] = Field(min_length=1, max_length=handlers.MAX_CART_OFFERS)
+    offer_ids: list[str] = Field(min_length=1, max_length=offers.MAX_CART_OFFERS)
     post_purchase: PostPurchaseSettings = PostPurchaseSettings()
 
 
@@ -216,7 +216,7 @@ class CartOut(NewCart):
 @admin.post("/carts", status_code=201, response_model=CartOut)
 def create_cart(body: NewCart, request: Request, session: SessionDep) -> CartOut:
     try:
-        cart = handlers.create_cart(session, name=body.name, offer_ids=body.offer_ids,
+        cart = offers.create_cart(session, name=body.name, offer_ids=body.offer_ids,
                                     post_purchase=body.post_purchase.domain())
     except handlers.CheckoutError as exc:
         raise _unprocessable(exc) from exc

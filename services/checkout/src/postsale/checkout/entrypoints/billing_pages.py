@@ -15,7 +15,7 @@ from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.tables import BillingJob, Offer, Payment, Purchase, Subscription
 from postsale.checkout.domain.billing_cycle import BillingError, SelfService
-from postsale.checkout.entrypoints.pages import CustomerDep, MAX_FIELD, templates
+from postsale.checkout.entrypoints.buyer import MAX_FIELD, CustomerDep, templates
 from postsale.runtime.auth import CustomerSession
 from postsale.runtime.db import SessionDep
 

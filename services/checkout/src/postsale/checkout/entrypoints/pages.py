@@ -1,4 +1,4 @@
-"""The buyer's pages: offer and cart pages, payment, 3-D Secure, upsells, and where the buyer goes next.
+"""The buyer's pages up to the first payment: offer and cart pages, the payment page, paying.
 
 Every provider call happens between database transactions, keyed so that a double click, a
 reload, the back button or a second tab never charges twice.
@@ -7,39 +7,34 @@ reload, the back button or a second tab never charges twice.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 
 from anyio import to_thread
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from postsale.checkout import handlers
-from postsale.checkout.adapters.payments.port import PaymentError, PaymentProvider, PaymentResult
+from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult
 from postsale.checkout.adapters.payments.sandbox import SUCCEEDS, SandboxProvider
-from postsale.checkout.adapters.tables import Cart, CheckoutSession, Offer, Purchase
+from postsale.checkout.adapters.tables import Cart, CheckoutSession, Offer
 from postsale.checkout.domain.billing import chosen_amount_problem
-from postsale.checkout.domain.money import format_major, format_money, parse_major
-from postsale.checkout.domain.post_purchase import next_step
+from postsale.checkout.domain.money import parse_major
 from postsale.checkout.domain.setup_tokens import setup_token
-from postsale.runtime.auth import CustomerSession, current_customer
+from postsale.checkout.entrypoints.buyer import (MAX_FIELD, CustomerDep, after_purchase, checkout_or_404,
+                                                 logged_in_as_buyer, page, provider_of, wants_json)
+from postsale.runtime.auth import CustomerSession
 from postsale.runtime.db import SessionDep
 from postsale.runtime.passwords import password_problem
-from postsale.runtime.web import normalize_email, templates_for
+from postsale.runtime.web import normalize_email
 
 log = logging.getLogger(__name__)
-templates = templates_for(Path(__file__).parents[1] / "templates")
-templates.env.filters["money"] = format_money
-templates.env.filters["major"] = format_major
 router = APIRouter(tags=["pages"])
-CustomerDep = Annotated[CustomerSession | None, Depends(current_customer)]
 MAX_NAME = 100
 STRIPE_TAKES_CARDS = ("This store takes cards through Stripe's card form only; card numbers typed here, such as "
                       "the sandbox's test cards, are never charged.")
-MAX_FIELD = 1024
 
 
 class PaymentRefused(Exception):
@@ -50,17 +45,6 @@ class PaymentRefused(Exception):
         self.message, self.status_code = message, status_code
 
 
-def _provider(request: Request) -> PaymentProvider:
-    return request.app.state.payments
-
-
-def _wants_json(request: Request) -> bool:
-    return "application/json" in request.headers.get("accept", "")
-
-
-def _page(request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, context, status_code=status_code)
-
 
 def _offer_or_404(session: Session, offer_id: str) -> Offer:
     offer = session.get(Offer, offer_id[:64])
@@ -69,12 +53,6 @@ def _offer_or_404(session: Session, offer_id: str) -> Offer:
     return offer
 
 
-def _checkout_or_404(session: Session, checkout_id: str) -> CheckoutSession:
-    checkout = session.get(CheckoutSession, checkout_id[:64])
-    if checkout is None:
-        raise HTTPException(status_code=404, detail="This checkout does not exist or has expired.")
-    return checkout
-
 
 # --- email first ----------------------------------------------------------------------------
 
@@ -82,7 +60,7 @@ def _checkout_or_404(session: Session, checkout_id: str) -> CheckoutSession:
 def _email_page(request: Request, session: Session, *, offers: list[Offer], action: str, email: str,
                 error: str | None = None, status_code: int = 200) -> HTMLResponse:
     title = offers[0].name if len(offers) == 1 else "Your order"
-    return _page(request, "email.html", {
+    return page(request, "email.html", {
         "title": title, "offers": [(o, handlers.offer_terms(o).describe()) for o in offers],
         "action": action, "email": email, "error": error}, status_code)
 
@@ -143,12 +121,9 @@ def _login_redirect(request: Request, checkout: CheckoutSession) -> RedirectResp
     return RedirectResponse(urls.login_url(next_url=back) + "&" + urlencode({"email": checkout.email}), status_code=303)
 
 
-def _logged_in_as_buyer(checkout: CheckoutSession, customer: CustomerSession | None) -> bool:
-    return customer is not None and customer.email == checkout.email
-
 
 def _needs_login(session: Session, checkout: CheckoutSession, customer: CustomerSession | None) -> bool:
-    return not _logged_in_as_buyer(checkout, customer) and handlers.customer_has_account(session, checkout.email)
+    return not logged_in_as_buyer(checkout, customer) and handlers.customer_has_account(session, checkout.email)
 
 
 # --- the payment page -----------------------------------------------------------------------
@@ -156,7 +131,7 @@ def _needs_login(session: Session, checkout: CheckoutSession, customer: Customer
 
 def _already_owned(session: Session, checkout: CheckoutSession, customer: CustomerSession | None) -> bool:
     """A logged-in customer who owns everything a one-time purchase would grant is told so first."""
-    if not _logged_in_as_buyer(checkout, customer):
+    if not logged_in_as_buyer(checkout, customer):
         return False
     offers = [offer for offer, _ in handlers.checkout_offers(session, checkout, with_bump=False)]
     if any(offer.billing_type in ("subscription", "payment_plan") for offer in offers):
@@ -183,8 +158,8 @@ def _payment_form(request: Request, session: Session, checkout: CheckoutSession,
         without = handlers.checkout_offers(session, checkout, with_bump=False)
         bump_quote = {"with": _total(session, checkout, with_bump), "without": _total(session, checkout, without)}
     settings = handlers.post_purchase_settings(session, checkout)
-    provider = _provider(request)
-    return _page(request, "payment.html", {
+    provider = provider_of(request)
+    return page(request, "payment.html", {
         "checkout": checkout, "primary": primary, "quote": quote, "bump": bump, "bump_quote": bump_quote,
         "terms": handlers.offer_terms(primary),
         "ask_password": settings.asks_password_at_checkout and not checkout.bought_before
@@ -210,9 +185,9 @@ def _total(session: Session, checkout: CheckoutSession, items) -> int:
 
 @router.get("/checkout/{checkout_id}", response_class=HTMLResponse)
 def payment_page(checkout_id: str, request: Request, session: SessionDep, customer: CustomerDep):
-    checkout = _checkout_or_404(session, checkout_id)
+    checkout = checkout_or_404(session, checkout_id)
     if checkout.status == "paid":
-        return _after_purchase(request, session, checkout, customer)
+        return after_purchase(request, session, checkout, customer)
     if _needs_login(session, checkout, customer):
         return _login_redirect(request, checkout)
     return _payment_form(request, session, checkout, customer)
@@ -222,9 +197,9 @@ def payment_page(checkout_id: str, request: Request, session: SessionDep, custom
 def apply_coupon(checkout_id: str, request: Request, session: SessionDep, customer: CustomerDep,
                  code: Annotated[str, Form()] = ""):
     """The buyer enters a code and sees the new price before paying."""
-    checkout = _checkout_or_404(session, checkout_id)
+    checkout = checkout_or_404(session, checkout_id)
     if checkout.status == "paid":
-        return _after_purchase(request, session, checkout, customer)
+        return after_purchase(request, session, checkout, customer)
     try:
         handlers.apply_coupon(session, checkout, code[:MAX_FIELD])
     except handlers.CheckoutError as exc:
@@ -279,13 +254,13 @@ async def pay(checkout_id: str, request: Request, customer: CustomerDep):
 
 def _pay(request: Request, checkout_id: str, customer: CustomerSession | None, form: dict[str, str]) -> Response:
     with Session(request.app.state.engine) as session:
-        checkout = _checkout_or_404(session, checkout_id)
+        checkout = checkout_or_404(session, checkout_id)
         if checkout.status == "paid":
-            return _after_purchase(request, session, checkout, customer)
+            return after_purchase(request, session, checkout, customer)
         if _needs_login(session, checkout, customer):
             return _login_redirect(request, checkout)
         try:
-            if form.get("card_number") and not isinstance(_provider(request), SandboxProvider):
+            if form.get("card_number") and not isinstance(provider_of(request), SandboxProvider):
                 raise PaymentRefused(STRIPE_TAKES_CARDS, 409)
             if _already_owned(session, checkout, customer):
                 raise PaymentRefused("You already own everything in this offer.", 409)
@@ -306,7 +281,7 @@ def _pay(request: Request, checkout_id: str, customer: CustomerSession | None, f
             return _refused(request, session, checkout, customer, message, status, form)
         if quote.needs_payment:
             try:
-                result = _provider(request).start_payment(
+                result = provider_of(request).start_payment(
                     attempt_id=checkout.id, amount=quote.total, currency=quote.currency, email=checkout.email,
                     idempotency_key=handlers.payment_idempotency_key(checkout, quote.total, quote.currency),
                     details=form,
@@ -320,7 +295,7 @@ def _pay(request: Request, checkout_id: str, customer: CustomerSession | None, f
 
 def _refused(request: Request, session: Session, checkout: CheckoutSession, customer, message: str, status: int,
              form: dict[str, str]) -> Response:
-    if _wants_json(request):
+    if wants_json(request):
         return JSONResponse({"status": "declined" if status == 402 else "invalid", "message": message},
                             status_code=status)
     kept = {k: v for k, v in form.items() if k in ("amount", "first_name", "last_name", "order_bump")}
@@ -334,12 +309,12 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
         session.commit()
         return _refused(request, session, checkout, customer, result.message or "Your card was declined.", 402, form)
     if result.status in ("requires_action", "processing"):
-        checkout.provider = _provider(request).name
+        checkout.provider = provider_of(request).name
         checkout.provider_payment_id = result.payment_id
         session.add(checkout)
         session.commit()
         if result.client_secret:
-            if not _wants_json(request):
+            if not wants_json(request):
                 return _refused(request, session, checkout, customer,
                                 "The card form needs JavaScript: enable it to pay.", 409, form)
             return JSONResponse({"status": "requires_action", "client_secret": result.client_secret,
@@ -347,9 +322,9 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
                                  "mode": "payment" if (result.amount or 0) > 0 else "setup"})
         if result.action_url:
             return RedirectResponse(result.action_url, status_code=303)
-        return _page(request, "processing.html", {"checkout": checkout})
+        return page(request, "processing.html", {"checkout": checkout})
     try:
-        handlers.complete_first_payment(session, checkout, provider=_provider(request).name, result=result,
+        handlers.complete_first_payment(session, checkout, provider=provider_of(request).name, result=result,
                                         secret_key=request.app.state.secret_key, urls=request.app.state.urls)
         session.commit()
     except IntegrityError:
@@ -359,18 +334,18 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
         log.error("payment %s of %s does not match: %s", result.payment_id, checkout.id, exc)
         return _refused(request, session, checkout, customer, str(exc), 409, form)
     session.refresh(checkout)
-    if _wants_json(request):
+    if wants_json(request):
         return JSONResponse({"status": "succeeded", "redirect": f"/checkout/{checkout.id}/next"})
     if password is not None:
         return _hand_password_to_accounts(request, checkout, password)
-    return _after_purchase(request, session, checkout, customer)
+    return after_purchase(request, session, checkout, customer)
 
 
 def _hand_password_to_accounts(request: Request, checkout: CheckoutSession, password: dict[str, str]) -> HTMLResponse:
     """The password chosen on the payment page goes from the buyer's browser straight to accounts
     (a self-submitting form): checkout never stores or publishes it."""
     urls = request.app.state.urls
-    response = _page(request, "hand_over.html", {
+    response = page(request, "hand_over.html", {
         "action": f"{urls.accounts_url}/setup/checkout",
         "fields": {"token": setup_token(request.app.state.secret_key, checkout.id), **password,
                    "next": f"{urls.checkout_url}/checkout/{checkout.id}/next"},
@@ -394,7 +369,7 @@ async def after_provider_confirmation(checkout_id: str, request: Request, custom
 
 def _complete(request: Request, checkout_id: str, customer, form: dict[str, str]) -> Response:
     with Session(request.app.state.engine) as session:
-        checkout = _checkout_or_404(session, checkout_id)
+        checkout = checkout_or_404(session, checkout_id)
         password = None
         settings = handlers.post_purchase_settings(session, checkout)
         if form and settings.asks_password_at_checkout and not checkout.bought_before:
@@ -407,125 +382,9 @@ def _complete(request: Request, checkout_id: str, customer, form: dict[str, str]
             # Stripe's webhook often completes the purchase before the buyer's page comes back.
             return _hand_password_to_accounts(request, checkout, password)
         if checkout.status == "paid" or not checkout.provider_payment_id:
-            return _after_purchase(request, session, checkout, customer)
-        result = _provider(request).payment_result(checkout.provider_payment_id)
+            return after_purchase(request, session, checkout, customer)
+        result = provider_of(request).payment_result(checkout.provider_payment_id)
         if result.status in ("requires_action", "processing"):
-            return _page(request, "processing.html", {"checkout": checkout})
+            return page(request, "processing.html", {"checkout": checkout})
         return _on_payment_result(request, session, checkout, customer, result, {}, password)
 
-
-@router.get("/sandbox/authenticate/{payment_id}", response_class=HTMLResponse, tags=["sandbox"])
-def sandbox_challenge(payment_id: str, request: Request):
-    """The sandbox's stand-in for a bank's 3-D Secure page."""
-    provider = _provider(request)
-    if not isinstance(provider, SandboxProvider):
-        raise HTTPException(status_code=404, detail="This store does not use the sandbox.")
-    result = provider.payment_result(payment_id[:64])
-    if result.payment_id is None:
-        raise HTTPException(status_code=404, detail="This payment does not exist.")
-    return _page(request, "authenticate.html", {"payment": result})
-
-
-@router.post("/sandbox/authenticate/{payment_id}", response_class=HTMLResponse, tags=["sandbox"])
-def sandbox_answer(payment_id: str, request: Request, outcome: Annotated[str, Form()] = ""):
-    provider = _provider(request)
-    if not isinstance(provider, SandboxProvider):
-        raise HTTPException(status_code=404, detail="This store does not use the sandbox.")
-    result = provider.authenticate(payment_id[:64], approved=outcome == "approve")
-    if result is None:
-        raise HTTPException(status_code=404, detail="This payment does not exist.")
-    return RedirectResponse(f"/checkout/{result.attempt_id}/complete", status_code=303)
-
-
-# --- upsells --------------------------------------------------------------------------------
-
-
-@router.get("/checkout/{checkout_id}/upsell", response_class=HTMLResponse)
-def upsell_page(checkout_id: str, request: Request, session: SessionDep, customer: CustomerDep,
-                error: str | None = None):
-    checkout = _checkout_or_404(session, checkout_id)
-    offer = handlers.current_upsell(session, checkout)
-    if offer is None:
-        return _after_purchase(request, session, checkout, customer)
-    return _page(request, "upsell.html", {
-        "checkout": checkout, "offer": offer, "terms": handlers.offer_terms(offer).describe(),
-        "position": handlers.position_token(checkout), "downsell": checkout.funnel_downsell, "error": error,
-    }, 402 if error else 200)
-
-
-@router.post("/checkout/{checkout_id}/upsell", response_class=HTMLResponse)
-def answer_upsell(checkout_id: str, request: Request, session: SessionDep, customer: CustomerDep,
-                  position: Annotated[str, Form()] = "", decision: Annotated[str, Form()] = ""):
-    """Accept charges the saved payment method, one click, no card; decline moves on. A stale tab
-    or a second click names a step the buyer already left, and changes nothing."""
-    checkout = _checkout_or_404(session, checkout_id)
-    offer = handlers.current_upsell(session, checkout)
-    if offer is None or position != handlers.position_token(checkout) or decision not in ("accept", "decline"):
-        return RedirectResponse(f"/checkout/{checkout.id}/upsell", status_code=303)
-    if decision == "decline":
-        handlers.move_funnel(session, checkout, accepted=False)
-        session.commit()
-        return RedirectResponse(f"/checkout/{checkout.id}/upsell", status_code=303)
-    provider = _provider(request)
-    try:
-        result = provider.charge_saved(
-            payment_method_id=checkout.payment_method_id or "", customer_ref=checkout.customer_ref,
-            amount=offer.price_amount, currency=offer.currency, attempt_id=checkout.id,
-            idempotency_key=handlers.upsell_idempotency_key(checkout, offer))
-    except PaymentError as exc:
-        return upsell_page(checkout_id, request, session, customer, error=str(exc))
-    if not result.succeeded:
-        return upsell_page(checkout_id, request, session, customer,
-                           error=result.message or "The payment did not go through.")
-    try:
-        handlers.complete_upsell(session, checkout, offer, provider=provider.name, result=result,
-                                 urls=request.app.state.urls)
-        session.commit()
-    except IntegrityError:
-        session.rollback()  # the same step, accepted in another tab at the same moment
-    return RedirectResponse(f"/checkout/{checkout.id}/upsell", status_code=303)
-
-
-# --- after the purchase ---------------------------------------------------------------------
-
-
-@router.get("/checkout/{checkout_id}/next", response_class=HTMLResponse)
-def next_page(checkout_id: str, request: Request, session: SessionDep, customer: CustomerDep):
-    """Where a paid buyer goes next: the funnel, then the account page or the destination."""
-    return _after_purchase(request, session, _checkout_or_404(session, checkout_id), customer)
-
-
-def _after_purchase(request: Request, session: Session, checkout: CheckoutSession,
-                    customer: CustomerSession | None) -> Response:
-    if checkout.status != "paid":
-        return RedirectResponse(f"/checkout/{checkout.id}", status_code=303)
-    if handlers.funnel_position(checkout) is not None:
-        return RedirectResponse(f"/checkout/{checkout.id}/upsell", status_code=303)
-    urls = request.app.state.urls
-    settings = handlers.post_purchase_settings(session, checkout)
-    purchase = handlers.primary_purchase(session, checkout)
-    has_account = handlers.customer_has_account(session, checkout.email)
-    step = next_step(settings, has_account=has_account, bought_before=checkout.bought_before)
-    if step == "password_set" and not _logged_in_as_buyer(checkout, customer):
-        step = "account_page"  # the password did not reach accounts (a redirect lost it): ask there
-    if step == "library":
-        # Named in the address, so the library waits for it instead of showing the library without it.
-        return RedirectResponse(f"{urls.library_url}?{urlencode({'purchase': purchase.id})}", status_code=303)
-    if step == "account_page":
-        token = setup_token(request.app.state.secret_key, checkout.id)
-        query = urlencode({"purchase": purchase.id, "token": token})
-        return RedirectResponse(f"{urls.accounts_url}/setup?{query}", status_code=303)
-    destination = handlers.after_setup_url(urls, checkout, settings, purchase.id)
-    return RedirectResponse(destination or f"{urls.library_url}?{urlencode({'purchase': purchase.id})}",
-                            status_code=303)
-
-
-@router.get("/purchases/{purchase_id}/thank-you", response_class=HTMLResponse)
-def thank_you(purchase_id: str, request: Request, session: SessionDep):
-    """The offer's thank-you page: what was bought, and where to find it. Holds no secret."""
-    purchase = session.get(Purchase, purchase_id[:64])
-    if purchase is None:
-        raise HTTPException(status_code=404, detail="This purchase does not exist.")
-    siblings = handlers.purchases_of(session, session.get(CheckoutSession, purchase.checkout_session_id))
-    offers = [(p, session.get(Offer, p.offer_id)) for p in siblings]
-    return _page(request, "thank_you.html", {"purchases": offers, "library_url": request.app.state.urls.library_url})

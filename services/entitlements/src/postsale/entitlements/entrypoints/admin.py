@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
 
-from postsale.entitlements import handlers
+from postsale.entitlements import access_views, grants, products
 from postsale.entitlements.adapters.tables import Grant, Product
 from postsale.entitlements.delivery import strategy_for
 from postsale.entitlements.delivery.base import product_settings
@@ -18,7 +18,7 @@ from postsale.entitlements.delivery.integration import IntegrationSettings
 from postsale.entitlements.delivery.license_key import LicenseKeySettings
 from postsale.entitlements.delivery.none import FulfilmentSettings
 from postsale.entitlements.entrypoints.fields import Id, Text, no_nul_in_path
-from postsale.runtime.clock import as_utc
+from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.db import SessionDep
 from postsale.runtime.web import normalize_email, require_admin
 
@@ -114,7 +114,7 @@ class GrantOut(BaseModel):
         return cls(id=grant.id, customer_id=grant.customer_id, product_id=grant.product_id,
                    source=grant.source, download_limit=grant.download_limit,  # type: ignore[arg-type]
                    purchase_id=grant.purchase_id, status=grant.status,  # type: ignore[arg-type]
-                   granted_because=handlers.why_granted(grant), reason=grant.reason,
+                   granted_because=access_views.why_granted(grant), reason=grant.reason,
                    granted_at=as_utc(grant.granted_at), expires_at=as_utc(grant.expires_at),
                    ends_at=as_utc(grant.ends_at), ends_because=grant.ends_because,
                    changed_at=as_utc(grant.changed_at), note=grant.note)
@@ -212,7 +212,7 @@ def _settings_or_422(body: DeliverySettingsIn, delivery_type: str) -> dict | Non
 def create_product(body: NewProduct, session: SessionDep) -> ProductOut:
     """A product, delivered as `delivery_type` with that type's settings (an integration's signing
     secret is made when not given). Published as `ProductPublished`."""
-    product = handlers.create_product(session, name=body.name, description=body.description,
+    product = products.create_product(session, name=body.name, description=body.description,
                                       delivery_type=body.delivery_type,
                                       settings=_settings_or_422(body, body.delivery_type))
     session.commit()
@@ -235,10 +235,10 @@ def configure_delivery(product_id: str, body: DeliverySettingsIn, session: Sessi
     if product is None:
         raise HTTPException(status_code=404, detail=f"unknown product {product_id}")
     try:
-        product = handlers.configure_delivery(session, product_id, _settings_or_422(body, product.delivery_type))
+        product = products.configure_delivery(session, product_id, _settings_or_422(body, product.delivery_type))
     except ValidationError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
-    handlers.retry_deliveries(session, product_id)
+    products.retry_deliveries(session, product_id)
     session.commit()
     return ProductOut.of(product)
 
@@ -246,19 +246,19 @@ def configure_delivery(product_id: str, body: DeliverySettingsIn, session: Sessi
 @admin.get("/access", response_model=AccessOut)
 def check_access(customer_id: str, product_id: str, session: SessionDep) -> AccessOut:
     """Whether a customer may use a product now, and the (oldest) grant that says so."""
-    grant = handlers.check_access(session, customer_id, product_id)
+    grant = access_views.check_access(session, customer_id, product_id)
     if grant is None:
         return AccessOut(customer_id=customer_id, product_id=product_id, has_access=False)
     return AccessOut(customer_id=customer_id, product_id=product_id, has_access=True, grant_id=grant.id,
-                     reason=handlers.why_granted(grant), granted_at=grant.granted_at)
+                     reason=access_views.why_granted(grant), granted_at=grant.granted_at)
 
 
 @admin.get("/access/customers/{customer_id}", response_model=CustomerAccessOut)
 def customer_access(customer_id: str, session: SessionDep) -> CustomerAccessOut:
     """Each product the customer has or had: whether it is available now, why (the grants that
     give it, and their sources) or why not (the newest revoke's or suspension's reason)."""
-    products = handlers.customer_access(session, customer_id)
-    return CustomerAccessOut(customer_id=customer_id, email=handlers.customer_email(session, customer_id), products=[
+    products = access_views.customer_access(session, customer_id)
+    return CustomerAccessOut(customer_id=customer_id, email=access_views.customer_email(session, customer_id), products=[
         ProductAccessOut(product_id=p.product_id, product_name=p.name, available=p.available, until=p.until,
                          active_grants=[GrantOut.of(g) for g in p.active],
                          unavailable_because=p.unavailable_because, unavailable_since=p.unavailable_since,
@@ -276,11 +276,11 @@ def grant_access(customer_id: str, body: NewGrant, session: SessionDep) -> Grant
         if email is None:
             raise HTTPException(status_code=422, detail="email: not an email address")
     try:
-        grant = handlers.grant_by_seller(session, customer_id=customer_id, product_id=body.product_id,
+        grant = grants.grant_by_seller(session, customer_id=customer_id, product_id=body.product_id,
                                          days=body.days, note=body.note, email=email)
-    except handlers.UnknownProduct:
+    except products.UnknownProduct:
         raise HTTPException(status_code=404, detail=f"unknown product {body.product_id}") from None
-    except (handlers.EmailNeeded, handlers.EmailMismatch) as exc:
+    except (grants.EmailNeeded, grants.EmailMismatch) as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     session.commit()
     return GrantOut.of(grant)
@@ -292,9 +292,9 @@ def revoke_access(customer_id: str, grant_id: str, session: SessionDep, body: Re
     the customer's other grants of the product stay. Published as `AccessRevoked` (actor `seller`,
     reason `revoked by the seller`). Revoking again changes nothing."""
     try:
-        grant = handlers.revoke_by_seller(session, customer_id=customer_id, grant_id=grant_id,
+        grant = grants.revoke_by_seller(session, customer_id=customer_id, grant_id=grant_id,
                                           note=body.note if body else None)
-    except handlers.UnknownGrant:
+    except grants.UnknownGrant:
         raise HTTPException(status_code=404, detail=f"customer {customer_id} has no grant {grant_id}") from None
     session.commit()
     return GrantOut.of(grant)
@@ -311,12 +311,12 @@ def grant(body: SellerGrant, session: SessionDep) -> GrantOut:
         if email is None:
             raise HTTPException(status_code=422, detail="email: not an email address")
     try:
-        made = handlers.grant_by_seller(session, customer_id=body.customer_id, product_id=body.product_id,
+        made = grants.grant_by_seller(session, customer_id=body.customer_id, product_id=body.product_id,
                                         expires_at=body.expires_at, note=body.reason, email=email,
                                         download_limit=body.download_limit)
-    except handlers.UnknownProduct:
+    except products.UnknownProduct:
         raise HTTPException(status_code=404, detail=f"unknown product {body.product_id}") from None
-    except (handlers.EmailNeeded, handlers.EmailMismatch, handlers.EndInThePast) as exc:
+    except (grants.EmailNeeded, grants.EmailMismatch, grants.EndInThePast) as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     session.commit()
     return GrantOut.of(made)
@@ -329,28 +329,28 @@ def revoke(body: SellerRevocation, session: SessionDep) -> RevocationOut:
     Published as `AccessRevoked` (actor `seller`, reason `revoked by the seller`, your `reason` as
     the note). Revoking again changes nothing."""
     try:
-        grants = handlers.revoke_product_by_seller(session, customer_id=body.customer_id,
-                                                   product_id=body.product_id, note=body.reason,
-                                                   effective_at=body.expires_at)
-    except handlers.UnknownGrant:
+        revoked = grants.revoke_product_by_seller(session, customer_id=body.customer_id,
+                                                  product_id=body.product_id, note=body.reason,
+                                                  effective_at=body.expires_at)
+    except grants.UnknownGrant:
         raise HTTPException(status_code=404,
                             detail=f"customer {body.customer_id} has no grant of {body.product_id}") from None
     session.commit()
-    now = handlers.utcnow()
-    state = next((p for p in handlers.customer_access(session, body.customer_id, now)
+    now = utcnow()
+    state = next((p for p in access_views.customer_access(session, body.customer_id, now)
                   if p.product_id == body.product_id), None)
     return RevocationOut(customer_id=body.customer_id, product_id=body.product_id,
                          available=bool(state and state.available), until=state.until if state else None,
-                         grants=[GrantOut.of(g) for g in grants])
+                         grants=[GrantOut.of(g) for g in revoked])
 
 
 @admin.patch("/access/customers/{customer_id}/grants/{grant_id}", response_model=GrantOut)
 def change_grant(customer_id: str, grant_id: str, body: GrantChange, session: SessionDep) -> GrantOut:
     """Gives one grant a download limit of its own, or (null) the product's again."""
     try:
-        changed = handlers.set_download_limit(session, customer_id=customer_id, grant_id=grant_id,
+        changed = grants.set_download_limit(session, customer_id=customer_id, grant_id=grant_id,
                                               download_limit=body.download_limit)
-    except handlers.UnknownGrant:
+    except grants.UnknownGrant:
         raise HTTPException(status_code=404, detail=f"customer {customer_id} has no grant {grant_id}") from None
     session.commit()
     return GrantOut.of(changed)
@@ -360,4 +360,4 @@ def change_grant(customer_id: str, grant_id: str, body: GrantChange, session: Se
 def access_ledger(customer_id: str, session: SessionDep) -> list[LedgerEntryOut]:
     """Every grant, revoke, suspension, restoration and expiry of a customer, in order: who or
     what, when, why, and the event that caused it."""
-    return [LedgerEntryOut.model_validate(e, from_attributes=True) for e in handlers.ledger(session, customer_id)]
+    return [LedgerEntryOut.model_validate(e, from_attributes=True) for e in access_views.ledger(session, customer_id)]

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
 
-from postsale.entitlements import handlers, reconciliation
+from postsale.entitlements import products, reconciliation
 from postsale.entitlements.adapters.tables import Delivery, DeliveryAttempt, Lesson, Product, ProductFile, Section
 from postsale.entitlements.delivery import download, membership, runner
 from postsale.entitlements.delivery.integration import IntegrationSettings
@@ -69,7 +69,7 @@ def _record_file(engine, product_id: str, file_id: str, received, now: datetime)
         file = download.add_file(session, file_id=file_id, product_id=product_id, name=received.name,
                                  content_type=received.content_type, size=received.size, sha256=received.sha256,
                                  now=now)
-        handlers.retry_deliveries(session, product_id, now)  # grants that waited for a file get their link
+        products.retry_deliveries(session, product_id, now)  # grants that waited for a file get their link
         session.commit()
         session.refresh(file)
         return file
@@ -203,7 +203,7 @@ def retry_deliveries(product_id: str, session: SessionDep) -> RetriedOut:
     """Tries the product's waiting deliveries again now instead of at their next retry time (after
     you fixed the endpoint, for instance)."""
     _product(session, product_id)
-    retried = handlers.retry_deliveries(session, product_id)
+    retried = products.retry_deliveries(session, product_id)
     session.commit()
     return RetriedOut(retried=retried)
 

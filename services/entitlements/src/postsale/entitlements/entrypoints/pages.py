@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from sqlmodel import Session
 
-from postsale.entitlements import handlers
+from postsale.entitlements import access_views
 from postsale.entitlements.adapters.tables import Lesson, Product
 from postsale.entitlements.delivery import download, license_key, membership
 from postsale.entitlements.delivery.base import product_settings
@@ -65,13 +65,13 @@ def library_page(request: Request, session: SessionDep, customer: CustomerDep,
     urls = request.app.state.urls
     if customer is None:
         return RedirectResponse(urls.login_url(next_url=_library_url(urls.library_url, expected)), status_code=303)
-    seen = handlers.purchases_seen(session, customer.customer_id, expected)
+    seen = access_views.purchases_seen(session, customer.customer_id, expected)
     on_its_way = [p for p in expected if p not in seen]
     waited = _waits(wait)
     if on_its_way and waited < LIBRARY_WAIT_REFRESHES:
         return templates.TemplateResponse(request, "preparing.html", {
             "refresh_url": _library_url("/library", expected, wait=waited + 1)})
-    products = handlers.customer_access(session, customer.customer_id)
+    products = access_views.customer_access(session, customer.customer_id)
     items = [p for p in products if p.available]
     return templates.TemplateResponse(request, "library.html", {
         "customer": customer, "logout_url": f"{urls.accounts_url}/logout", "billing_url": f"{urls.checkout_url}/billing",
@@ -80,7 +80,7 @@ def library_page(request: Request, session: SessionDep, customer: CustomerDep,
     })
 
 
-def _deliveries(session: Session, items: list[handlers.ProductAccess]) -> dict:
+def _deliveries(session: Session, items: list[access_views.ProductAccess]) -> dict:
     """Per available product, what its delivery type shows in the library: a download product's
     files and downloads left (of its oldest active grant), the keys of a license product's active
     grants, an integration's link to its platform."""
@@ -97,8 +97,8 @@ def _deliveries(session: Session, items: list[handlers.ProductAccess]) -> dict:
     return shown
 
 
-def _available(session: Session, customer: CustomerSession, product_id: str) -> handlers.ProductAccess | None:
-    return next((p for p in handlers.library(session, customer.customer_id) if p.product_id == product_id), None)
+def _available(session: Session, customer: CustomerSession, product_id: str) -> access_views.ProductAccess | None:
+    return next((p for p in access_views.library(session, customer.customer_id) if p.product_id == product_id), None)
 
 
 @router.get("/library/products/{product_id}", response_class=HTMLResponse)
@@ -145,4 +145,4 @@ def library_json(session: SessionDep, customer: CustomerDep) -> list[ProductOut]
     if customer is None:
         raise HTTPException(status_code=401, detail="log in first")
     return [ProductOut(id=p.product_id, name=p.name, description=p.description, delivery_type=p.delivery_type)
-            for p in handlers.library(session, customer.customer_id)]
+            for p in access_views.library(session, customer.customer_id)]

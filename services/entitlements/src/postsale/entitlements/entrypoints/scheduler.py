@@ -10,7 +10,7 @@ from functools import partial
 import httpx
 from fastapi import FastAPI
 
-from postsale.entitlements import handlers
+from postsale.entitlements import changes, handlers
 from postsale.entitlements import reconciliation
 from postsale.entitlements.adapters.tables import AccessReview, DeliveryRun, ReconciliationRun
 from postsale.entitlements.delivery.runner import DELIVERIES, run_delivery
@@ -23,7 +23,7 @@ def access_reviews(clock: Clock = utcnow, poll_interval: float = 1.0) -> Backgro
     """Ends access when its period is over or its billing ended (`handlers.review_access`)."""
 
     async def access_reviews(app: FastAPI) -> None:
-        scheduler = Scheduler(app.state.engine, handlers.REVIEWS, AccessReview, handlers.review_access,
+        scheduler = Scheduler(app.state.engine, changes.REVIEWS, AccessReview, handlers.review_access,
                               clock=clock, poll_interval=poll_interval)
         await scheduler.run()
 

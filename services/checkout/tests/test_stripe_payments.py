@@ -1,5 +1,5 @@
-"""The Stripe adapter of the payment port, against stripe-mock and webhooks signed as Stripe signs them,
-and the payment page's Stripe partial.
+"""The Stripe adapter of the payment port against stripe-mock: start_payment, payment_result, charge_saved
+and refund.
 
 stripe-mock validates every request against Stripe's OpenAPI specification (an unknown or
 malformed parameter is a 400) but keeps no state: it answers from fixtures, echoing some of
@@ -9,31 +9,21 @@ recording HTTP client in front of the real one) and check how it reads what come
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import socket
 import json
+import socket
 import threading
-import time
 import uuid
-from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import stripe
+from stripe_support import API_KEY, WEBHOOK_SECRET, payment_intent
 
-import postsale.checkout
-from postsale.checkout.adapters.payments.port import (PaymentError, PaymentResult, ProviderDispute, ProviderRefund,
-                                                     WebhookEvent)
+from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult
 from postsale.checkout.adapters.payments.stripe import (
     CANCELED, DECLINED, NOT_FOUND, REFUSED, UNREACHABLE, StripeProvider, result_of_intent)
-from postsale.runtime.web import templates_for
-
-WEBHOOK_SECRET = "whsec_stripe_provider_tests"
-API_KEY = "sk_test_postsale"
 
 
 class RecordingClient(stripe.RequestsClient):
@@ -172,37 +162,28 @@ def test_payment_result_of_something_not_stripes_asks_nothing(provider, recorder
     assert provider.payment_result("sbx_0123") == PaymentResult("declined", payment_id="sbx_0123", message=NOT_FOUND)
     assert recorder.recorded == []
 
-
-def _intent(status: str, **fields) -> dict:
-    """A PaymentIntent as Stripe sends it (the fields the adapter reads)."""
-    return {"id": "pi_1", "object": "payment_intent", "status": status, "amount": 4900, "currency": "eur",
-            "customer": "cus_1", "payment_method": "pm_1", "client_secret": "pi_1_secret_x",
-            "metadata": {"postsale_checkout_session": "cs_1"}, "last_payment_error": None, "next_action": None,
-            **fields}
-
-
 @pytest.mark.unit
 @pytest.mark.parametrize(("intent", "expected"), [
-    (_intent("succeeded"),
+    (payment_intent("succeeded"),
      PaymentResult("succeeded", "pi_1", "pm_1", "cus_1", 4900, "EUR", "cs_1")),
-    (_intent("succeeded", payment_method={"id": "pm_expanded", "object": "payment_method"}),
+    (payment_intent("succeeded", payment_method={"id": "pm_expanded", "object": "payment_method"}),
      PaymentResult("succeeded", "pi_1", "pm_expanded", "cus_1", 4900, "EUR", "cs_1")),
-    (_intent("requires_payment_method", payment_method=None,
+    (payment_intent("requires_payment_method", payment_method=None,
              last_payment_error={"type": "card_error", "code": "card_declined", "message": "Your card was declined."}),
      PaymentResult("declined", "pi_1", None, "cus_1", 4900, "EUR", "cs_1", message="Your card was declined.")),
-    (_intent("requires_payment_method", payment_method=None),  # not confirmed yet: the browser must act
+    (payment_intent("requires_payment_method", payment_method=None),  # not confirmed yet: the browser must act
      PaymentResult("requires_action", "pi_1", None, "cus_1", 4900, "EUR", "cs_1", client_secret="pi_1_secret_x")),
-    (_intent("requires_action", next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}}),
+    (payment_intent("requires_action", next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {}}),
      PaymentResult("requires_action", "pi_1", "pm_1", "cus_1", 4900, "EUR", "cs_1", client_secret="pi_1_secret_x")),
-    (_intent("requires_action", next_action={
+    (payment_intent("requires_action", next_action={
         "type": "redirect_to_url", "redirect_to_url": {"url": "https://hooks.stripe.com/3ds", "return_url": "x"}}),
      PaymentResult("requires_action", "pi_1", "pm_1", "cus_1", 4900, "EUR", "cs_1", client_secret="pi_1_secret_x",
                    action_url="https://hooks.stripe.com/3ds")),
-    (_intent("requires_confirmation"),
+    (payment_intent("requires_confirmation"),
      PaymentResult("requires_action", "pi_1", "pm_1", "cus_1", 4900, "EUR", "cs_1", client_secret="pi_1_secret_x")),
-    (_intent("processing"),
+    (payment_intent("processing"),
      PaymentResult("processing", "pi_1", "pm_1", "cus_1", 4900, "EUR", "cs_1")),
-    (_intent("canceled"),
+    (payment_intent("canceled"),
      PaymentResult("declined", "pi_1", "pm_1", "cus_1", 4900, "EUR", "cs_1", message=CANCELED)),
     ({"id": "seti_1", "object": "setup_intent", "status": "succeeded", "customer": "cus_1", "payment_method": "pm_1",
       "usage": "off_session", "metadata": {"postsale_checkout_session": "cs_1", "postsale_currency": "EUR"},
@@ -309,217 +290,6 @@ def test_a_refund_stripe_refuses_is_an_unsuccessful_refund(stripe_answers):
     assert not refund.succeeded
     assert refund.amount == 0
     assert "greater than unrefunded amount" in refund.message
-
-
-# --- parse_webhook -------------------------------------------------------------------------------
-
-
-def sign(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
-    """Stripe's scheme, computed here rather than by the library under test:
-    `t=<unix time>,v1=<HMAC-SHA256 of "t.payload">`."""
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={signature}"
-
-
-def event(event_type: str, intent: dict) -> bytes:
-    return json.dumps({
-        "id": f"evt_{uuid.uuid4().hex[:24]}", "object": "event", "type": event_type, "api_version": "2024-06-20",
-        "created": int(time.time()), "livemode": False, "pending_webhooks": 1,
-        "data": {"object": intent},
-    }).encode()
-
-
-@pytest.fixture
-def webhooks() -> StripeProvider:
-    # Verifying a webhook asks nothing of Stripe: no API address is reached.
-    return StripeProvider(API_KEY, "http://127.0.0.1:9", WEBHOOK_SECRET)
-
-
-def _parse(provider: StripeProvider, payload: bytes, **headers) -> WebhookEvent:
-    return provider.parse_webhook(payload, {"Stripe-Signature": sign(payload), **headers})
-
-
-@pytest.mark.unit
-def test_a_payment_intent_succeeded_webhook(webhooks):
-    payload = event("payment_intent.succeeded", _intent("succeeded", amount=6800, currency="eur"))
-    parsed = _parse(webhooks, payload)
-    assert parsed == WebhookEvent(json.loads(payload)["id"], "payment_intent.succeeded", payment=PaymentResult(
-        "succeeded", payment_id="pi_1", payment_method_id="pm_1", customer_ref="cus_1", amount=6800, currency="EUR",
-        attempt_id="cs_1"))
-
-
-@pytest.mark.unit
-def test_a_webhook_carries_the_amount_and_currency_stripe_sent(webhooks):
-    # Not the attempt's: comparing them with the attempt is the use case's job.
-    parsed = _parse(webhooks, event("payment_intent.succeeded", _intent("succeeded", amount=1, currency="jpy")))
-    assert (parsed.payment.amount, parsed.payment.currency) == (1, "JPY")
-
-
-@pytest.mark.unit
-def test_a_payment_failed_webhook_is_a_decline_with_stripes_message(webhooks):
-    intent = _intent("requires_payment_method", payment_method=None, last_payment_error={
-        "type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
-        "message": "Your card has insufficient funds."})
-    parsed = _parse(webhooks, event("payment_intent.payment_failed", intent))
-    assert parsed.type == "payment_intent.payment_failed"
-    assert parsed.payment == PaymentResult("declined", payment_id="pi_1", customer_ref="cus_1", amount=4900,
-                                           currency="EUR", attempt_id="cs_1",
-                                           message="Your card has insufficient funds.")
-
-
-@pytest.mark.unit
-def test_setup_intent_webhooks(webhooks):
-    setup = {"id": "seti_1", "object": "setup_intent", "customer": "cus_1", "usage": "off_session",
-             "client_secret": "seti_1_secret_x",
-             "metadata": {"postsale_checkout_session": "cs_trial", "postsale_currency": "EUR"}}
-    succeeded = _parse(webhooks, event("setup_intent.succeeded", {
-        **setup, "status": "succeeded", "payment_method": "pm_saved", "last_setup_error": None}))
-    assert succeeded.payment == PaymentResult("succeeded", payment_id="seti_1", payment_method_id="pm_saved",
-                                              customer_ref="cus_1", amount=0, currency="EUR", attempt_id="cs_trial")
-    failed = _parse(webhooks, event("setup_intent.setup_failed", {
-        **setup, "status": "requires_payment_method", "payment_method": None,
-        "last_setup_error": {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}}))
-    assert failed.payment == PaymentResult("declined", payment_id="seti_1", customer_ref="cus_1", amount=0,
-                                           currency="EUR", attempt_id="cs_trial", message="Your card was declined.")
-
-
-@pytest.mark.unit
-def test_other_events_carry_no_payment(webhooks):
-    payload = event("customer.created", {"id": "cus_1", "object": "customer"})
-    assert _parse(webhooks, payload) == WebhookEvent(json.loads(payload)["id"], "customer.created")
-
-
-@pytest.mark.unit
-def test_a_refund_made_in_stripes_dashboard_arrives_as_charge_refunded(webhooks):
-    charge = {"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount": 4900, "currency": "eur",
-              "amount_refunded": 1500, "refunds": {"data": [{"id": "re_1", "amount": 1500}]}}
-    parsed = _parse(webhooks, event("charge.refunded", charge))
-    assert parsed.refunds == (ProviderRefund("re_1", "pi_1", 1500, "EUR"),) and parsed.payment is None
-    without_list = _parse(webhooks, event("charge.refunded", {**charge, "refunds": None}))
-    assert without_list.refunds == (ProviderRefund("ch_1:1500", "pi_1", 1500, "EUR"),)
-
-
-@pytest.mark.unit
-def test_disputes_arrive_opened_and_closed(webhooks):
-    dispute = {"id": "dp_1", "object": "dispute", "payment_intent": "pi_1", "amount": 4900, "currency": "eur",
-               "reason": "fraudulent", "status": "needs_response"}
-    opened = _parse(webhooks, event("charge.dispute.created", dispute)).dispute
-    assert opened == ProviderDispute("dp_1", "pi_1", 4900, "EUR", "open", "fraudulent")
-    assert _parse(webhooks, event("charge.dispute.closed", {**dispute, "status": "lost"})).dispute.status == "lost"
-    assert _parse(webhooks, event("charge.dispute.closed", {**dispute, "status": "won"})).dispute.status == "won"
-
-
-@pytest.mark.unit
-def test_the_signature_header_is_found_in_any_case(webhooks):
-    payload = event("payment_intent.succeeded", _intent("succeeded"))
-    assert webhooks.parse_webhook(payload, {"stripe-signature": sign(payload)}).payment.succeeded
-
-
-@pytest.mark.unit
-def test_a_webhook_signed_by_the_library_is_accepted(webhooks):
-    payload = event("payment_intent.succeeded", _intent("succeeded"))
-    header = stripe.WebhookSignature.generate_signature_header(payload.decode(), WEBHOOK_SECRET)
-    assert webhooks.parse_webhook(payload, {"Stripe-Signature": header}).payment.succeeded
-
-
-@pytest.mark.unit
-@pytest.mark.parametrize("forge", [
-    pytest.param(lambda payload: {}, id="missing"),
-    pytest.param(lambda payload: {"Stripe-Signature": ""}, id="empty"),
-    pytest.param(lambda payload: {"Stripe-Signature": "t=1,v1=00"}, id="garbage"),
-    pytest.param(lambda payload: {"Stripe-Signature": "not a signature"}, id="malformed"),
-    pytest.param(lambda payload: {"Stripe-Signature": sign(payload, "whsec_not_the_secret")}, id="other-secret"),
-    pytest.param(lambda payload: {"Stripe-Signature": sign(payload + b" ")}, id="other-body"),
-    pytest.param(lambda payload: {"Stripe-Signature": sign(payload, timestamp=int(time.time()) - 600)}, id="replayed"),
-    pytest.param(lambda payload: {"Stripe-Signature": sign(payload).replace("v1=", "v0=")}, id="other-scheme"),
-])
-def test_a_webhook_not_signed_by_stripe_is_refused(webhooks, forge):
-    payload = event("payment_intent.succeeded", _intent("succeeded"))
-    with pytest.raises(ValueError):
-        webhooks.parse_webhook(payload, forge(payload))
-
-
-@pytest.mark.unit
-def test_a_signed_body_that_is_not_an_event_is_refused(webhooks):
-    for payload in (b'{"object": "payment_intent", "id": "pi_1"}', b"[]", b"not json"):
-        with pytest.raises(ValueError):
-            webhooks.parse_webhook(payload, {"Stripe-Signature": sign(payload)})
-
-
-# --- the payment page's partial ------------------------------------------------------------------
-
-
-class _Elements(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.scripts: list[str] = []
-        self._in_script = False
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-        self._in_script = tag == "script"
-
-    def handle_endtag(self, tag):
-        self._in_script = False
-
-    def handle_data(self, data):
-        if self._in_script and data.strip():
-            self.scripts.append(data)
-
-    def by_id(self, element_id: str) -> tuple[str, dict[str, str | None]]:
-        [found] = [(tag, attrs) for tag, attrs in self.tags if attrs.get("id") == element_id]
-        return found
-
-
-def render(**context) -> str:
-    env = templates_for(Path(postsale.checkout.__file__).parent / "templates").env  # as the pages render it
-    values = {"publishable_key": "pk_test_postsale", "complete_url": "/checkout/cs_abc123/complete",
-              "amount_due": 4900, "currency": "EUR", "form_id": "pay-form", **context}
-    return env.get_template("stripe_payment.html").render(**values)
-
-
-@pytest.mark.unit
-def test_the_partial_carries_the_payment_element_and_its_settings():
-    page = _Elements()
-    page.feed(render())
-
-    assert page.by_id("payment-element")[0] == "div"
-    tag, box = page.by_id("stripe-payment")
-    assert box["data-publishable-key"] == "pk_test_postsale"
-    assert box["data-form-id"] == "pay-form"
-    assert (box["data-amount"], box["data-currency"]) == ("4900", "eur")
-    assert box["data-complete-url"] == "/checkout/cs_abc123/complete"
-    tag, alert = page.by_id("payment-message")
-    assert alert["role"] == "alert"
-    assert ("script", {"src": "https://js.stripe.com/v3/"}) in page.tags
-
-    [script] = page.scripts
-    for step in ('Stripe(box.dataset.publishableKey)', 'stripe.elements(intentOptions(amount))',
-                 'mode: "payment", amount: due, currency: currency, setupFutureUsage: "off_session"',
-                 'mode: "setup", currency: currency, setupFutureUsage: "off_session"',
-                 'elements.create("payment")', 'mount("#payment-element")',
-                 "elements.submit()", "fetch(form.action", 'method: "POST"', "new FormData(form)",
-                 'Accept: "application/json"', 'answer.status === "requires_action"', "stripe.confirmPayment(confirm)",
-                 'answer.mode === "setup"', "stripe.confirmSetup(confirm)", 'redirect: "if_required"',
-                 "return_url: window.location.origin + completeUrl", "postTo(completeUrl, data)",
-                 'answer.status === "succeeded" && answer.redirect', "window.location.assign(answer.redirect)",
-                 "fail(answer.message)", "result.error.message", "submitted.error.message"):
-        assert step in script, step
-
-
-@pytest.mark.unit
-def test_the_partial_escapes_what_it_is_given():
-    html = render(publishable_key='pk_test_"><script>alert(1)</script>',
-                  complete_url='/checkout/x"><b>/complete', form_id="f", amount_due=0)
-    page = _Elements()
-    page.feed(html)
-    _, box = page.by_id("stripe-payment")
-    assert box["data-publishable-key"] == 'pk_test_"><script>alert(1)</script>'
-    assert box["data-complete-url"] == '/checkout/x"><b>/complete'
-    assert box["data-amount"] == "0"
-    assert "<script>alert(1)" not in html
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""The v1 events. Every event carries what its subscribers need without calling back.
+
+Money is an integer in minor units with an ISO currency; times carry their zone;
+identifiers are strings. Each class's docstring says what the event means and when it is sent.
+Each publishing service's events are in a module of their own; this package lists them all.
+"""
+
+from postsale.contracts.base import Event
+from postsale.contracts.events.accounts import (
+    AccountActivated, AccountSetupLinkIssued, CustomerActivity, CustomerEmailChanged, CustomerRegistered,
+    EmailChangeRequested, LoginLinkIssued, PasswordResetRequested, SessionEnded, SessionEndReason, ThemeChanged,
+)
+from postsale.contracts.events.checkout import (
+    DisputeLost, DisputeOpened, DisputeWon, PaymentFailed, PaymentSucceeded, PurchaseCompleted, PurchaseRefunded,
+    SubscriptionCancellationScheduled, SubscriptionCancellationUndone, SubscriptionCancelled, SubscriptionPastDue,
+    SubscriptionPaused, SubscriptionResumed,
+)
+from postsale.contracts.events.common import (
+    KIND_DESCRIPTION, AccessPolicy, Actor, BillingKind, DeliveryKind, DeliveryType, PaymentKind, PurchasedProduct,
+    delivery_fields, delivery_kind_of,
+)
+from postsale.contracts.events.entitlements import (
+    AccessGranted, AccessRestored, AccessRevoked, AccessSuspended, Address, DownloadLinkIssued, FulfilmentRequested,
+    IntegrationCallFailed, ProductArchived, ProductPublished, ProductUpdated,
+)
+from postsale.contracts.events.notifications import EmailFailed, EmailSent
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    PurchaseCompleted, PurchaseRefunded, DisputeOpened, DisputeWon, DisputeLost,
+    PaymentSucceeded, PaymentFailed, SubscriptionPastDue, SubscriptionCancellationScheduled,
+    SubscriptionCancellationUndone, SubscriptionCancelled, SubscriptionPaused, SubscriptionResumed,
+    ProductPublished, ProductUpdated, ProductArchived,
+    AccessGranted, AccessRevoked, AccessSuspended, AccessRestored,
+    FulfilmentRequested, IntegrationCallFailed, DownloadLinkIssued,
+    CustomerRegistered, AccountActivated, CustomerActivity, SessionEnded, CustomerEmailChanged, ThemeChanged,
+    AccountSetupLinkIssued, LoginLinkIssued, PasswordResetRequested, EmailChangeRequested,
+    EmailSent, EmailFailed,
+)
+
+__all__ = [
+    "ALL_EVENTS", "KIND_DESCRIPTION", "AccessGranted", "AccessPolicy", "AccessRestored", "AccessRevoked",
+    "AccessSuspended", "AccountActivated", "AccountSetupLinkIssued", "Actor", "Address", "BillingKind",
+    "CustomerActivity", "CustomerEmailChanged", "CustomerRegistered", "DeliveryKind", "DeliveryType", "DisputeLost",
+    "DisputeOpened", "DisputeWon", "DownloadLinkIssued", "EmailChangeRequested", "EmailFailed", "EmailSent",
+    "FulfilmentRequested", "IntegrationCallFailed", "LoginLinkIssued", "PasswordResetRequested", "PaymentFailed",
+    "PaymentKind", "PaymentSucceeded", "ProductArchived", "ProductPublished", "ProductUpdated", "PurchaseCompleted",
+    "PurchaseRefunded", "PurchasedProduct", "SessionEndReason", "SessionEnded", "SubscriptionCancellationScheduled",
+    "SubscriptionCancellationUndone", "SubscriptionCancelled", "SubscriptionPastDue", "SubscriptionPaused",
+    "SubscriptionResumed", "ThemeChanged", "delivery_fields", "delivery_kind_of",
+]

@@ -1,0 +1,123 @@
+"""What the customer and the seller see of a customer's access: read models and queries for the
+pages and the admin API. They change nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlmodel import Session, select
+
+from postsale.entitlements.adapters.tables import AccessEntry, Customer, Grant, Product, Purchase
+from postsale.entitlements.domain.access import ACCESS_PERIOD_ENDED, GRANTED_BY_SELLER, PURCHASE, GrantView, available
+from postsale.runtime.clock import as_utc, utcnow
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """In UTC, whatever zone the database handed it back in (SQLite: none)."""
+    return as_utc(moment).astimezone(timezone.utc) if moment is not None else None
+
+
+@dataclass
+class ProductAccess:
+    """One product of a customer: whether it is available, thanks to which grants, or why not."""
+
+    product_id: str
+    name: str
+    description: str
+    delivery_type: str
+    available: bool
+    until: datetime | None  # when available access ends by itself; None: it does not
+    since: datetime | None  # when the oldest grant that gives it was given
+    active: list[Grant]  # the grants that give it
+    grants: list[Grant] = field(default_factory=list)  # every grant of it, newest change first
+    unavailable_because: str | None = None  # the newest change that ended (or held) one of its grants
+    unavailable_since: datetime | None = None
+
+
+def _view(grant: Grant) -> GrantView:
+    return GrantView(grant.id, grant.product_id, grant.status, as_utc(grant.ends_at))  # type: ignore[arg-type]
+
+
+def why_granted(grant: Grant) -> str:
+    return PURCHASE if grant.source == "purchase" else GRANTED_BY_SELLER
+
+
+def customer_access(session: Session, customer_id: str, now: datetime | None = None) -> list[ProductAccess]:
+    """Every product the customer has or had, available ones first (newest grant first), from the
+    current-access table in one query."""
+    now = now or utcnow()
+    rows = session.exec(select(Grant, Product)
+                        .join(Product, Product.id == Grant.product_id, isouter=True)  # type: ignore[arg-type]
+                        .where(Grant.customer_id == customer_id)).all()
+    products: dict[str, Product | None] = {}
+    grants: dict[str, list[Grant]] = {}
+    for grant, product in rows:
+        products[grant.product_id] = product
+        grants.setdefault(grant.product_id, []).append(grant)
+    active = available((_view(g) for its_grants in grants.values() for g in its_grants), now)
+    out = []
+    for product_id, its_grants in grants.items():
+        by_id = {g.id: g for g in its_grants}
+        giving = sorted((by_id[v.grant_id] for v in active.get(product_id, [])), key=lambda g: as_utc(g.granted_at))
+        its_grants.sort(key=lambda g: g.last_seq, reverse=True)
+        ended = [g for g in its_grants if g not in giving]
+        product = products[product_id]
+        ends = [_utc(g.ends_at) for g in giving]
+        out.append(ProductAccess(
+            product_id=product_id, name=product.name if product else its_grants[0].product_name,
+            description=product.description if product else "",
+            delivery_type=product.delivery_type if product else its_grants[0].delivery_type,
+            available=bool(giving), until=None if None in ends else max(ends, default=None),  # type: ignore[type-var]
+            since=_utc(giving[0].granted_at) if giving else None, active=giving, grants=its_grants,
+            unavailable_because=None if giving or not ended else _why_ended(ended[0]),
+            unavailable_since=None if giving or not ended else _when_ended(ended[0]),
+        ))
+    latest = {p.product_id: max(as_utc(g.granted_at) for g in (p.active or p.grants)) for p in out}
+    return sorted(out, key=lambda p: (not p.available, -latest[p.product_id].timestamp()))
+
+
+def _why_ended(grant: Grant) -> str:
+    # An active grant past its end that the scheduler has not recorded yet.
+    if grant.status == "active" and grant.ends_at is not None:
+        return grant.ends_because or ACCESS_PERIOD_ENDED
+    return grant.reason
+
+
+def _when_ended(grant: Grant) -> datetime:
+    return _utc(grant.ends_at) if grant.status == "active" and grant.ends_at is not None else _utc(grant.changed_at)
+
+
+def library(session: Session, customer_id: str, now: datetime | None = None) -> list[ProductAccess]:
+    """The products a customer may use now, newest first."""
+    return [p for p in customer_access(session, customer_id, now) if p.available]
+
+
+def check_access(session: Session, customer_id: str, product_id: str, now: datetime | None = None) -> Grant | None:
+    """The oldest active grant that gives the customer the product now, or None."""
+    now = now or utcnow()
+    grants = session.exec(select(Grant).where(Grant.customer_id == customer_id, Grant.product_id == product_id,
+                                              Grant.status == "active")).all()
+    views = available((_view(g) for g in grants), now)
+    giving = {v.grant_id for v in views.get(product_id, [])}
+    return min((g for g in grants if g.id in giving), key=lambda g: as_utc(g.granted_at), default=None)
+
+
+def purchases_seen(session: Session, customer_id: str, purchase_ids: list[str]) -> set[str]:
+    """Which of these purchases of the customer entitlements has received (and so granted)."""
+    if not purchase_ids:
+        return set()
+    return set(session.exec(select(Purchase.id).where(Purchase.id.in_(purchase_ids),  # type: ignore[attr-defined]
+                                                      Purchase.customer_id == customer_id)).all())
+
+
+def customer_email(session: Session, customer_id: str) -> str | None:
+    customer = session.get(Customer, customer_id)
+    return customer.email if customer else None
+
+
+def ledger(session: Session, customer_id: str) -> list[AccessEntry]:
+    """Every change of a customer's access, in the order it happened."""
+    return list(session.exec(
+        select(AccessEntry).where(AccessEntry.customer_id == customer_id).order_by(AccessEntry.seq)
+    ).all())
