@@ -61,6 +61,16 @@ ACCESS = Topic(
     description="The access ledger: every grant, revoke, suspension and restoration, with why and who.",
     subscribers=("accounts", "notifications"),
 )
+CHECKOUTS = Topic(
+    "checkout.checkouts.v1", publisher="checkout", key="buyer email",
+    description="Checkouts that did not end in a payment: a buyer who gave an email and left.",
+    subscribers=("notifications",),
+)
+ACTIVITY = Topic(
+    "entitlements.activity.v1", publisher="entitlements", key="customer id",
+    description="What customers open in their library (the library, lessons, files) and the products they finish.",
+    subscribers=("accounts", "notifications"),
+)
 DELIVERIES = Topic(
     "entitlements.deliveries.v1", publisher="entitlements", key="customer id",
     description="What external systems must do for a purchase (ship goods, book a seat), and failed calls "
@@ -92,6 +102,7 @@ EMAILS = Topic(
 )
 
 ALL: tuple[Topic, ...] = (
-    PURCHASES, SUBSCRIPTIONS, PRODUCTS, ACCESS, DELIVERIES, DOWNLOAD_LINKS, CUSTOMERS, ACCOUNT_LINKS, EMAILS,
+    PURCHASES, SUBSCRIPTIONS, CHECKOUTS, PRODUCTS, ACCESS, ACTIVITY, DELIVERIES, DOWNLOAD_LINKS, CUSTOMERS,
+    ACCOUNT_LINKS, EMAILS,
 )
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL}

@@ -11,7 +11,7 @@ from postsale.contracts.events.accounts import (
     EmailChangeRequested, LoginLinkIssued, PasswordResetRequested, SessionEnded, SessionEndReason, ThemeChanged,
 )
 from postsale.contracts.events.checkout import (
-    DisputeLost, DisputeOpened, DisputeWon, PaymentFailed, PaymentSucceeded, PurchaseCompleted, PurchaseRefunded,
+    CardExpiring, CheckoutAbandoned, UpsellDeclined, DisputeLost, DisputeOpened, DisputeWon, PaymentFailed, PaymentSucceeded, PurchaseCompleted, PurchaseRefunded,
     SubscriptionCancellationScheduled, SubscriptionCancellationUndone, SubscriptionCancelled, SubscriptionPastDue,
     SubscriptionPaused, SubscriptionResumed,
 )
@@ -20,17 +20,19 @@ from postsale.contracts.events.common import (
     delivery_fields, delivery_kind_of,
 )
 from postsale.contracts.events.entitlements import (
-    AccessGranted, AccessRestored, AccessRevoked, AccessSuspended, Address, DownloadLinkIssued, FulfilmentRequested,
-    IntegrationCallFailed, ProductArchived, ProductPublished, ProductUpdated,
+    AccessGranted, AccessRestored, AccessRevoked, AccessSuspended, Address, ContentOpened, DownloadLinkIssued,
+    FulfilmentRequested, IntegrationCallFailed, ProductArchived, ProductCompleted, ProductPublished, ProductUpdated,
 )
 from postsale.contracts.events.notifications import EmailFailed, EmailSent
 
 ALL_EVENTS: tuple[type[Event], ...] = (
-    PurchaseCompleted, PurchaseRefunded, DisputeOpened, DisputeWon, DisputeLost,
+    PurchaseCompleted, PurchaseRefunded, DisputeOpened, DisputeWon, DisputeLost, UpsellDeclined,
     PaymentSucceeded, PaymentFailed, SubscriptionPastDue, SubscriptionCancellationScheduled,
-    SubscriptionCancellationUndone, SubscriptionCancelled, SubscriptionPaused, SubscriptionResumed,
+    SubscriptionCancellationUndone, SubscriptionCancelled, SubscriptionPaused, SubscriptionResumed, CardExpiring,
+    CheckoutAbandoned,
     ProductPublished, ProductUpdated, ProductArchived,
     AccessGranted, AccessRevoked, AccessSuspended, AccessRestored,
+    ContentOpened, ProductCompleted,
     FulfilmentRequested, IntegrationCallFailed, DownloadLinkIssued,
     CustomerRegistered, AccountActivated, CustomerActivity, SessionEnded, CustomerEmailChanged, ThemeChanged,
     AccountSetupLinkIssued, LoginLinkIssued, PasswordResetRequested, EmailChangeRequested,
@@ -39,7 +41,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
 
 __all__ = [
     "ALL_EVENTS", "KIND_DESCRIPTION", "AccessGranted", "AccessPolicy", "AccessRestored", "AccessRevoked",
-    "AccessSuspended", "AccountActivated", "AccountSetupLinkIssued", "Actor", "Address", "BillingKind",
+    "AccessSuspended", "AccountActivated", "AccountSetupLinkIssued", "Actor", "Address", "BillingKind", "CardExpiring",
+    "CheckoutAbandoned", "ContentOpened", "ProductCompleted", "UpsellDeclined",
     "CustomerActivity", "CustomerEmailChanged", "CustomerRegistered", "DeliveryKind", "DeliveryType", "DisputeLost",
     "DisputeOpened", "DisputeWon", "DownloadLinkIssued", "EmailChangeRequested", "EmailFailed", "EmailSent",
     "FulfilmentRequested", "IntegrationCallFailed", "LoginLinkIssued", "PasswordResetRequested", "PaymentFailed",

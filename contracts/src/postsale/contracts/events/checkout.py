@@ -1,4 +1,4 @@
-"""Checkout's events: `checkout.purchases.v1` and `checkout.subscriptions.v1`."""
+"""Checkout's events: `checkout.purchases.v1`, `checkout.subscriptions.v1` and `checkout.checkouts.v1`."""
 
 from __future__ import annotations
 
@@ -126,6 +126,21 @@ class DisputeLost(_Dispute):
     closed_at: AwareDatetime
 
 
+class UpsellDeclined(Event):
+    """After a purchase, the customer said no to an upsell or downsell offered in its funnel (added in 1.2)."""
+
+    event_type: ClassVar[str] = "postsale.upsell.declined"
+    topic: ClassVar[str] = topics.PURCHASES.name
+    subject_field: ClassVar[str] = "purchase_id"
+
+    purchase_id: str = Field(description="The purchase whose funnel offered the upsell.")
+    customer_id: str
+    email: str
+    offer_id: str = Field(description="The upsell or downsell offer declined.")
+    offer_name: str
+    declined_at: AwareDatetime
+
+
 # --- checkout.subscriptions.v1 --------------------------------------------------------------
 
 
@@ -224,3 +239,41 @@ class SubscriptionResumed(_Billing):
     event_type: ClassVar[str] = "postsale.subscription.resumed"
     actor: Actor
     resumed_at: AwareDatetime
+
+
+class CardExpiring(_Billing):
+    """The saved card expires before the billing's next payment. Sent once per card and billing, about
+    30 days before the card's last valid day, so the customer can update it before a payment fails
+    (added in 1.2)."""
+
+    event_type: ClassVar[str] = "postsale.card.expiring"
+    card_brand: str | None = Field(default=None, description="E.g. `visa`, as the provider names it.")
+    card_last4: str = Field(pattern=r"^[0-9]{4}$")
+    card_exp_month: int = Field(ge=1, le=12)
+    card_exp_year: int = Field(ge=2000, le=2200)
+    next_payment_at: AwareDatetime = Field(description="The payment the card would fail.")
+    noticed_at: AwareDatetime
+
+
+# --- checkout.checkouts.v1 ------------------------------------------------------------------
+
+
+class CheckoutAbandoned(Event):
+    """A buyer gave an email on an offer's checkout and did not pay within the recovery delay (an hour by
+    default). Sent at most once per checkout, and never for a checkout that was paid (added in 1.2)."""
+
+    event_type: ClassVar[str] = "postsale.checkout.abandoned"
+    topic: ClassVar[str] = topics.CHECKOUTS.name
+    subject_field: ClassVar[str] = "checkout_id"
+    key_field: ClassVar[str] = "email"
+
+    checkout_id: str = Field(description="Checkout's attempt.")
+    email: str
+    customer_id: str | None = Field(default=None, description="Set when the email belongs to a known customer.")
+    offer_id: str
+    offer_name: str
+    amount: Money = Field(description="What the buyer was about to pay.")
+    resume_url: str = Field(description="The offer's checkout page, with the email filled in. Signs no one in.")
+    send_recovery_email: bool = Field(default=True, description="The seller's per-offer setting.")
+    started_at: AwareDatetime
+    abandoned_at: AwareDatetime

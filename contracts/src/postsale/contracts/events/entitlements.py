@@ -1,4 +1,4 @@
-"""Entitlements' events: the catalogue, the access ledger, deliveries and download links."""
+"""Entitlements' events: the catalogue, the access ledger, activity, deliveries and download links."""
 
 from __future__ import annotations
 
@@ -99,6 +99,41 @@ class AccessRestored(_AccessChange):
 
     event_type: ClassVar[str] = "postsale.access.restored"
     restored_at: AwareDatetime
+
+
+# --- entitlements.activity.v1 --------------------------------------------------------------
+
+
+class ContentOpened(Event):
+    """A customer opened the library, a lesson or a file. At most one per customer, kind and product
+    every few minutes (added in 1.2)."""
+
+    event_type: ClassVar[str] = "postsale.content.opened"
+    topic: ClassVar[str] = topics.ACTIVITY.name
+    subject_field: ClassVar[str] = "customer_id"
+
+    customer_id: str
+    kind: Literal["library_visit", "lesson", "download"]
+    product_id: str | None = Field(default=None, description="Empty for a library visit.")
+    lesson_id: str | None = None
+    file_name: str | None = None
+    opened_at: AwareDatetime
+
+
+class ProductCompleted(Event):
+    """A customer has opened every lesson of a hosted membership product. Sent once per customer and
+    product (added in 1.2)."""
+
+    event_type: ClassVar[str] = "postsale.product.completed"
+    topic: ClassVar[str] = topics.ACTIVITY.name
+    subject_field: ClassVar[str] = "product_id"
+
+    customer_id: str
+    email: str
+    product_id: str
+    product_name: str
+    lessons: int = Field(ge=1, description="How many lessons the product had when the last one was opened.")
+    completed_at: AwareDatetime
 
 
 # --- entitlements.deliveries.v1 -------------------------------------------------------------
