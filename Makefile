@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := ./contracts ./libs ./deploy/local ./services/checkout ./services/entitlements ./services/accounts ./services/notifications
 PYPROJECTS := contracts/pyproject.toml libs/pyproject.toml deploy/local/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: install tools run test test-unit test-integration test-e2e test-docker generate bench clean
+.PHONY: install tools run test test-unit test-integration test-e2e test-faults test-docker generate bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ test-integration: tools
 test-e2e: tools
 	$(BIN)/python -m pytest -m e2e
 
+# The fault matrix alone (docs/operations.md): each test kills part of a suite of its own under
+# load and checks that nothing was lost or done twice. `make test` runs it too.
+test-faults: tools
+	$(BIN)/python -m pytest -m fault
+
 # Builds the images and runs the journey against deploy/compose.yaml: needs a Docker engine.
 test-docker: tools
 	$(BIN)/python -m pytest -m docker
@@ -50,10 +55,10 @@ test-docker: tools
 generate: install
 	$(BIN)/python contracts/generate.py
 
-# Writes bench/results/*.json; see bench/README.md.
+# The purchase pipeline under load, each figure beside its floor from the same run (about 10
+# minutes): bench/results/pipeline.json, its plots and the table in bench/README.md.
 bench: tools
-	$(BIN)/python bench/purchase_latency.py
-	$(BIN)/python bench/purchase_latency.py --postgres
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .cache .tools

@@ -11,50 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 import httpx
 
-from postsale_local.kafka import KafkaCluster
-from postsale_local.postgres import PostgresCluster
-from postsale_local.processes import free_port
-from postsale_local.smtp import SmtpInbox
-from postsale_local.suite import SERVICES, Suite
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 1), "p95_ms": round(pick(0.95) * 1000, 1),
-            "max_ms": round(ordered[-1] * 1000, 1), "mean_ms": round(statistics.fmean(ordered) * 1000, 1)}
+from harness import RESULTS, machine, percentiles, running_components
 
 
 def run(purchases: int, use_postgres: bool) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="postsale-bench-"))
-    kafka = KafkaCluster(work / "kafka")
-    postgres = PostgresCluster() if use_postgres else None
-    smtp = SmtpInbox()
-    suite = None
-    try:
-        kafka.start()
-        smtp.start()
-        if postgres:
-            postgres.start()
-            urls = {s: postgres.create_database(s) for s in SERVICES}
-        else:
-            urls = {s: f"sqlite:///{work / f'{s}.db'}" for s in SERVICES}
-        suite = Suite(kafka_bootstrap_servers=kafka.bootstrap_servers, database_urls=urls, smtp_port=smtp.port,
-                      log_dir=work / "logs", ports={s: free_port() for s in SERVICES})
-        suite.start()
+    with running_components(use_postgres) as components:
+        suite, smtp = components.suite, components.smtp
         store = suite.create_store("Bench", "Bench offer", amount=100)
         product_id, offer_id = store.product_id, store.offer_id
         entitlements, checkout = suite.admin("entitlements"), suite.admin("checkout")
@@ -72,7 +40,8 @@ def run(purchases: int, use_postgres: bool) -> dict:
                                                                 "product_id": product_id}).json()["has_access"]:
                 time.sleep(0.005)
             access.append(time.perf_counter() - started)
-            smtp.wait_for(lambda m: m["To"] == address)
+            while not any(to == address for _, to in smtp.received("")):
+                time.sleep(0.005)
             email.append(time.perf_counter() - started)
             assert paid.status_code == 303
         return {
@@ -83,15 +52,8 @@ def run(purchases: int, use_postgres: bool) -> dict:
             "paid_to_access_granted": percentiles(access),
             "paid_to_confirmation_email": percentiles(email),
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+            "machine": machine(),
         }
-    finally:
-        if suite:
-            suite.stop()
-        smtp.stop()
-        if postgres:
-            postgres.stop()
-        kafka.stop()
 
 
 def main() -> None:

@@ -140,3 +140,38 @@ def pay(browser: httpx.Client, suite: Suite, payment_url: str, *, card: str = "4
     kind = "setup_intent" if intent["mode"] == "setup" else "payment_intent"
     send_stripe_event(suite, f"{kind}.succeeded", stripe.intent(intent["payment_id"]))
     return browser.post(f"{payment_url}/complete", data=form)
+
+
+def events_on_topic(bootstrap: str, topic: str, match: Callable[[object], bool], *, expect: int = 1,
+                    timeout: float = 60, settle: float = 5) -> list:
+    """The events on `topic` that `match`, read from the topic's start by a consumer group of its own:
+    waits until `expect` of them have come (at most `timeout` seconds), then `settle` seconds more, so
+    that a duplicate, or one that must not come, would show."""
+    from confluent_kafka import Consumer
+
+    from postsale.contracts import UnknownEventType, decode
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tests-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    found: list = []
+    deadline = time.monotonic() + timeout
+    settled = None  # when to stop once enough came; counted from the partitions' assignment
+    try:
+        while time.monotonic() < (settled or deadline):
+            record = consumer.poll(0.5)
+            if settled is None and expect == 0 and consumer.assignment():
+                settled = time.monotonic() + settle
+            if record is None or record.error():
+                continue
+            try:
+                event = decode(record.headers() or [], record.value())
+            except UnknownEventType:
+                continue
+            if match(event):
+                found.append(event)
+                if len(found) >= expect and settled is None:
+                    settled = time.monotonic() + settle
+    finally:
+        consumer.close()
+    return found

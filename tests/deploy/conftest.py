@@ -3,6 +3,8 @@ that cannot be had fails the tests that need it (ComponentUnavailable), nothing 
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import shutil
 import subprocess
 import sys
@@ -10,7 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
+from postsale.runtime.tracing import OTEL_VARIABLES
 from postsale_local.deploy_tools import KUBERNETES_VERSIONS, ensure_go_tool
 from postsale_local.processes import ComponentUnavailable
 
@@ -22,6 +26,28 @@ SERVICES = ("checkout", "entitlements", "accounts", "notifications")
 LINT_VALUES = CHART / "ci" / "lint-values.yaml"
 # One service per release, a Secret managed outside the chart, TLS, a ServiceMonitor, no autoscaling.
 EXISTING_SECRETS_VALUES = CHART / "ci" / "existing-secrets-values.yaml"
+# A secured, shared Kafka (SASL over TLS, a prefix, no topic creation), pool sizes, OTLP export.
+KAFKA_SECURITY_VALUES = CHART / "ci" / "kafka-security-values.yaml"
+
+
+def settings_variables(service: str) -> tuple[set[str], set[str]]:
+    """Every variable the service reads, and those it cannot start without (no default): its
+    settings' fields (by their prefix and name, or their own variable) and the standard
+    OpenTelemetry variables the SDK reads."""
+    modules = [importlib.import_module(m) for m in
+               (f"postsale.{service}.config", "postsale.runtime.settings", "postsale.runtime.service")]
+    known, required = set(OTEL_VARIABLES), set()
+    for module in modules:
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseSettings) and cls is not BaseSettings and cls.__module__ == module.__name__:
+                prefix = cls.model_config.get("env_prefix", "")
+                for field_name, field in cls.model_fields.items():
+                    alias = field.validation_alias
+                    variable = alias.upper() if isinstance(alias, str) else f"{prefix}{field_name}".upper()
+                    known.add(variable)
+                    if field.is_required():
+                        required.add(variable)
+    return known, required
 
 
 @pytest.fixture(scope="session")

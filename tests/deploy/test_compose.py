@@ -6,8 +6,6 @@ start order, each service's settings, and the PostgreSQL init script on a real s
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 import re
 import subprocess
@@ -18,11 +16,10 @@ import jsonschema
 import pytest
 import yaml
 from dotenv import dotenv_values
-from pydantic_settings import BaseSettings
 
 from postsale_local.deploy_tools import compose_schema
 from postsale_local.postgres import PostgresCluster, ensure_postgres_installed
-from tests.deploy.conftest import DEPLOY, SERVICES
+from tests.deploy.conftest import DEPLOY, SERVICES, settings_variables
 
 pytestmark = pytest.mark.integration
 
@@ -137,28 +134,11 @@ def test_start_order_is_gated_on_health(project):
         assert "/readyz" in " ".join(services[name]["healthcheck"]["test"])
 
 
-def _settings_variables(service: str) -> tuple[set[str], set[str]]:
-    """Every variable the service reads, and those it cannot start without (no default)."""
-    modules = [importlib.import_module(m) for m in
-               (f"postsale.{service}.config", "postsale.runtime.settings", "postsale.runtime.service")]
-    known, required = set(), set()
-    for module in modules:
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if issubclass(cls, BaseSettings) and cls is not BaseSettings and cls.__module__ == module.__name__:
-                prefix = cls.model_config.get("env_prefix", "")
-                for field_name, field in cls.model_fields.items():
-                    variable = f"{prefix}{field_name}".upper()
-                    known.add(variable)
-                    if field.is_required():
-                        required.add(variable)
-    return known, required
-
-
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_gets_the_settings_it_needs_and_no_misspelt_ones(service, project):
     definition = project["services"][service]
     environment = {k: str(v) for k, v in definition["environment"].items()}
-    known, required = _settings_variables(service)
+    known, required = settings_variables(service)
     assert required <= set(environment), f"{service} cannot start without {sorted(required - set(environment))}"
     assert set(environment) <= known, f"{service} reads no {sorted(set(environment) - known)}"
     # Its own database, as its own role, on the Compose network's PostgreSQL.
@@ -202,3 +182,51 @@ def test_the_example_env_file_names_only_variables_the_compose_file_uses():
     used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE.read_text()))
     assert set(dotenv_values(EXAMPLE, interpolate=False)) <= used
 
+
+
+SECURED_CLUSTER = {
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka-0.example.com:9093,kafka-1.example.com:9093",
+    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KAFKA_SASL_USERNAME": "postsale", "KAFKA_SASL_PASSWORD": "test-only-kafka-password",
+    "KAFKA_SSL_CAFILE": "/etc/postsale/kafka-tls/ca.crt", "POSTSALE_KAFKA_PREFIX": "shop-eu",
+    "POSTSALE_KAFKA_CREATE_TOPICS": "false", "POSTSALE_DATABASE_POOL_SIZE": "20",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318", "OTEL_EXPORTER_OTLP_HEADERS": "api-key=test-only",
+}
+
+
+def read_as_the_service_does(environment: dict[str, str], monkeypatch, tls_dir: Path):
+    """The Kafka, pool and trace settings a service makes of its Compose environment, with
+    /etc/postsale/kafka-tls (the mounted folder) at `tls_dir`."""
+    from postsale.runtime import tracing
+    from postsale.runtime.settings import DatabasePoolSettings, KafkaSettings
+
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value.replace("/etc/postsale/kafka-tls", str(tls_dir)))
+    return KafkaSettings(), DatabasePoolSettings(), tracing.otlp_endpoint()
+
+
+def test_kafka_security_prefix_pools_and_traces_reach_every_service(env, monkeypatch, tmp_path):
+    import certifi
+
+    (tmp_path / "ca.crt").write_bytes(Path(certifi.where()).read_bytes())  # a real CA bundle
+    defaults, secured = load(env), load({**env, **SECURED_CLUSTER})
+    for service in SERVICES:
+        mounts = secured["services"][service]["volumes"]
+        assert "./compose/kafka-tls:/etc/postsale/kafka-tls:ro" in mounts, "the TLS folder, read-only"
+        with monkeypatch.context() as patched:
+            kafka, pool, endpoint = read_as_the_service_does(
+                {k: str(v) for k, v in secured["services"][service]["environment"].items()}, patched, tmp_path)
+        assert (kafka.uses_sasl, kafka.uses_ssl, kafka.sasl_mechanism) == (True, True, "SCRAM-SHA-512")
+        assert kafka.security_kwargs()["sasl_plain_password"] == "test-only-kafka-password"
+        assert kafka.ssl_cafile == tmp_path / "ca.crt"
+        assert (kafka.topic("checkout.purchases.v1"), kafka.group("postsale-checkout"), kafka.create_topics) == (
+            "shop-eu.checkout.purchases.v1", "shop-eu.postsale-checkout", False)
+        assert (pool.pool_size, pool.max_overflow, endpoint) == (20, 10, "http://otel-collector:4318")
+
+        # Left alone, the env file gives the bundled broker in plaintext, no prefix, nothing exported.
+        with monkeypatch.context() as patched:
+            kafka, pool, endpoint = read_as_the_service_does(
+                {k: str(v) for k, v in defaults["services"][service]["environment"].items()}, patched, tmp_path)
+        assert (kafka.bootstrap_servers, kafka.security_protocol, kafka.prefix, kafka.create_topics) == (
+            "kafka:9092", "PLAINTEXT", "", True)
+        assert (pool.pool_size, endpoint) == (10, None)

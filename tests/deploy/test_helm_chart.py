@@ -12,12 +12,13 @@ from fastapi import routing
 
 from postsale_local.deploy_tools import KUBERNETES_VERSIONS, crd_schema_location, kubernetes_schema_location
 from postsale_local.suite import generate_secrets
-from tests.deploy.conftest import (CHART, EXISTING_SECRETS_VALUES, LINT_VALUES, SERVICES, helm_template,
-                                   rendered, run)
+from tests.deploy.conftest import (CHART, EXISTING_SECRETS_VALUES, KAFKA_SECURITY_VALUES, LINT_VALUES, SERVICES,
+                                   helm_template, rendered, run, settings_variables)
 
 pytestmark = pytest.mark.integration
 
-VALUE_SETS = {"all-services": (LINT_VALUES,), "one-service-existing-secret": (LINT_VALUES, EXISTING_SECRETS_VALUES)}
+VALUE_SETS = {"all-services": (LINT_VALUES,), "one-service-existing-secret": (LINT_VALUES, EXISTING_SECRETS_VALUES),
+              "secured-kafka-pools-otlp": (LINT_VALUES, KAFKA_SECURITY_VALUES)}
 # Served by every service for the cluster, never through the Ingress.
 OPERATIONAL = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
@@ -97,6 +98,55 @@ def test_each_service_reads_its_settings_and_the_public_urls(helm):
         [container] = by_kind(documents, "Deployment")[f"postsale-{service}"]["spec"]["template"]["spec"]["containers"]
         assert container["envFrom"] == [{"configMapRef": {"name": f"postsale-{service}"}},
                                         {"secretRef": {"name": f"postsale-{service}"}}]
+
+
+def test_kafka_security_prefix_pools_and_traces_reach_every_service(helm):
+    """kafka.*, database.pool and telemetry.* become each service's settings: the non-secret
+    ones in its ConfigMap, the passwords and OTLP headers in its Secret, the TLS files mounted
+    where KAFKA_SSL_* point; a service's own entries override the chart's (one principal each)."""
+    import base64
+
+    documents = rendered(helm, LINT_VALUES, KAFKA_SECURITY_VALUES)
+    config_maps, secrets = by_kind(documents, "ConfigMap"), by_kind(documents, "Secret")
+    for service in SERVICES:
+        config = config_maps[f"postsale-{service}"]["data"]
+        secret = {k: base64.b64decode(v).decode() for k, v in secrets[f"postsale-{service}"]["data"].items()}
+        uvicorn = {"FORWARDED_ALLOW_IPS"}  # read by the server, not the service's settings
+        assert set(config) | set(secret) <= settings_variables(service)[0] | uvicorn, "only variables read"
+        assert {k: config[k] for k in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "POSTSALE_KAFKA_PREFIX",
+                                       "POSTSALE_KAFKA_CREATE_TOPICS", "KAFKA_SSL_CHECK_HOSTNAME")} == {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "POSTSALE_KAFKA_PREFIX": "shop-eu", "POSTSALE_KAFKA_CREATE_TOPICS": "false", "KAFKA_SSL_CHECK_HOSTNAME": "true"}
+        assert (config["KAFKA_SSL_CAFILE"], config["KAFKA_SSL_CERTFILE"], config["KAFKA_SSL_KEYFILE"]) == (
+            "/etc/postsale/kafka-tls/ca.crt", "/etc/postsale/kafka-tls/tls.crt", "/etc/postsale/kafka-tls/tls.key")
+        assert (config["POSTSALE_DATABASE_POOL_SIZE"], config["POSTSALE_DATABASE_MAX_OVERFLOW"],
+                config["POSTSALE_DATABASE_POOL_RECYCLE"]) == ("20", "5", "300")
+        assert (config["OTEL_EXPORTER_OTLP_ENDPOINT"], config["OTEL_TRACES_SAMPLER"], config["OTEL_TRACES_SAMPLER_ARG"],
+                config["OTEL_RESOURCE_ATTRIBUTES"]) == ("http://otel-collector.observability.test:4318",
+                                                        "parentbased_traceidratio", "0.25",
+                                                        "deployment.environment.name=test")
+        assert secret["OTEL_EXPORTER_OTLP_HEADERS"] == "authorization=Bearer test-only-otlp-token"
+        assert "KAFKA_SASL_PASSWORD" not in config and "OTEL_EXPORTER_OTLP_HEADERS" not in config
+        own = service == "checkout"  # its own principal
+        assert config["KAFKA_SASL_USERNAME"] == ("postsale-checkout" if own else "postsale")
+        assert secret["KAFKA_SASL_PASSWORD"] == ("test-only-checkout-kafka-password" if own else "test-only-kafka-password")
+        pod = by_kind(documents, "Deployment")[f"postsale-{service}"]["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert {"name": "kafka-tls", "mountPath": "/etc/postsale/kafka-tls", "readOnly": True} in container["volumeMounts"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-tls"]
+        assert volume["secret"]["secretName"] == "postsale-kafka-tls"
+    # The defaults: plaintext, no prefix, topics created, pools of 10, nothing exported.
+    config = by_kind(rendered(helm, LINT_VALUES), "ConfigMap")["postsale-checkout"]["data"]
+    assert (config["KAFKA_SECURITY_PROTOCOL"], config["POSTSALE_KAFKA_CREATE_TOPICS"], config["POSTSALE_DATABASE_POOL_SIZE"]) \
+        == ("PLAINTEXT", "true", "10")
+    assert not {"POSTSALE_KAFKA_PREFIX", "KAFKA_SASL_USERNAME", "KAFKA_SSL_CAFILE", "OTEL_EXPORTER_OTLP_ENDPOINT"} & set(config)
+
+
+def test_sasl_without_a_password_refuses_to_render(helm):
+    result = helm_template(helm, LINT_VALUES, extra=("--set", "kafka.securityProtocol=SASL_SSL",
+                                                     "--set", "kafka.sasl.username=postsale"))
+    assert result.returncode != 0
+    assert "kafka.sasl.password (or services.checkout.secrets.KAFKA_SASL_PASSWORD) is required" in result.stderr
 
 
 def test_migrations_run_as_a_hook_before_install_and_upgrade(helm):

@@ -27,7 +27,7 @@ from postsale.contracts import (AccessPolicy, DownloadLinkIssued, FulfilmentRequ
 from postsale.runtime.db import make_engine
 from postsale_local.processes import free_port
 from tests.e2e.test_access_policy import EUR, Buyer, in_library, no_longer_in_library, now
-from tests.support import eventually
+from tests.support import eventually, form_field
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["postgresql"], indirect=True)]
 
@@ -125,7 +125,8 @@ async def test_a_download_link_works_is_counted_stops_at_the_limit_and_dies_on_a
             page = browser.get("/library").text
             assert f'data-download-file="{file_id}"' in page and "1 of 2 downloads left" in page
             grant_id = buyer.product(ebook)["active_grants"][0]["id"]
-            clicked = browser.post(f"/library/downloads/{grant_id}/{file_id}", follow_redirects=True)
+            clicked = browser.post(f"/library/downloads/{grant_id}/{file_id}", follow_redirects=True,
+                                   data={"csrf_token": form_field(page, "csrf_token")})
             assert (clicked.status_code, clicked.headers["x-downloads-left"]) == (200, "0")
 
         used_up = anyone.get(issued.url)

@@ -9,13 +9,16 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlmodel import Session, select
 
-from postsale.accounts import customers
+from postsale.accounts import activity, customers
+from postsale.accounts.adapters.tables import ActivityPublicationRow, ActivityRecord
 from postsale.accounts.entrypoints import admin
-from postsale.contracts import (AccountSetupLinkIssued, CustomerActivity, CustomerRegistered, EmailFailed, EmailSent,
+from postsale.contracts import (AccountSetupLinkIssued, ContentOpened, CustomerActivity, CustomerRegistered, EmailFailed, EmailSent,
                                 LoginLinkIssued)
 from postsale.runtime.activity import ActivityThrottle
 from postsale.runtime.auth import SESSION_COOKIE
+from postsale.runtime.clock import as_utc
 from postsale.runtime.messaging.consumer import apply_once
 from test_accounts_setup import ACCOUNTS, PASSWORD, Accounts, details
 
@@ -123,12 +126,9 @@ def test_the_seller_sees_last_activity_and_which_account_emails_the_relay_took(a
     apply_once(accounts.engine, emails.consumer_name, customers.record_account_email,  # not an account email
                EmailSent(email_key="purchase-confirmation:p1", template="purchase_confirmation", to="dee@example.com",
                          customer_id=customer_id, sent_at=now), uuid.uuid4().hex)
-    activity = SUBSCRIPTION(CustomerActivity)
     for kind, moment in (("library_visit", now), ("lesson", now + timedelta(minutes=1)),
                          ("lesson", now - timedelta(days=1))):  # an older lesson changes nothing
-        apply_once(accounts.engine, activity.consumer_name, customers.record_activity,
-                   CustomerActivity(customer_id=customer_id, kind=kind, product_id="prod_1", occurred_at=moment),
-                   uuid.uuid4().hex)
+        opened(accounts, customer_id, kind, moment, product_id=None if kind == "library_visit" else "prod_1")
 
     seen = api.get(f"/admin/customers/{customer_id}").json()
     assert [(e["template"], e["status"], e["relay_accepted"]) for e in seen["account_emails"]] == [
@@ -154,15 +154,46 @@ def test_a_login_is_activity_published_at_most_once_per_few_minutes(accounts):
     assert api.get(f"/admin/customers/{customer_id}").json()["last_activity"]["login"] is not None
 
 
-def test_the_activity_throttle_lets_one_event_through_per_customer_and_kind_per_interval():
-    clock = [0.0]
-    throttle = ActivityThrottle(interval=300, clock=lambda: clock[0])
-    assert throttle.allow("c1", "lesson") and not throttle.allow("c1", "lesson")
-    assert throttle.allow("c1", "download") and throttle.allow("c2", "lesson")
-    clock[0] = 299
-    assert not throttle.allow("c1", "lesson")
-    clock[0] = 301
-    assert throttle.allow("c1", "lesson")
+def opened(accounts, customer_id: str, kind: str, at: datetime, product_id: str | None = "prod_1") -> bool:
+    """Entitlements' `ContentOpened` delivered to accounts' consumer."""
+    return apply_once(accounts.engine, SUBSCRIPTION(ContentOpened).consumer_name, activity.record_content_opened,
+                      ContentOpened(customer_id=customer_id, kind=kind, product_id=product_id, opened_at=at),
+                      uuid.uuid4().hex)
+
+
+def test_what_customers_open_is_kept_and_published_as_customer_activity_once_per_few_minutes(accounts):
+    now = datetime.now(timezone.utc)
+    opened(accounts, "cus_1", "lesson", now)
+    opened(accounts, "cus_1", "lesson", now + timedelta(minutes=4))  # kept, not published
+    opened(accounts, "cus_1", "lesson", now + timedelta(minutes=4), product_id="prod_2")  # another product
+    opened(accounts, "cus_1", "download", now + timedelta(minutes=4))  # another kind
+    opened(accounts, "cus_2", "lesson", now + timedelta(minutes=4))  # another customer
+    opened(accounts, "cus_1", "lesson", now + timedelta(minutes=6))  # the interval has passed
+    published = [(e.customer_id, e.kind, e.product_id, e.occurred_at) for e in of_type(accounts, CustomerActivity)]
+    assert published == [("cus_1", "lesson", "prod_1", now), ("cus_1", "lesson", "prod_2", now + timedelta(minutes=4)),
+                         ("cus_1", "download", "prod_1", now + timedelta(minutes=4)),
+                         ("cus_2", "lesson", "prod_1", now + timedelta(minutes=4)),
+                         ("cus_1", "lesson", "prod_1", now + timedelta(minutes=6))]
+    with Session(accounts.engine) as session:
+        [kept] = session.exec(select(ActivityRecord).where(ActivityRecord.customer_id == "cus_1",
+                                                           ActivityRecord.kind == "lesson")).all()
+        assert as_utc(kept.last_at) == now + timedelta(minutes=6)
+
+
+def test_the_throttle_is_one_row_per_customer_kind_and_product_whatever_the_replica(accounts):
+    """Two replicas are two throttles on one database: the row decides, not the process."""
+    now = datetime.now(timezone.utc)
+    replica_a, replica_b = ActivityThrottle(), ActivityThrottle()
+    with Session(accounts.engine) as session:
+        def claim(throttle, at, kind="lesson"):
+            return throttle.claim(session, ActivityPublicationRow, customer_id="c1", kind=kind, product_id=None,
+                                  now=at)
+
+        assert claim(replica_a, now) and not claim(replica_b, now) and not claim(replica_a, now + timedelta(minutes=4))
+        assert claim(replica_b, now, kind="download")
+        assert not claim(replica_b, now - timedelta(hours=1))  # an older moment never moves it back
+        assert claim(replica_b, now + timedelta(minutes=5)) and not claim(replica_a, now + timedelta(minutes=9))
+        session.commit()
 
 
 def SUBSCRIPTION(event_type):  # noqa: N802

@@ -83,6 +83,7 @@ def published(engine, kind: type[Event] | None = None) -> list[Event]:
 def admin_app(engine, *routers) -> FastAPI:
     """The given routers on `engine`, without Kafka: what the HTTP side does, on its own."""
     from postsale.runtime.auth import SessionVerifier
+    from postsale.runtime.csrf import add_csrf_cookie
     from postsale.runtime.settings import PublicUrls
 
     app = FastAPI()
@@ -90,7 +91,15 @@ def admin_app(engine, *routers) -> FastAPI:
     app.state.session_verifier = SessionVerifier("http://127.0.0.1:9/.well-known/jwks.json")
     for router in routers:
         app.include_router(router)
+    add_csrf_cookie(app)
     return app
+
+
+def form_token(client, page: str = "/library") -> str:
+    """The CSRF token the forms of a customer page carry."""
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(page).text).group(1)
 
 
 def admin_headers() -> dict[str, str]:

@@ -10,13 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from delivery_support import CUSTOMER, EMAIL, admin_app, admin_headers, handle, migrated_engine, paid, product, published
+from delivery_support import (CUSTOMER, EMAIL, admin_app, admin_headers, form_token, handle, migrated_engine, paid,
+                              product, published)
 from postsale.contracts import DownloadLinkIssued
 from postsale.entitlements import handlers
 from postsale.entitlements.adapters.storage import LocalFolderStorage
 from postsale.entitlements.adapters.tables import Grant, LicenseKey, ProductFile
 from postsale.entitlements.config import DeliverySettings
 from postsale.entitlements.entrypoints import admin, admin_delivery, downloads, licenses, pages
+from postsale.entitlements.entrypoints.app import add_problem_pages
 from postsale.entitlements.entrypoints.licenses import RateLimiter
 from postsale.runtime.auth import CustomerSession, current_customer
 from postsale.runtime.clock import utcnow
@@ -98,7 +100,9 @@ def test_the_library_click_downloads_a_counted_file_and_refusals_lead_back_to_th
     with Session(engine) as session:
         grant = session.exec(select(Grant)).one()
 
-    clicked = client.post(f"/library/downloads/{grant.id}/{file_id}")
+    assert client.post(f"/library/downloads/{grant.id}/{file_id}").status_code == 403  # no CSRF token
+    token = {"csrf_token": form_token(client)}
+    clicked = client.post(f"/library/downloads/{grant.id}/{file_id}", data=token)
     assert clicked.status_code == 303 and clicked.headers["location"].startswith("/downloads/")
     got = client.get(clicked.headers["location"])
     assert (got.status_code, got.content, got.headers["x-downloads-left"]) == (200, b"%PDF-1.7", "0")
@@ -107,7 +111,7 @@ def test_the_library_click_downloads_a_counted_file_and_refusals_lead_back_to_th
     again = client.get(clicked.headers["location"])
     assert again.status_code == 403 and 'data-download-refused="limit"' in again.text
     assert "Go to your library" in again.text
-    assert client.post(f"/library/downloads/{grant.id}/{file_id}").status_code == 403
+    assert client.post(f"/library/downloads/{grant.id}/{file_id}", data=token).status_code == 403
     unknown = client.get("/downloads/nothing-like-a-token")
     assert unknown.status_code == 404 and 'data-download-refused="unknown"' in unknown.text
 
@@ -202,3 +206,26 @@ def test_a_membership_opens_its_lessons_as_they_drip(client, engine):
                            json={"drip_days": None})
     assert changed.status_code == 200 and changed.json()["drip_days"] is None
     assert client.get(f"/library/products/{course}/lessons/{later['id']}").status_code == 200
+
+
+def test_a_wrong_address_is_a_page_with_the_way_to_the_library_and_apis_keep_json(app, engine):
+    add_problem_pages(app)
+    with TestClient(app, follow_redirects=False) as client:
+        for address in ("/library/products/x/lessons/y/extra", "/downloads/", "/nothing"):
+            page = client.get(address)
+            assert page.status_code == 404 and page.headers["content-type"].startswith("text/html"), address
+            assert "This page does not exist" in page.text and "Go to your library" in page.text
+        assert client.get("/admin/nothing").headers["content-type"] == "application/json"
+        assert client.get("/api/nothing").json() == {"detail": "Not Found"}
+        forged = client.post("/library/downloads/g/f", data={"csrf_token": "forged"})
+        assert forged.status_code == 403 and "did not come from this site" in forged.text
+
+
+def test_every_form_of_the_library_carries_the_csrf_token(client, engine):
+    ebook = product(engine, "Ebook", "download")
+    client.post(f"/admin/products/{ebook}/files", headers=admin_headers(),
+                files={"file": ("book.pdf", b"%PDF-1.7", "application/pdf")})
+    bought(engine, ebook)
+    page = client.get("/library").text
+    forms = page.count("<form")
+    assert forms == 2 and page.count('name="csrf_token"') == forms  # the logout and the download button

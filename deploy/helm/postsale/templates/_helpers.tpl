@@ -61,13 +61,50 @@ A service's values: `defaults` overridden by its own entry, as YAML (read back w
 {{- end }}
 
 {{/*
-The ConfigMap's settings: the broker and the public URLs, then the chart-wide `config`, then
-the service's own; empty values are left out, so that the service's default applies.
+Where the Secret named in kafka.tls.secretName is mounted.
+*/}}
+{{- define "postsale.kafkaTlsDir" -}}
+/etc/postsale/kafka-tls
+{{- end }}
+
+{{/*
+The ConfigMap's settings: the broker (connection, security, names on the cluster), the
+database pool, telemetry and the public URLs, then the chart-wide `config`, then the service's
+own; empty values are left out, so that the service's default applies.
 */}}
 {{- define "postsale.config" -}}
 {{- $root := .root -}}
 {{- $svc := include "postsale.values" . | fromYaml -}}
-{{- $config := dict "KAFKA_BOOTSTRAP_SERVERS" $root.Values.kafka.bootstrapServers -}}
+{{- $kafka := $root.Values.kafka -}}
+{{- $config := dict "KAFKA_BOOTSTRAP_SERVERS" $kafka.bootstrapServers "KAFKA_SECURITY_PROTOCOL" $kafka.securityProtocol
+      "POSTSALE_KAFKA_PREFIX" $kafka.prefix "POSTSALE_KAFKA_CREATE_TOPICS" (toString $kafka.createTopics) -}}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol -}}
+{{- $_ := set $config "KAFKA_SASL_MECHANISM" $kafka.sasl.mechanism -}}
+{{- $_ := set $config "KAFKA_SASL_USERNAME" $kafka.sasl.username -}}
+{{- end -}}
+{{- if or (eq $kafka.securityProtocol "SSL") (eq $kafka.securityProtocol "SASL_SSL") -}}
+{{- $_ := set $config "KAFKA_SSL_CHECK_HOSTNAME" (toString $kafka.tls.checkHostname) -}}
+{{- if $kafka.tls.secretName -}}
+{{- $dir := include "postsale.kafkaTlsDir" . -}}
+{{- if $kafka.tls.caKey -}}
+{{- $_ := set $config "KAFKA_SSL_CAFILE" (printf "%s/%s" $dir $kafka.tls.caKey) -}}
+{{- end -}}
+{{- if $kafka.tls.certificateKey -}}
+{{- $_ := set $config "KAFKA_SSL_CERTFILE" (printf "%s/%s" $dir $kafka.tls.certificateKey) -}}
+{{- $_ := set $config "KAFKA_SSL_KEYFILE" (printf "%s/%s" $dir (required "kafka.tls.privateKeyKey is required with kafka.tls.certificateKey" $kafka.tls.privateKeyKey)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $pool := $root.Values.database.pool -}}
+{{- $_ := set $config "POSTSALE_DATABASE_POOL_SIZE" (toString $pool.size) -}}
+{{- $_ := set $config "POSTSALE_DATABASE_MAX_OVERFLOW" (toString $pool.maxOverflow) -}}
+{{- $_ := set $config "POSTSALE_DATABASE_POOL_TIMEOUT" (toString $pool.timeoutSeconds) -}}
+{{- $_ := set $config "POSTSALE_DATABASE_POOL_RECYCLE" (toString $pool.recycleSeconds) -}}
+{{- $telemetry := $root.Values.telemetry -}}
+{{- $_ := set $config "OTEL_EXPORTER_OTLP_ENDPOINT" $telemetry.otlp.endpoint -}}
+{{- $_ := set $config "OTEL_TRACES_SAMPLER" $telemetry.sampler -}}
+{{- $_ := set $config "OTEL_TRACES_SAMPLER_ARG" (toString $telemetry.samplerArg) -}}
+{{- $_ := set $config "OTEL_RESOURCE_ATTRIBUTES" $telemetry.resourceAttributes -}}
 {{- range $service := include "postsale.serviceNames" . | splitList " " -}}
 {{- $_ := set $config (printf "POSTSALE_%s_URL" (upper $service)) (trimSuffix "/" $root.Values.publicUrl) -}}
 {{- end -}}
@@ -100,11 +137,33 @@ The Secret's data (base64), after checking that every required key is there.
 {{- fail (printf "services.%s.secrets.%s must be at least 16 characters" $.name $variable) -}}
 {{- end -}}
 {{- end -}}
+{{- $all := include "postsale.sharedSecrets" .root | fromYaml | default dict -}}
 {{- range $key, $value := $secrets -}}
+{{- $_ := set $all $key $value -}}
+{{- end -}}
+{{- $protocol := .root.Values.kafka.securityProtocol -}}
+{{- if and (hasPrefix "SASL_" $protocol) (eq (index $all "KAFKA_SASL_PASSWORD" | default "" | toString) "") -}}
+{{- fail (printf "kafka.sasl.password (or services.%s.secrets.KAFKA_SASL_PASSWORD) is required with kafka.securityProtocol %s" $.name $protocol) -}}
+{{- end -}}
+{{- range $key, $value := $all -}}
 {{- if ne (toString $value) "" }}
 {{ $key }}: {{ toString $value | b64enc }}
 {{- end -}}
 {{- end -}}
+{{- end }}
+
+{{/*
+The secret settings every service shares: the Kafka password and key password, and the OTLP
+headers (which often carry an API key). A service's own `secrets` override them.
+*/}}
+{{- define "postsale.sharedSecrets" -}}
+{{- $shared := dict -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol -}}
+{{- $_ := set $shared "KAFKA_SASL_PASSWORD" .Values.kafka.sasl.password -}}
+{{- end -}}
+{{- $_ := set $shared "KAFKA_SSL_KEY_PASSWORD" .Values.kafka.tls.keyPassword -}}
+{{- $_ := set $shared "OTEL_EXPORTER_OTLP_HEADERS" .Values.telemetry.otlp.headers -}}
+{{- toYaml $shared -}}
 {{- end }}
 
 {{/*

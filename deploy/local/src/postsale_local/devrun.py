@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -81,6 +82,20 @@ def seed_demo_store(suite: Suite, state: dict) -> dict[str, str]:
     return {name: f"{suite.url('checkout')}/offers/{offer_id}" for name, offer_id in state["demo_store"].items()}
 
 
+STAFF_EMAIL = "owner@example.com"
+
+
+def seed_staff_login(suite: Suite, state: dict) -> dict[str, str]:
+    """The back office's owner, made once with a password of its own (the caller keeps `state` in
+    `devrun.json`, so later runs print the same login)."""
+    login = state.setdefault("staff_login", {"email": STAFF_EMAIL, "password": secrets.token_urlsafe(12)})
+    with suite.admin("accounts") as accounts:
+        made = accounts.post("/admin/staff", json={**login, "name": "Store owner", "role": "owner"})
+        if made.status_code != 409:  # 409: made by an earlier run
+            made.raise_for_status()
+    return login
+
+
 def main() -> int:
     started = time.monotonic()
     state = load_state()
@@ -122,6 +137,8 @@ def main() -> int:
         )
         suite.start()
         offers = seed_demo_store(suite, state)
+        staff = seed_staff_login(suite, state)
+        save_state(state)
         print(f"""
 Postsale is running ({time.monotonic() - started:.0f}s to start). Open:
 
@@ -135,6 +152,8 @@ Postsale is running ({time.monotonic() - started:.0f}s to start). Open:
   test cards work as Stripe documents them). No money moves: this is the sandbox.
 
   Library:                {suite.url('entitlements')}/library
+  Back office:            {suite.url('accounts')}/admin/login
+      staff login {staff['email']} with the password {staff['password']} (the store's owner)
   Mailbox:                {suite.url('notifications')}/mailbox
 
 Admin tokens, secrets and ports: {DATA / 'devrun.json'}   Logs: {DATA / 'logs'}

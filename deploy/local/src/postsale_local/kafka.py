@@ -179,6 +179,18 @@ class KafkaCluster:
         if proc is not None:
             stop_process(proc, timeout=30)
 
+    def kill_node(self, i: int) -> None:
+        """SIGKILL node i, as a crash would (no clean shutdown, no leadership handed over); its
+        data stays for `start_node`. For fault tests."""
+        with self._lock:
+            proc = self._procs.pop(i, None)
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+
     def start_node(self, i: int, timeout: float = 120) -> None:
         """Start node i again (after stop_node) and wait until it is back in the cluster."""
         self._launch(i)

@@ -156,7 +156,8 @@ class PostgresCluster(_Server):
             self.data_dir = self._temp_root / "data"
         try:
             self._prepare_data_dir(bin_dir, user)
-            self.port = self._requested_port or free_port()
+            # A restart (after kill) keeps the port, so the services' URLs stay right.
+            self.port = self._requested_port or self.port or free_port()
             self.log = CACHE_DIR / "logs" / f"postgres-{self.port}.log"
             # Unix socket paths are limited to 107 bytes; skip the socket rather than fail on deep paths.
             socket_dir = str(self.data_dir) if len(str(self.data_dir)) < 90 else ""
@@ -202,6 +203,18 @@ class PostgresCluster(_Server):
             time.sleep(0.1)
         raise ComponentUnavailable(f"postgres did not accept connections within {timeout:.0f}s; "
                                    f"see {self.log}:\n{tail(self.log)}")
+
+    def kill(self) -> None:
+        """SIGKILL the server and every backend (its process group), as a crash would; the data
+        directory stays, and `start()` brings the server back on the same port through crash
+        recovery. For fault tests."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait(timeout=10)
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -19,7 +19,7 @@ class SmtpInbox:
         self.port = free_port()
         self.messages: list[EmailMessage] = []
         self._received = threading.Condition()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller: Controller | None = None
 
     async def handle_DATA(self, _server, _session, envelope) -> str:
         with self._received:
@@ -38,7 +38,13 @@ class SmtpInbox:
         return found
 
     def start(self) -> None:
+        """Listens on `port`; again after `stop` (the fault tests take the relay down for a
+        while), keeping what it received."""
+        # A controller's event loop is closed by its stop: each start needs a new one.
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
         self._controller.start()
 
     def stop(self) -> None:
-        self._controller.stop()
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()

@@ -6,7 +6,9 @@ Used by `make run` (SQLite files, the development mailbox) and by the end-to-end
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -109,16 +111,39 @@ class Suite:
         return Store(product_id, product_name, created["id"], created["checkout_url"])
 
     def start(self, timeout: float = 120) -> None:
-        env = self.environment()
         for service in SERVICES:
-            self.processes[service] = start_process(
-                [sys.executable, "-m", "uvicorn", "--factory", f"postsale.{service}.entrypoints.app:create_app",
-                 "--host", "127.0.0.1", "--port", str(self.ports[service]), "--no-access-log"],
-                log=self.log_path(service), env=env,
-            )
+            self._launch(service)
         deadline = time.monotonic() + timeout
         for service in SERVICES:
             self._wait_ready(service, deadline)
+
+    def _launch(self, service: str) -> None:
+        self.processes[service] = start_process(
+            [sys.executable, "-m", "uvicorn", "--factory", f"postsale.{service}.entrypoints.app:create_app",
+             "--host", "127.0.0.1", "--port", str(self.ports[service]), "--no-access-log"],
+            log=self.log_path(service), env=self.environment(),
+        )
+
+    def kill(self, service: str) -> None:
+        """SIGKILL one service (its process group), as a crash or an OOM kill would: no shutdown
+        code runs, open transactions are cut and unsent work stays where it was. For fault tests."""
+        process = self.processes.pop(service)
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(timeout=10)
+
+    def start_service(self, service: str, *, wait: bool = True, timeout: float = 90) -> None:
+        """Start one service again (after `kill`) on its port and database; returns once ready,
+        or at once with `wait=False` (then `wait_ready`)."""
+        self._launch(service)
+        if wait:
+            self.wait_ready(service, timeout)
+
+    def wait_ready(self, service: str, timeout: float = 90) -> None:
+        self._wait_ready(service, time.monotonic() + timeout)
 
     def log_path(self, service: str) -> Path:
         return self.log_dir / f"{service}.log"

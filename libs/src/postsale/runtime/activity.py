@@ -1,70 +1,71 @@
-"""Customer activity for the seller (last login, library visit, lesson, download), published as
-`CustomerActivity` on `accounts.customers.v1`, where accounts keeps the latest of each kind.
+"""Customer activity, throttled across replicas through the publishing service's own database.
 
-Throttled in each process: at most one event per customer and kind every `INTERVAL` (a customer
-who opens ten lessons in a minute makes one event), so the topic stays small. A service calls
-`record_activity(request, customer_id, kind)` from a page handler; that is all.
+Entitlements publishes what a customer opens (`ContentOpened` on `entitlements.activity.v1`);
+accounts keeps the latest of each kind for the seller and publishes `CustomerActivity` on its own
+topic. Each publishes at most one event per customer, kind and product every `interval`, however
+many replicas run: the service keeps a table of its last publication per (customer, kind, product)
+(the columns of `ActivityPublication`) and `ActivityThrottle.claim` takes the slot with one
+conditional upsert. A replica that comes within the interval, or loses the race to another one,
+changes no row and publishes nothing.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from typing import Literal
+from datetime import datetime, timedelta
 
 from fastapi import Request
-from sqlmodel import Session
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, Session, SQLModel
 
-from postsale.contracts import CustomerActivity
-from postsale.runtime.clock import utcnow
-from postsale.runtime.messaging import publish_later
+INTERVAL = timedelta(minutes=5)
+NO_PRODUCT = ""  # a library visit or a login: a primary key column cannot be null
 
-ActivityKind = Literal["login", "library_visit", "lesson", "download"]
-INTERVAL_SECONDS = 300.0
+
+class ActivityPublication(SQLModel):
+    """The columns of a service's table of last publications (`activity_publications`)."""
+
+    customer_id: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    product_id: str = Field(primary_key=True, default=NO_PRODUCT)
+    published_at: datetime
+
+
+def _insert(session: Session, table):
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 class ActivityThrottle:
-    """Remembers when each (customer, kind) was last published by this process."""
+    """One publication per customer, kind and product every `interval`, decided by the database."""
 
-    def __init__(self, interval: float = INTERVAL_SECONDS, clock=time.monotonic) -> None:
+    def __init__(self, interval: timedelta = INTERVAL) -> None:
         self.interval = interval
-        self.clock = clock
-        self._last: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
 
-    def allow(self, customer_id: str, kind: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            last = self._last.get((customer_id, kind))
-            if last is not None and now - last < self.interval:
-                return False
-            self._last[(customer_id, kind)] = now
-            if len(self._last) > 100_000:  # forget the oldest half rather than grow without bound
-                for key, _ in sorted(self._last.items(), key=lambda item: item[1])[:50_000]:
-                    del self._last[key]
-            return True
-
-
-def queue_activity(session: Session, throttle: ActivityThrottle, *, customer_id: str, kind: ActivityKind,
-                   source: str, product_id: str | None = None) -> bool:
-    """Queues `CustomerActivity` in the caller's transaction unless one went out lately; True when queued."""
-    if not throttle.allow(customer_id, kind):
-        return False
-    publish_later(session, CustomerActivity(customer_id=customer_id, kind=kind, product_id=product_id,
-                                            occurred_at=utcnow()), source=source)
-    return True
+    def claim(self, session: Session, table: type[ActivityPublication], *, customer_id: str, kind: str,
+              product_id: str | None, now: datetime) -> bool:
+        """True when the caller may publish now: no publication of this customer, kind and product
+        within the interval before `now`. Runs in the caller's transaction (which publishes through
+        the outbox and commits); on PostgreSQL a concurrent claim waits for it and then sees its row."""
+        columns = table.__table__.c
+        statement = _insert(session, table.__table__).values(
+            customer_id=customer_id, kind=kind, product_id=product_id or NO_PRODUCT, published_at=now,
+        ).on_conflict_do_update(
+            index_elements=[columns.customer_id, columns.kind, columns.product_id],
+            set_={"published_at": now},
+            where=columns.published_at <= now - self.interval,
+        ).returning(columns.published_at)
+        return session.execute(statement).first() is not None
 
 
-def record_activity(request: Request, customer_id: str, kind: ActivityKind, product_id: str | None = None) -> bool:
-    """From a page handler of any service made by `create_service_app`: the customer did `kind`
-    (with `product_id` for a lesson or a download). Commits its own transaction; True when an event
-    was queued, False when one went out lately (or the app has no throttle, as in a unit test)."""
-    state = request.app.state
-    throttle: ActivityThrottle | None = getattr(state, "activity_throttle", None)
-    if throttle is None:
-        return False
-    with Session(state.engine) as session:
-        queued = queue_activity(session, throttle, customer_id=customer_id, kind=kind, product_id=product_id,
-                                source=f"/postsale/{getattr(state, 'service', 'unknown')}")
-        session.commit()
-    return queued
+def throttle_of(request: Request) -> ActivityThrottle:
+    """The app's throttle (`create_service_app` makes one); the default one for an app without it."""
+    return getattr(request.app.state, "activity_throttle", None) or ActivityThrottle()
+
+
+def insert_once(session: Session, table: type[SQLModel], **values) -> bool:
+    """Inserts a row unless one with its key exists; True when this call inserted it. What happens
+    once (a product completed) rests on the table's key, not on a check before the insert."""
+    key = table.__table__.primary_key.columns
+    statement = _insert(session, table.__table__).values(**values).on_conflict_do_nothing().returning(*key)
+    # A row comes back only when inserted (the driver's rowcount cannot be trusted for an upsert).
+    return session.execute(statement).first() is not None

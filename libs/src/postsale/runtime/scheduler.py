@@ -6,7 +6,8 @@ follow-up emails, webhook retries) as rows of a table that has the `DueRow` colu
 replicas never take the same row), runs the service's handler for the row in the row's own
 transaction, and marks it done. A row whose handler fails is retried later with backoff, then
 given up with its error kept: one bad row never stalls the others. Nothing sleeps in memory: a
-restart loses nothing, because the rows are the schedule.
+restart loses nothing, because the rows are the schedule. Each row run is an OpenTelemetry span
+(`<scheduler> run`) with the row, its attempt and its outcome.
 
 Every handler gets `now` from the scheduler's clock (injectable), never from the wall clock, so
 tests and the sandbox's lifecycle simulator can move time.
@@ -19,11 +20,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Callable, Generic, TypeVar
 
+from opentelemetry.trace import Status, StatusCode
 from sqlalchemy import Index, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
-from postsale.runtime import wakeups
+from postsale.runtime import tracing, wakeups
 from postsale.runtime.clock import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -100,33 +102,45 @@ class Scheduler(Generic[Row]):
             # Ahead of time (the lifecycle simulator) a row happens at its own due time, as it
             # would have; otherwise at the clock's now.
             now = due_at if until is not None else max(due_at, self.clock())
-            try:
-                self.handle(session, row, now)
-                row.done_at = now
-                session.add(row)
-                session.commit()
-                return True
-            except Exception as exc:  # noqa: BLE001 - recorded on the row below, retried later
-                session.rollback()
-                failure = exc
-        self._record_failure(row_id, failure)
+            # A trace of its own per row run (an idle poll makes none): the events the handler
+            # queues continue it, so a renewal can be followed into every service.
+            with tracing.start(f"{self.name} run", attributes={
+                    "postsale.scheduler.name": self.name, "postsale.scheduler.row_id": row_id,
+                    "postsale.scheduler.due_at": due_at.isoformat(), "postsale.scheduler.attempt": row.attempts + 1,
+                    "postsale.scheduler.ahead_of_time": until is not None}) as span:
+                try:
+                    self.handle(session, row, now)
+                    row.done_at = now
+                    session.add(row)
+                    session.commit()
+                    span.set_attribute("postsale.outcome", "done")
+                    return True
+                except Exception as exc:  # noqa: BLE001 - recorded on the row below, retried later
+                    session.rollback()
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:500]))
+                    span.set_attribute("postsale.outcome", self._record_failure(row_id, exc))
         return True
 
-    def _record_failure(self, row_id: str, error: BaseException) -> None:
+    def _record_failure(self, row_id: str, error: BaseException) -> str:
+        """Schedules the row's retry, or gives it up; returns which."""
         with Session(self.engine) as session:
             row = session.get(self.table, row_id, with_for_update=True)
             if row is None or row.done_at is not None:
-                return
+                return "done elsewhere"
             row.attempts += 1
             row.last_error = f"{type(error).__name__}: {error}"[:2000]
             if row.attempts >= MAX_ATTEMPTS:
                 row.done_at = self.clock()
+                outcome = "given up"
                 log.error("%s gave up on %s after %s attempts: %s", self.name, row_id, row.attempts, error)
             else:
                 row.due_at = self.clock() + retry_delay(row.attempts)
+                outcome = "retry scheduled"
                 log.warning("%s failed on %s (attempt %s): %r", self.name, row_id, row.attempts, error)
             session.add(row)
             session.commit()
+            return outcome
 
 
 def wake(session: Session, scheduler_name: str) -> None:

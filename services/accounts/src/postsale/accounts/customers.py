@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import uuid
 
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
-from postsale.accounts.adapters.tables import AccountEmail, ActivityRecord, Customer
+from postsale.accounts import activity
+from postsale.accounts.adapters.tables import AccountEmail, Customer
 from postsale.accounts.config import SERVICE
 from postsale.accounts.handlers import AccountError, issue_setup_link
 from postsale.accounts.login import customer_by_email, issue_login_link
-from postsale.contracts import CustomerActivity, CustomerRegistered, EmailFailed, EmailSent
+from postsale.contracts import CustomerRegistered, EmailFailed, EmailSent
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 
@@ -21,7 +23,6 @@ SOURCE = f"/postsale/{SERVICE}"
 # The emails of notifications that concern the account, shown to the seller.
 ACCOUNT_TEMPLATES = frozenset({"account_setup", "login_link", "password_reset", "email_change",
                                "email_change_notice"})
-ACTIVITY_KINDS = ("login", "library_visit", "lesson", "download")
 
 
 class CustomerExists(AccountError):
@@ -77,25 +78,9 @@ def record_account_email(session: Session, event: EmailSent | EmailFailed, _even
     session.add(row)
 
 
-def record_activity(session: Session, event: CustomerActivity, _event_id: str) -> None:
-    """Started by `CustomerActivity` (from accounts or entitlements): the customer's last activity of
-    that kind. An older event than the one kept changes nothing."""
-    row = session.get(ActivityRecord, (event.customer_id, event.kind))
-    if row is None:
-        row = ActivityRecord(customer_id=event.customer_id, kind=event.kind, last_at=event.occurred_at)
-    elif as_utc(row.last_at) >= event.occurred_at:
-        return
-    row.last_at, row.product_id = event.occurred_at, event.product_id
-    session.add(row)
-
-
 def customer_view(session: Session, customer: Customer) -> dict:
     """What the seller sees of a customer."""
-    activity = {row.kind: row for row in session.exec(
-        select(ActivityRecord).where(ActivityRecord.customer_id == customer.id)).all()}
-    last = {kind: as_utc(activity[kind].last_at) if kind in activity else None for kind in ACTIVITY_KINDS}
-    if customer.last_login_at and (last["login"] is None or as_utc(customer.last_login_at) > last["login"]):
-        last["login"] = as_utc(customer.last_login_at)
+    last = activity.last_activity(session, customer)
     emails = session.exec(select(AccountEmail).where(AccountEmail.customer_id == customer.id)
                           .order_by(AccountEmail.happened_at.desc())).all()
     return {
@@ -110,3 +95,22 @@ def customer_view(session: Session, customer: Customer) -> dict:
                             "relay_accepted": e.status == "sent", "at": as_utc(e.happened_at),
                             "attempts": e.attempts, "error": e.error} for e in emails],
     }
+
+
+PAGE_SIZE = 25
+
+
+def search(session: Session, text: str = "", page: int = 1) -> tuple[list[Customer], bool]:
+    """Customers whose email or name contains `text` (all when empty), newest first, a page of
+    `PAGE_SIZE` at a time; and whether another page follows."""
+    query = select(Customer)
+    text = text.strip()
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(Customer.email.ilike(pattern, escape="\\"),  # type: ignore[attr-defined]
+                                Customer.first_name.ilike(pattern, escape="\\"),  # type: ignore[attr-defined]
+                                Customer.last_name.ilike(pattern, escape="\\"),  # type: ignore[attr-defined]
+                                (Customer.first_name + " " + Customer.last_name).ilike(pattern, escape="\\")))
+    rows = list(session.exec(query.order_by(Customer.created_at.desc(), Customer.id)  # type: ignore[attr-defined]
+                             .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all())
+    return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE

@@ -111,7 +111,7 @@ def store(session: Session, subscription: Subscription, cycle: Cycle, now: datet
         wake(session, SCHEDULER)
 
 
-def _billing_fields(session: Session, subscription: Subscription) -> dict:
+def billing_fields(session: Session, subscription: Subscription) -> dict:
     purchase = session.get(Purchase, subscription.purchase_id)
     return {"subscription_id": subscription.id, "billing": subscription.kind, "purchase_id": purchase.id,
             "customer_id": subscription.customer_id, "email": purchase.email, "offer_id": subscription.offer_id}
@@ -155,7 +155,7 @@ def _charge(session: Session, subscription: Subscription, cycle: Cycle, charge: 
                                    currency=subscription.currency, attempt_id=purchase.checkout_session_id,
                                    idempotency_key=key)
     kind = "instalment" if subscription.kind == "payment_plan" else "renewal"
-    fields = _billing_fields(session, subscription)
+    fields = billing_fields(session, subscription)
     if result.succeeded:
         payment = Payment(id=f"pay_{uuid.uuid4().hex[:16]}", checkout_session_id=purchase.checkout_session_id,
                           step=f"period:{subscription.id}:{charge.period_start.isoformat()}",
@@ -200,7 +200,7 @@ def _end(session: Session, subscription: Subscription, cycle: Cycle, now: dateti
          actor: Actor | str, reason: str | None) -> None:
     ended = Cycle(**{**cycle.__dict__, "status": "cancelled", "cancel_at": effective_at})
     store(session, subscription, ended, now)
-    publish_later(session, SubscriptionCancelled(**_billing_fields(session, subscription), effective_at=effective_at,
+    publish_later(session, SubscriptionCancelled(**billing_fields(session, subscription), effective_at=effective_at,
                                                  actor=actor, reason=reason, cancelled_at=now), source=SOURCE)
 
 
@@ -221,26 +221,26 @@ def cancel_subscription(session: Session, subscription: Subscription, now: datet
         return
     store(session, subscription, changed, now)
     publish_later(session, SubscriptionCancellationScheduled(
-        **_billing_fields(session, subscription), effective_at=changed.cancel_at, actor=actor, reason=reason,
+        **billing_fields(session, subscription), effective_at=changed.cancel_at, actor=actor, reason=reason,
         scheduled_at=now), source=SOURCE)
 
 
 def undo_cancellation(session: Session, subscription: Subscription, now: datetime, *, actor: Actor) -> None:
     store(session, subscription, billing_cycle.undo_cancel(cycle_of(session, subscription)), now)
     subscription.cancel_reason = subscription.cancel_actor = None
-    publish_later(session, SubscriptionCancellationUndone(**_billing_fields(session, subscription), actor=actor,
+    publish_later(session, SubscriptionCancellationUndone(**billing_fields(session, subscription), actor=actor,
                                                           undone_at=now), source=SOURCE)
 
 
 def pause_subscription(session: Session, subscription: Subscription, now: datetime, *, actor: Actor) -> None:
     store(session, subscription, billing_cycle.pause(cycle_of(session, subscription), now), now)
-    publish_later(session, SubscriptionPaused(**_billing_fields(session, subscription), actor=actor, paused_at=now),
+    publish_later(session, SubscriptionPaused(**billing_fields(session, subscription), actor=actor, paused_at=now),
                   source=SOURCE)
 
 
 def resume_subscription(session: Session, subscription: Subscription, now: datetime, *, actor: Actor) -> None:
     store(session, subscription, billing_cycle.resume(cycle_of(session, subscription), now), now)
-    publish_later(session, SubscriptionResumed(**_billing_fields(session, subscription), actor=actor,
+    publish_later(session, SubscriptionResumed(**billing_fields(session, subscription), actor=actor,
                                                resumed_at=now), source=SOURCE)
 
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from postsale.checkout import billing
+from postsale.checkout import billing, card_expiry
 from postsale.checkout.adapters.payments.port import PaymentResult
 from postsale.checkout.adapters.tables import (
     CatalogProduct,
     Cart,
+    CheckoutRecovery,
     CheckoutSession,
     Coupon,
     CouponRedemption,
@@ -36,36 +37,45 @@ from postsale.checkout.domain.post_purchase import PostPurchase
 from postsale.checkout.domain.quote import Quote, make_quote
 from postsale.checkout.domain.setup_tokens import setup_token, token_sha256
 from postsale.checkout.errors import CheckoutError
-from postsale.checkout.offers import offers_by_id
+from postsale.checkout.offers import offers_by_id, store_settings
 from postsale.checkout.records import coupon_rules, offer_funnel, offer_terms, post_purchase_of
 from postsale.contracts import (
     AccessPolicy,
     delivery_fields,
     delivery_kind_of,
-    AccountActivated,
-    CustomerRegistered,
     Money,
     ProductPublished,
     PurchaseCompleted,
     PurchasedProduct,
+    UpsellDeclined,
 )
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
+from postsale.runtime.scheduler import wake
 
 SOURCE = f"/postsale/{SERVICE}"
 FIRST_PAYMENT = "checkout"
+RECOVERY_SCHEDULER = "checkout-recovery-scheduler"
 
 
 # --- the buyer's attempt --------------------------------------------------------------------
 
 
-def start_checkout(session: Session, *, offer: Offer, email: str, cart: Cart | None = None) -> CheckoutSession:
+def start_checkout(session: Session, *, offer: Offer, email: str, cart: Cart | None = None,
+                   now: datetime | None = None) -> CheckoutSession:
+    """The buyer gave an email: an attempt opens, and counts as abandoned if it is not paid within
+    the store's recovery delay (a `CheckoutRecovery` row; paying drops it)."""
     # The id is a bearer secret held only by the buyer's browser: it derives the setup token.
+    now = now or utcnow()
     customer = session.get(Customer, email)
     checkout = CheckoutSession(id=f"cs_{secrets.token_urlsafe(24)}", offer_id=offer.id,
                                cart_id=cart.id if cart else None, email=email,
-                               bought_before=customer is not None and not customer.has_account)
+                               bought_before=customer is not None and not customer.has_account, created_at=now)
     session.add(checkout)
+    session.flush()  # the recovery row references the attempt
+    delay = timedelta(minutes=store_settings(session).recovery_delay_minutes)
+    session.add(CheckoutRecovery(id=f"cr_{uuid.uuid4().hex[:16]}", checkout_session_id=checkout.id, due_at=now + delay))
+    wake(session, RECOVERY_SCHEDULER)
     return checkout
 
 
@@ -188,6 +198,23 @@ def record_decline(session: Session, checkout: CheckoutSession, message: str | N
     session.add(checkout)
 
 
+def _honour_paid_coupon(session: Session, checkout: CheckoutSession) -> None:
+    """The buyer paid the discounted price after the attempt was abandoned, and its redemption
+    released, and the code was used up meanwhile: the money taken is honoured, and the redemption
+    recorded without counting against the limit."""
+    coupon = _coupon_by_code(session, checkout.coupon_code or "")
+    if coupon is not None and not _reserved(session, coupon, checkout):
+        session.add(CouponRedemption(coupon_id=coupon.id, checkout_session_id=checkout.id))
+
+
+def _drop_recovery(session: Session, checkout: CheckoutSession, now: datetime) -> None:
+    """A paid attempt is never abandoned: its recovery row is done (the run re-checks as well)."""
+    for row in session.exec(select(CheckoutRecovery).where(CheckoutRecovery.checkout_session_id == checkout.id,
+                                                           CheckoutRecovery.done_at.is_(None))).all():  # type: ignore[union-attr]
+        row.done_at = now
+        session.add(row)
+
+
 def _order_id(checkout: CheckoutSession, step: str) -> str:
     # Derived, never the checkout id itself: that is the buyer's bearer secret, and orders are public.
     return f"ord_{uuid.uuid5(uuid.NAMESPACE_URL, f'{checkout.id}:{step}').hex[:16]}"
@@ -235,7 +262,12 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     if result.payment_id and (result.amount, result.currency and result.currency.upper()) != (due, currency):
         raise CheckoutError(f"The provider's payment {result.payment_id} is for {result.amount} {result.currency}, "
                             f"not the {due} {currency} this checkout charges.")
-    reserve_coupon(session, checkout)
+    try:
+        reserve_coupon(session, checkout)
+    except CheckoutError:
+        if not result.payment_id:
+            raise
+        _honour_paid_coupon(session, checkout)
     the_quote = the_quote or quote(session, checkout, now=now)
     customer = _customer(session, checkout.email)
     payment = None
@@ -260,6 +292,7 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     if payment is not None:
         billing.replay_waiting_events(session, payment.provider_payment_id, provider=provider, now=now)
     checkout.status = "paid"
+    _drop_recovery(session, checkout, now)
     checkout.provider = provider
     checkout.provider_payment_id = result.payment_id
     checkout.payment_method_id = result.payment_method_id
@@ -337,6 +370,7 @@ def _start_billing(session: Session, purchase: Purchase, terms: BillingTerms, ch
     session.add(subscription)
     session.flush()
     billing.store(session, subscription, billing.cycle_of(session, subscription), now)  # the first renewal's job
+    card_expiry.watch_card(session, subscription, now)
     return subscription
 
 
@@ -377,6 +411,21 @@ def move_funnel(session: Session, checkout: CheckoutSession, *, accepted: bool) 
     checkout.funnel_step = position.step if position else None
     checkout.funnel_downsell = bool(position and position.downsell)
     session.add(checkout)
+
+
+def decline_upsell(session: Session, checkout: CheckoutSession, offer: Offer, *, position: str,
+                   now: datetime | None = None) -> None:
+    """The buyer said no to the upsell or downsell at `position` (the page's token): the funnel moves
+    on, and `UpsellDeclined` tells the follow-ups. Once per step: the attempt's row is held, and a
+    second click that finds the funnel moved on does nothing."""
+    session.refresh(checkout, with_for_update=True)
+    if position != position_token(checkout):
+        return
+    purchase = primary_purchase(session, checkout)
+    move_funnel(session, checkout, accepted=False)
+    publish_later(session, UpsellDeclined(purchase_id=purchase.id, customer_id=purchase.customer_id,
+                                          email=purchase.email, offer_id=offer.id, offer_name=offer.name,
+                                          declined_at=now or utcnow()), source=SOURCE)
 
 
 def upsell_idempotency_key(checkout: CheckoutSession, offer: Offer) -> str:
@@ -432,13 +481,3 @@ def update_catalog(session: Session, event: ProductPublished, _event_id: str) ->
     product.delivery_type = delivery_kind_of(event)
     product.updated_at = utcnow()
     session.add(product)
-
-
-def remember_customer(session: Session, event: CustomerRegistered | AccountActivated, _event_id: str) -> None:
-    """Started by accounts' customer events: who has an account, so returning buyers log in first."""
-    customer = session.get(Customer, event.email)
-    if customer is None:
-        customer = Customer(email=event.email, customer_id=event.customer_id)
-    if isinstance(event, AccountActivated):
-        customer.has_account = True
-    session.add(customer)

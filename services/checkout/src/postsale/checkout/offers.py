@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from sqlmodel import Session, select
 
-from postsale.checkout.adapters.tables import CatalogProduct, Cart, Coupon, Offer
+from postsale.checkout.adapters.tables import CatalogProduct, Cart, Coupon, Offer, StoreSettings
 from postsale.checkout.domain.billing import BillingTerms, terms_problem
 from postsale.checkout.domain.billing_cycle import SelfService
 from postsale.checkout.domain.coupons import CouponRules, rules_problem
@@ -18,8 +18,10 @@ from postsale.checkout.domain.funnel import MAX_STEPS, FunnelStep
 from postsale.checkout.domain.post_purchase import PostPurchase, settings_problem
 from postsale.checkout.errors import CheckoutError
 from postsale.contracts import AccessPolicy
+from postsale.runtime.clock import utcnow
 
 MAX_CART_OFFERS = 20
+MAX_RECOVERY_DELAY_MINUTES = 7 * 24 * 60
 
 
 def offers_by_id(session: Session, offer_ids: list[str]) -> dict[str, Offer]:
@@ -47,7 +49,8 @@ def _check_add_on(offer: Offer, add_on: Offer, role: str) -> None:
 def create_offer(session: Session, *, name: str, terms: BillingTerms, product_ids: list[str],
                  order_bump_offer_id: str | None = None, upsells: list[FunnelStep] = (),  # type: ignore[assignment]
                  post_purchase: PostPurchase = PostPurchase(), access_policy: AccessPolicy = AccessPolicy(),
-                 self_service: SelfService = SelfService(), send_confirmation_email: bool = True) -> Offer:
+                 self_service: SelfService = SelfService(), send_confirmation_email: bool = True,
+                 send_recovery_email: bool = True) -> Offer:
     problem = terms_problem(terms) or settings_problem(post_purchase)
     if problem:
         raise CheckoutError(problem)
@@ -64,7 +67,7 @@ def create_offer(session: Session, *, name: str, terms: BillingTerms, product_id
         product_ids=list(dict.fromkeys(product_ids)), order_bump_offer_id=order_bump_offer_id,
         upsells=[asdict(step) for step in upsells], post_purchase=asdict(post_purchase),
         access_policy=access_policy.model_dump(exclude_defaults=True), self_service=asdict(self_service),
-        send_confirmation_email=send_confirmation_email,
+        send_confirmation_email=send_confirmation_email, send_recovery_email=send_recovery_email,
     )
     add_ons = [order_bump_offer_id] if order_bump_offer_id else []
     add_ons += [o for step in upsells for o in (step.offer_id, step.downsell_offer_id) if o]
@@ -107,3 +110,18 @@ def create_cart(session: Session, *, name: str, offer_ids: list[str], post_purch
     session.add(cart)
     return cart
 
+
+
+def store_settings(session: Session) -> StoreSettings:
+    """The store's checkout settings; Postsale's defaults until the seller sets them."""
+    return session.get(StoreSettings, "store") or StoreSettings()
+
+
+def update_store_settings(session: Session, *, recovery_delay_minutes: int) -> StoreSettings:
+    if not 1 <= recovery_delay_minutes <= MAX_RECOVERY_DELAY_MINUTES:
+        raise CheckoutError(f"The recovery delay may be from 1 to {MAX_RECOVERY_DELAY_MINUTES} minutes (a week).")
+    settings = store_settings(session)
+    settings.recovery_delay_minutes = recovery_delay_minutes
+    settings.updated_at = utcnow()
+    session.add(settings)
+    return settings

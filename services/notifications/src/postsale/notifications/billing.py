@@ -18,6 +18,7 @@ from typing import Callable
 from sqlmodel import Session
 
 from postsale.contracts import (
+    CardExpiring,
     PaymentFailed,
     PaymentSucceeded,
     PurchaseCompleted,
@@ -118,6 +119,17 @@ def on_subscription_cancelled(session: Session, event: SubscriptionCancelled, _e
                 billing_url=billing_page_url())
 
 
+def queue_card_expiring_email(session: Session, event: CardExpiring, _event_id: str) -> None:
+    """Started by `CardExpiring`: the customer learns that the saved card expires before the next
+    payment, with a button to the billing page to update it. One email per card and billing."""
+    state = session.get(SubscriptionState, event.subscription_id)
+    queue_email(session, key=f"card-expiring:{event.subscription_id}:{event.card_last4}:{event.card_exp_year}-"
+                             f"{event.card_exp_month:02d}",
+                template="card_expiring", to=event.email, customer_id=event.customer_id, card=event,
+                name=_name(state) if state else _default_name(event.billing),
+                offer_name=state.offer_name if state else None, billing_url=billing_page_url())
+
+
 def follow_billing_change(session: Session, event: BillingEvent, _event_id: str) -> None:
     """Started by `SubscriptionPastDue`, `SubscriptionPaused`, `SubscriptionResumed`,
     `SubscriptionCancellationScheduled` and `SubscriptionCancellationUndone`: no email, only the
@@ -213,4 +225,8 @@ def _name(state: SubscriptionState) -> str:
     """What the emails call it: the offer's name, once its purchase is known."""
     if state.offer_name:
         return state.offer_name
-    return "your payment plan" if state.billing == "payment_plan" else "your subscription"
+    return _default_name(state.billing)
+
+
+def _default_name(billing: str | None) -> str:
+    return "your payment plan" if billing == "payment_plan" else "your subscription"

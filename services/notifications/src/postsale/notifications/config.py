@@ -61,3 +61,16 @@ class Settings(BaseSettings):
     max_send_attempts: int = Field(default=8, ge=1)
     # The seller's notification of each sale and of each failed payment go to these; none: not sent.
     seller_emails: SellerEmails = ()
+
+
+class WebhookSettings(BaseSettings):
+    """Outgoing webhooks to the seller's endpoints (docs/webhooks.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_WEBHOOK_")
+
+    # Unset: private and loopback targets only in local development (`webhooks/targets.py`).
+    private_targets: bool | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # to connect, and between bytes of the answer
+    concurrency: int = Field(default=4, ge=1, le=32)  # attempts at once, per process
+    per_endpoint_concurrency: int = Field(default=2, ge=1, le=32)  # so one slow endpoint leaves the others room
+    disable_after_days: float = Field(default=5.0, gt=0)  # an endpoint failing this long is disabled

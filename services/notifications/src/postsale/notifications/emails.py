@@ -1,55 +1,71 @@
-"""Queueing an email: rendered from its templates now, sent by the dispatcher later.
+"""Queueing an email: rendered from its template now (the seller's, in the seller's theme), sent
+by the dispatcher later.
 
 Runs inside the caller's transaction and never commits. One key, one email: asking again for a
-key that exists changes nothing, so a redelivered event never sends twice.
+key that exists changes nothing, so a redelivered event never sends twice. A marketing email
+carries its unsubscribe link, and to a suppressed address it is logged as `suppressed`, not sent;
+a transactional email is never suppressed.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlmodel import Session
 
-from postsale.notifications.adapters.tables import Email
+from postsale.notifications import rendering, suppressions
+from postsale.notifications.adapters.tables import Email, EmailSettings
 from postsale.notifications.config import SellerNotifications
 from postsale.runtime import wakeups
 
 DISPATCHER = "email-dispatcher"
-_emails = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates" / "emails"),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-)
-_emails.filters["money"] = lambda amount, currency: f"{amount / 100:,.2f} {currency}"
-_emails.filters["day"] = lambda moment: moment.strftime("%d %B %Y")
 
 
-def render(template: str, **context) -> tuple[str, str, str]:
-    """Subject, text body and HTML body of an email template."""
-    subject = _emails.get_template(f"{template}.subject.txt").render(**context).strip()
-    return subject, _emails.get_template(f"{template}.txt").render(**context), _emails.get_template(f"{template}.html").render(**context)
-
-
-def queue_email(session: Session, *, key: str, template: str, to: str, customer_id: str | None, **context) -> Email | None:
+def queue_email(session: Session, *, key: str, template: str, to: str, customer_id: str | None,
+                marketing: bool = False, **context) -> Email | None:
     """Queues an email unless one with this key exists: one key, one email, however often asked."""
     if session.get(Email, key) is not None:
         return None
-    subject, text_body, html_body = render(template, **context)
+    unsubscribe_url = preferences_url = None
+    if marketing:
+        row = suppressions.recipient(session, to)
+        unsubscribe_url, preferences_url = suppressions.unsubscribe_url(row), suppressions.preferences_url(row)
+    subject, text_body, html_body = rendering.render(session, template, {
+        "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url, **context})
     email = Email(key=key, template=template, to=to, customer_id=customer_id, subject=subject,
-                  text_body=text_body, html_body=html_body)
+                  text_body=text_body, html_body=html_body, marketing=marketing, unsubscribe_url=unsubscribe_url)
+    if marketing and suppressions.is_suppressed(session, to):
+        email.status = "suppressed"
+    return _add(session, email)
+
+
+def queue_rendered(session: Session, *, key: str, template: str, to: str, subject: str, text_body: str,
+                   html_body: str) -> Email:
+    """Queues an email rendered already (the seller's test send)."""
+    return _add(session, Email(key=key, template=template, to=to, customer_id=None, subject=subject,
+                               text_body=text_body, html_body=html_body))
+
+
+def _add(session: Session, email: Email) -> Email:
     session.add(email)
-    wakeups.wake_after_commit(session, DISPATCHER)
+    if email.status == "queued":
+        wakeups.wake_after_commit(session, DISPATCHER)
     return email
 
 
+def seller_addresses(session: Session) -> tuple[str, ...]:
+    """Where the seller's emails go: the addresses set through the admin API, else
+    `NOTIFICATIONS_SELLER_EMAILS`."""
+    settings = session.get(EmailSettings, "store")
+    if settings is not None and settings.seller_addresses:
+        return tuple(settings.seller_addresses)
+    return SellerNotifications().seller_emails
+
+
 def queue_for_sellers(session: Session, *, key: str, template: str, **context) -> list[Email]:
-    """One email per address in `NOTIFICATIONS_SELLER_EMAILS` (none when it is empty), each keyed
-    `<key>:<address>`."""
+    """One email per seller address (none when there is none), each keyed `<key>:<address>`."""
     queued = []
-    for address in SellerNotifications().seller_emails:
+    for address in seller_addresses(session):
         email = queue_email(session, key=f"{key}:{address.lower()}", template=template, to=address, customer_id=None,
                             **context)
         if email is not None:
             queued.append(email)
     return queued
-

@@ -7,11 +7,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlmodel import Session, select
 
-from postsale.contracts import (AccountSetupLinkIssued, EmailSent, LoginLinkIssued, PasswordResetRequested,
+from postsale.contracts import (AccountSetupLinkIssued, EmailFailed, EmailSent, LoginLinkIssued, PasswordResetRequested,
                                 PurchaseCompleted, PurchaseRefunded)
 from postsale.contracts.events import EmailChangeRequested
-from postsale.notifications import billing
-from postsale.notifications.adapters.tables import Email, PurchaseRecord
+from postsale.notifications import access, billing, rules, sequences, suppressions
+from postsale.notifications.adapters.tables import Email, EmailSettings, PurchaseRecord
 from postsale.notifications.config import SERVICE
 from postsale.notifications.emails import queue_email, queue_for_sellers
 from postsale.runtime.clock import utcnow
@@ -28,6 +28,8 @@ def on_purchase_completed(session: Session, event: PurchaseCompleted, event_id: 
     notify_sellers_of_sale(session, event, event_id)
     remember_purchase(session, event)
     billing.follow_purchase(session, event)
+    sequences.plan_sequences(session, event)
+    rules.plan_rules(session, event)
 
 
 def remember_purchase(session: Session, event: PurchaseCompleted) -> None:
@@ -36,7 +38,9 @@ def remember_purchase(session: Session, event: PurchaseCompleted) -> None:
         session.add(PurchaseRecord(id=event.purchase_id, customer_id=event.customer_id, offer_id=event.offer_id,
                                    offer_name=event.offer_name, subscription_id=event.subscription_id,
                                    on_partial_refund=event.access_policy.on_partial_refund,
-                                   completed_at=event.completed_at))
+                                   completed_at=event.completed_at, email=event.email,
+                                   products=[{"product_id": p.product_id, "name": p.name} for p in event.products],
+                                   provider=event.provider))
 
 
 def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _event_id: str) -> None:
@@ -48,15 +52,21 @@ def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _eve
 
 
 def notify_sellers_of_sale(session: Session, event: PurchaseCompleted, _event_id: str) -> None:
-    """Part of `PurchaseCompleted`: "New sale" to each address in `NOTIFICATIONS_SELLER_EMAILS`."""
+    """Part of `PurchaseCompleted`: "New sale" to each of the seller's addresses, unless the seller
+    turned it off (`PUT /admin/email-settings`)."""
+    settings = session.get(EmailSettings, "store")
+    if settings is not None and not settings.notify_each_sale:
+        return
     queue_for_sellers(session, key=f"seller-sale:{event.purchase_id}", template="seller_sale", purchase=event)
 
 
 def queue_refund_confirmation(session: Session, event: PurchaseRefunded, _event_id: str) -> None:
-    """Started by `PurchaseRefunded`: tells the customer what came back, and what happens to access.
-    Keyed by the refund: each refund of a purchase has its own email."""
+    """Started by `PurchaseRefunded`: tells the customer what came back, and what happens to access
+    (when it ends, the purchase's follow-ups stop). Keyed by the refund: each refund has its own email."""
     purchase = session.get(PurchaseRecord, event.purchase_id)
     access_ends = event.full or (purchase is not None and purchase.on_partial_refund == "revoke")
+    if access_ends and purchase is not None:
+        access.end_purchase_access(session, purchase.id, purchase.customer_id, purchase.product_ids, event.refunded_at)
     queue_email(session, key=f"refund-confirmation:{event.refund_id}", template="refund_confirmation",
                 to=event.email, customer_id=event.customer_id, refund=event,
                 offer_name=purchase.offer_name if purchase else None, access_ends=access_ends,
@@ -117,19 +127,27 @@ def due_emails(session: Session, limit: int) -> list[Email]:
     ).all())
 
 
-def mark_sent(session: Session, email: Email) -> None:
+def mark_sent(session: Session, email: Email, message_id: str | None = None) -> None:
     email.status, email.sent_at, email.attempts, email.last_error = "sent", utcnow(), email.attempts + 1, None
+    email.message_id = message_id
     session.add(email)
     publish_later(session, EmailSent(email_key=email.key, template=email.template, to=email.to,
                                      customer_id=email.customer_id, sent_at=email.sent_at), source=SOURCE)
 
 
-def mark_failed_attempt(session: Session, email: Email, error: str, max_attempts: int) -> None:
-    """Retried with backoff (30 s, 1 min, 2 min, ... capped at 1 h), then given up as failed."""
+def mark_failed_attempt(session: Session, email: Email, error: str, max_attempts: int, *,
+                        refused: bool = False) -> None:
+    """Retried with backoff (30 s, 1 min, 2 min, ... capped at 1 h), then given up as failed
+    (`EmailFailed`). An address the relay refused for good is not retried, and is suppressed."""
     email.attempts += 1
     email.last_error = error[:2000]
-    if email.attempts >= max_attempts:
+    if refused:
+        suppressions.suppress(session, email.to, suppressions.REFUSED, detail=error)
+    if refused or email.attempts >= max_attempts:
         email.status = "failed"
+        publish_later(session, EmailFailed(email_key=email.key, template=email.template, to=email.to,
+                                           customer_id=email.customer_id, attempts=email.attempts, error=email.last_error,
+                                           failed_at=utcnow()), source=SOURCE)
     else:
         email.next_attempt_at = utcnow() + timedelta(seconds=min(30 * 2 ** (email.attempts - 1), 3600))
     session.add(email)

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from postsale.runtime.auth import AUDIENCE, ISSUER
+from postsale.runtime.staff import STAFF_AUDIENCE
 
 
 def _b64url(raw: bytes) -> str:
@@ -32,6 +33,17 @@ class SessionSigner:
         claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": customer_id, "email": email, "sid": session_id,
                   "iat": now, "exp": now + lifetime}
         return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.key_id})
+
+    def sign_staff(self, *, staff_id: str, email: str, name: str, role: str, session_id: str,
+                   lifetime: timedelta) -> str:
+        """A back-office token: the same key, the staff audience (`postsale.runtime.staff`)."""
+        now = datetime.now(timezone.utc)
+        claims = {"iss": ISSUER, "aud": STAFF_AUDIENCE, "sub": staff_id, "email": email, "name": name, "role": role,
+                  "sid": session_id, "iat": now, "exp": now + lifetime}
+        return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.key_id})
+
+    def public_key(self):
+        return self._key.public_key()
 
     def jwks(self) -> dict:
         return {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": self._public_x, "kid": self.key_id,

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
+from postsale.runtime.activity import ActivityPublication
 from postsale.runtime.clock import utcnow
 from postsale.runtime.db import table_registry
 
@@ -150,6 +151,13 @@ class ActivityRecord(Base, table=True):
     product_id: str | None = None
 
 
+class ActivityPublicationRow(ActivityPublication, Base, table=True):
+    """When `CustomerActivity` last went out per customer, kind and product: the throttle that holds
+    across replicas (`postsale.runtime.activity`)."""
+
+    __tablename__ = "activity_publications"
+
+
 class StoreTheme(Base, table=True):
     """The seller's theme of the customer pages (one row, `store`), as `PUT /admin/theme` set it."""
 
@@ -160,3 +168,30 @@ class StoreTheme(Base, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     # When `ThemeChanged` last went out: republished daily, so the topic always holds it.
     published_at: datetime = Field(default_factory=utcnow)
+
+
+class StaffMember(Base, table=True):
+    """A person who runs the store in the back office: the `owner`, or `support` (who may not refund,
+    change prices or manage staff)."""
+
+    __tablename__ = "staff_members"
+
+    id: str = Field(primary_key=True)
+    email: str = Field(unique=True)
+    name: str = ""
+    role: str  # owner | support
+    password_hash: str
+    created_at: datetime = Field(default_factory=utcnow)
+    removed_at: datetime | None = None
+
+
+class StaffLogin(Base, table=True):
+    """A staff member's back-office session: its short-lived tokens are renewed while it is open."""
+
+    __tablename__ = "staff_sessions"
+
+    id: str = Field(primary_key=True)
+    staff_id: str = Field(foreign_key="staff_members.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    ended_at: datetime | None = None

@@ -8,10 +8,11 @@ from typing import Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from postsale.accounts import customers, theme as themes
+from postsale.accounts import customers, staff as staffing, theme as themes
 from postsale.accounts.adapters.tables import Customer
 from postsale.accounts.domain import setup as rules
 from postsale.runtime.db import SessionDep
+from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from postsale.runtime.theme import Theme
 from postsale.runtime.web import normalize_email, require_admin
 
@@ -104,6 +105,34 @@ def resend_setup_link(customer_id: str, session: SessionDep) -> LinkSent:
     sent = customers.resend_link(session, customer)
     session.commit()
     return LinkSent(sent=sent, email=customer.email)
+
+
+class NewStaffMember(BaseModel):
+    email: str = Field(max_length=rules.MAX_EMAIL_LENGTH)
+    name: str = Field(default="", max_length=rules.MAX_NAME_LENGTH)
+    role: Literal["owner", "support"]
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
+
+
+class StaffMemberOut(BaseModel):
+    id: str
+    email: str
+    name: str
+    role: Literal["owner", "support"]
+
+
+@admin.post("/staff", response_model=StaffMemberOut, status_code=201)
+def add_staff_member(body: NewStaffMember, session: SessionDep) -> StaffMemberOut:
+    """Adds a back-office user who logs in at `/admin/login` (`make run` adds the owner this way)."""
+    email = normalize_email(body.email)
+    if email is None:
+        raise HTTPException(status_code=422, detail="email: not an email address")
+    try:
+        member = staffing.add_staff(session, email=email, name=body.name, role=body.role, password=body.password)
+    except staffing.StaffRefused as exc:
+        raise HTTPException(status_code=409 if "already" in str(exc) else 422, detail=str(exc)) from exc
+    session.commit()
+    return StaffMemberOut(id=member.id, email=member.email, name=member.name, role=member.role)
 
 
 @admin.get("/theme", response_model=Theme, response_model_exclude_none=True)

@@ -12,12 +12,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from postsale.accounts import handlers, login as logins, sessions
+from postsale.accounts import activity, handlers, login as logins, sessions
 from postsale.accounts.adapters.tables import Customer, LoginSession, SetupToken
 from postsale.accounts.domain import setup as rules
 from postsale.accounts.domain import throttle
 from postsale.accounts.domain.setup import Refusal
-from postsale.runtime.activity import queue_activity
+from postsale.runtime.activity import throttle_of
 from postsale.runtime.auth import CustomerSession, clear_session_cookie, current_customer, set_session_cookie
 from postsale.runtime.csrf import require_csrf, require_csrf_or_our_page
 from postsale.runtime.db import SessionDep
@@ -64,9 +64,7 @@ def _signed_in(request: Request, session: Session, customer: Customer, destinati
     if previous is not None:
         sessions.end_session(session, previous.session_id, "replaced")
     login = sessions.start_session(session, customer, timedelta(hours=hours))
-    throttle = getattr(request.app.state, "activity_throttle", None)
-    if throttle is not None:  # the seller sees the last login (`CustomerActivity`, at most one per few minutes)
-        queue_activity(session, throttle, customer_id=customer.id, kind="login", source=handlers.SOURCE)
+    activity.record_login(session, throttle_of(request), customer, login.created_at)
     session.commit()
     token = request.app.state.signer.sign(customer_id=customer.id, email=customer.email, session_id=login.id,
                                           lifetime=timedelta(hours=hours))

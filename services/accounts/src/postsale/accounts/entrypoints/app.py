@@ -3,19 +3,22 @@
 import asyncio
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from sqlmodel import Session
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 
 from postsale.accounts import theme as themes
 from postsale.accounts.adapters.signing import SessionSigner
 from postsale.accounts.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.accounts.domain.setup import MAX_FORM_BYTES
-from postsale.accounts.entrypoints import admin, api, login
+from postsale.accounts.entrypoints import admin, api, customer_pages, login, staff_pages
 from postsale.accounts.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.runtime.csrf import CsrfRefused
 from postsale.runtime.security import STRICT_POLICY
 from postsale.runtime.service import create_service_app
+from postsale.runtime.staff import StaffVerifier, backoffice_context, current_staff
 
 
 def create_app() -> FastAPI:
@@ -24,15 +27,30 @@ def create_app() -> FastAPI:
                              migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS, background=[republish_theme],
                              content_security_policy=STRICT_POLICY)  # accounts' pages have no script
     app.state.signer = SessionSigner(settings.session_signing_key)
+    app.state.staff_verifier = StaffVerifier(key=app.state.signer.public_key())
     app.state.session_hours = settings.session_hours
     app.include_router(api.router)
     app.include_router(login.router)
+    # The back office's pages before the JSON admin API, whose `/admin/customers/{id}` would take `new`.
+    app.include_router(staff_pages.pages)
+    app.include_router(customer_pages.pages)
     app.include_router(admin.admin)
     add_form_limits(app)
     return app
 
 
 log = logging.getLogger(__name__)
+API_PREFIXES = ("/.well-known", "/healthz", "/readyz", "/metrics")
+
+
+def _wants_json(request: Request) -> bool:
+    """Programs (the admin API with its bearer token, the published keys) read JSON; a person's
+    browser, which asks for HTML, reads a page that says what to do."""
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept or request.url.path.startswith(API_PREFIXES):
+        return True
+    return request.url.path.startswith("/admin") and ("text/html" not in accept
+                                                      or "authorization" in request.headers)
 
 
 async def republish_theme(app: FastAPI, interval: float = 3600) -> None:
@@ -70,8 +88,32 @@ def add_form_limits(app: FastAPI) -> None:
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_form(request: Request, _exc: RequestValidationError):
+    async def invalid_form(request: Request, exc: RequestValidationError):
+        if _wants_json(request):  # the admin API says which field is wrong
+            return await request_validation_exception_handler(request, exc)
         return _problem_page(request, "That form could not be read. Go back and send it again.", 422)
+
+    @app.exception_handler(HTTPException)
+    async def page_or_json(request: Request, exc: HTTPException):
+        headers = getattr(exc, "headers", None)
+        if 300 <= exc.status_code < 400:  # the back office's way to its login
+            return Response(status_code=exc.status_code, headers=headers)
+        if _wants_json(request) or exc.status_code >= 500:
+            return await http_exception_handler(request, exc)
+        missing = exc.status_code in (404, 405)
+        if request.url.path.startswith("/admin/"):
+            staff = current_staff(request)
+            return api.templates.TemplateResponse(request, "backoffice/problem.html", {
+                **(backoffice_context(request, staff, "") if staff else {}),
+                "title": "This page does not exist" if missing else "This is not for you",
+                "message": "The address may have been mistyped." if missing else str(exc.detail),
+            }, status_code=exc.status_code, headers=headers)
+        return api.templates.TemplateResponse(request, "message.html", {
+            "title": "This page does not exist" if missing else "This did not work",
+            "message": "The address may have been mistyped, or the link was cut short. Log in to reach your "
+                       "account and your library." if missing else str(exc.detail),
+            "link_url": "/login", "link_text": "Log in",
+        }, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(CsrfRefused)
     async def forged_form(request: Request, exc: CsrfRefused):

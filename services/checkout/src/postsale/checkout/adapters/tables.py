@@ -58,6 +58,7 @@ class Offer(Base, table=True):
     access_policy: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # AccessPolicy fields
     self_service: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))  # SelfService fields
     send_confirmation_email: bool = True
+    send_recovery_email: bool = True  # carried on `CheckoutAbandoned`: notifications sends the reminder
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -115,7 +116,7 @@ class CheckoutSession(Base, table=True):
     offer_id: str = Field(foreign_key="offers.id")  # the primary offer (a cart's first)
     cart_id: str | None = Field(default=None, foreign_key="carts.id")
     email: str
-    status: str = "open"  # open | paid
+    status: str = "open"  # open | paid | granted (the offers a seller gave a customer added by hand)
     order_bump: bool = False  # the buyer ticked the order bump
     coupon_code: str | None = None
     chosen_amount: int | None = None  # pay what you want
@@ -130,6 +131,27 @@ class CheckoutSession(Base, table=True):
     funnel_downsell: bool = False
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class CheckoutRecovery(DueRow, Base, table=True):
+    """When an unpaid checkout counts as abandoned (the store's recovery delay after the email was
+    given): one per checkout, dropped when it is paid."""
+
+    __tablename__ = "checkout_recoveries"
+    __table_args__ = (pending_index("checkout_recoveries"),)
+
+    checkout_session_id: str = Field(foreign_key="checkout_sessions.id", unique=True)
+    abandoned: bool = False  # `CheckoutAbandoned` was published
+
+
+class StoreSettings(Base, table=True):
+    """The seller's store-wide checkout settings: one row, `store`; defaults until the seller sets them."""
+
+    __tablename__ = "store_settings"
+
+    id: str = Field(default="store", primary_key=True)
+    recovery_delay_minutes: int = 60
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class Payment(Base, table=True):
@@ -198,6 +220,11 @@ class Subscription(Base, table=True):
     provider: str
     payment_method_id: str | None = None
     customer_ref: str | None = None
+    # The saved card as the provider describes it; empty until read (after each new card).
+    card_brand: str | None = None
+    card_last4: str | None = None
+    card_exp_month: int | None = None
+    card_exp_year: int | None = None
     trial_end: datetime | None = None
     current_period_start: datetime
     current_period_end: datetime
@@ -225,6 +252,34 @@ class BillingJob(DueRow, Base, table=True):
 
     subscription_id: str = Field(foreign_key="subscriptions.id")
     customer_id: str = Field(index=True)
+
+
+class CardExpiryCheck(DueRow, Base, table=True):
+    """When to look at a subscription's saved card: at once for a new card (to read it from the
+    provider), then about 30 days before it expires. At most one pending per subscription."""
+
+    __tablename__ = "card_expiry_checks"
+    __table_args__ = (
+        pending_index("card_expiry_checks"),
+        Index("uq_card_expiry_checks_pending_subscription", "subscription_id", unique=True,
+              sqlite_where=text("done_at IS NULL"), postgresql_where=text("done_at IS NULL")),
+    )
+
+    subscription_id: str = Field(foreign_key="subscriptions.id")
+    customer_id: str = Field(index=True)
+    payment_method_id: str
+
+
+class CardExpiryNotice(Base, table=True):
+    """`CardExpiring` was published: once per card and billing, whatever reschedules or retries."""
+
+    __tablename__ = "card_expiry_notices"
+    __table_args__ = (UniqueConstraint("subscription_id", "payment_method_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: str = Field(foreign_key="subscriptions.id")
+    payment_method_id: str
+    noticed_at: datetime
 
 
 class ChargeAttempt(Base, table=True):
@@ -311,7 +366,9 @@ class SandboxPayment(Base, table=True):
     amount: int
     currency: str
     card_last4: str
-    payment_method_id: str
+    card_exp_month: int | None = None
+    card_exp_year: int | None = None
+    payment_method_id: str = Field(index=True)
     status: str  # succeeded | declined | requires_action
     message: str | None = None
     refunded: int = 0

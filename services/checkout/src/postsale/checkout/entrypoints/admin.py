@@ -92,6 +92,9 @@ class NewOffer(BaseModel):
         "Postsale's defaults unless set."))
     self_service: SelfServiceSettings = SelfServiceSettings()
     send_confirmation_email: bool = True
+    send_recovery_email: bool = Field(default=True, description=(
+        "Remind a buyer who gave an email and did not pay within the store's recovery delay (one email, "
+        "never after paying). Carried on `CheckoutAbandoned`."))
 
 
 class OfferOut(BaseModel):
@@ -107,6 +110,7 @@ class OfferOut(BaseModel):
     access_policy: AccessPolicy
     self_service: SelfServiceSettings
     send_confirmation_email: bool
+    send_recovery_email: bool
     checkout_url: str
 
 
@@ -120,7 +124,7 @@ def _offer_out(request: Request, offer: Offer) -> OfferOut:
         order_bump_offer_id=offer.order_bump_offer_id, upsells=[UpsellStep(**step) for step in offer.upsells],
         post_purchase=PostPurchaseSettings(**offer.post_purchase), access_policy=AccessPolicy(**offer.access_policy),
         self_service=SelfServiceSettings(**offer.self_service), send_confirmation_email=offer.send_confirmation_email,
-        checkout_url=f"{request.app.state.urls.checkout_url}/offers/{offer.id}",
+        send_recovery_email=offer.send_recovery_email, checkout_url=f"{request.app.state.urls.checkout_url}/offers/{offer.id}",
     )
 
 
@@ -141,7 +145,7 @@ def create_offer(body: NewOffer, request: Request, session: SessionDep) -> Offer
             upsells=[FunnelStep(step.offer_id, step.downsell_offer_id) for step in body.upsells],
             post_purchase=body.post_purchase.domain(), access_policy=body.access_policy,
             self_service=SelfService(**body.self_service.model_dump()),
-            send_confirmation_email=body.send_confirmation_email)
+            send_confirmation_email=body.send_confirmation_email, send_recovery_email=body.send_recovery_email)
     except handlers.CheckoutError as exc:
         raise _unprocessable(exc) from exc
     session.commit()
@@ -154,6 +158,29 @@ def get_offer(offer_id: str, request: Request, session: SessionDep) -> OfferOut:
     if offer is None:
         raise HTTPException(status_code=404, detail=f"no offer {offer_id}")
     return _offer_out(request, offer)
+
+
+class StoreSettingsBody(BaseModel):
+    recovery_delay_minutes: int = Field(ge=1, le=offers.MAX_RECOVERY_DELAY_MINUTES, description=(
+        "How long after giving an email an unpaid checkout counts as abandoned (`CheckoutAbandoned`, the "
+        "recovery email of offers that send one). Default 60."))
+
+
+@admin.get("/checkout-settings", response_model=StoreSettingsBody)
+def get_settings(session: SessionDep) -> StoreSettingsBody:
+    """The store's checkout settings."""
+    return StoreSettingsBody(recovery_delay_minutes=offers.store_settings(session).recovery_delay_minutes)
+
+
+@admin.put("/checkout-settings", response_model=StoreSettingsBody)
+def put_settings(body: StoreSettingsBody, session: SessionDep) -> StoreSettingsBody:
+    """Changes the store's checkout settings; a new recovery delay counts for checkouts started from now on."""
+    try:
+        settings = offers.update_store_settings(session, recovery_delay_minutes=body.recovery_delay_minutes)
+    except handlers.CheckoutError as exc:
+        raise _unprocessable(exc) from exc
+    session.commit()
+    return StoreSettingsBody(recovery_delay_minutes=settings.recovery_delay_minutes)
 
 
 class NewCoupon(BaseModel):

@@ -12,7 +12,8 @@ from sqlmodel import Session, select
 
 from postsale.checkout import billing
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
-from postsale.checkout.adapters.tables import BillingJob, ChargeAttempt, Dispute, Payment, Purchase, Subscription
+from postsale.checkout.adapters.tables import (BillingJob, CardExpiryCheck, ChargeAttempt, Dispute, Payment,
+                                               Purchase, Subscription)
 from postsale.checkout.domain.billing_cycle import BillingError
 from postsale.runtime.clock import as_utc
 from postsale.runtime.db import SessionDep
@@ -43,6 +44,13 @@ class AttemptOut(BaseModel):
     attempted_at: datetime
 
 
+class CardOut(BaseModel):
+    brand: str | None
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
 class SubscriptionOut(BaseModel):
     id: str
     kind: Literal["subscription", "payment_plan"]
@@ -63,6 +71,8 @@ class SubscriptionOut(BaseModel):
     cancel_at: datetime | None = Field(description="A pending (or the effective) cancellation.")
     cancel_reason: str | None
     ended_at: datetime | None
+    card: CardOut | None = Field(description="The saved card renewals charge, as the provider describes it; "
+                                             "empty until read, or for a method that is no card.")
     payments: list[PaymentOut]
     dunning: list[AttemptOut] = Field(description="Every charge attempt of renewals and instalments, failed or not.")
 
@@ -83,6 +93,8 @@ def subscription_out(session: Session, subscription: Subscription) -> Subscripti
         current_period_start=subscription.current_period_start, current_period_end=subscription.current_period_end,
         next_charge_at=cycle.next_charge_at, cancel_at=subscription.cancel_at, cancel_reason=subscription.cancel_reason,
         ended_at=subscription.ended_at,
+        card=CardOut(brand=subscription.card_brand, last4=subscription.card_last4, exp_month=subscription.card_exp_month,
+                     exp_year=subscription.card_exp_year) if subscription.card_exp_year else None,
         payments=[PaymentOut(id=p.id, kind="first payment" if p.subscription_id is None
                              else "instalment" if subscription.kind == "payment_plan" else "renewal",
                              amount=Money(amount=p.amount, currency=p.currency),
@@ -218,10 +230,11 @@ def advance_clock(body: ClockAdvance, request: Request, session: SessionDep) -> 
     clock = billing.simulated_clock(session, body.customer_id)
     session.commit()  # from now on the running scheduler leaves this customer to the simulator
     target = billing.customer_now(session, body.customer_id) + timedelta(days=body.advance_days)
-    scheduler = request.app.state.billing_scheduler
     ran = 0
-    while (batch := scheduler.run_due(until=target, where=BillingJob.customer_id == body.customer_id)):
-        ran += batch
+    while (step := _next_due(session, request, body.customer_id, target)) is not None:
+        scheduler, table = step
+        scheduler.run_one(until=target, where=table.customer_id == body.customer_id)
+        ran += 1 if table is BillingJob else 0
     clock = billing.simulated_clock(session, body.customer_id)
     clock.offset_seconds += body.advance_days * 86400
     session.add(clock)
@@ -230,6 +243,21 @@ def advance_clock(body: ClockAdvance, request: Request, session: SessionDep) -> 
                                  .order_by(Subscription.created_at)).all()
     return ClockOut(customer_id=body.customer_id, now=as_utc(target), ran=ran,
                     subscriptions=[subscription_out(session, s) for s in subscriptions])
+
+
+def _next_due(session: Session, request: Request, customer_id: str, until: datetime):
+    """The scheduler and table of the customer's earliest row due by `until`: renewals, retries and
+    cancellations, and card checks, each run in the order they fall due. None when nothing is."""
+    state = request.app.state
+    earliest = None
+    for scheduler, table in ((state.billing_scheduler, BillingJob), (state.card_expiry_scheduler, CardExpiryCheck)):
+        due_at = session.exec(select(table.due_at).where(table.customer_id == customer_id, table.done_at.is_(None),
+                                                         table.due_at <= until)
+                              .order_by(table.due_at).limit(1)).first()
+        session.rollback()  # read, not held: the scheduler claims the row in its own transaction
+        if due_at is not None and (earliest is None or as_utc(due_at) < earliest[0]):
+            earliest = (as_utc(due_at), scheduler, table)
+    return earliest[1:] if earliest else None
 
 
 class DisputeDecision(BaseModel):

@@ -5,11 +5,11 @@ from functools import partial
 from fastapi import FastAPI
 from sqlmodel import select
 
-from postsale.checkout import billing
+from postsale.checkout import billing, card_expiry, handlers, recovery
 from postsale.checkout.adapters.payments.port import PaymentProvider
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.payments.stripe import StripeProvider
-from postsale.checkout.adapters.tables import BillingJob, SimulatedClock, Subscription
+from postsale.checkout.adapters.tables import BillingJob, CardExpiryCheck, CheckoutRecovery, SimulatedClock, Subscription
 from postsale.checkout.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.checkout.entrypoints import admin, admin_billing, billing_pages, buyer, funnel_pages, pages, webhooks
 from postsale.checkout.entrypoints.consumers import SUBSCRIPTIONS
@@ -23,11 +23,20 @@ async def billing_scheduler(app: FastAPI) -> None:
     await app.state.billing_scheduler.run()
 
 
+async def card_expiry_scheduler(app: FastAPI) -> None:
+    await app.state.card_expiry_scheduler.run()
+
+
+async def recovery_scheduler(app: FastAPI) -> None:
+    await app.state.recovery_scheduler.run()
+
+
 def create_app() -> FastAPI:
     settings = Settings()
     app = create_service_app(service=SERVICE, database_url=settings.database_url, admin_token=settings.admin_token,
                              migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS,
-                             background=[billing_scheduler, webhooks.relay_provider_events],
+                             background=[billing_scheduler, card_expiry_scheduler, recovery_scheduler,
+                                         webhooks.relay_provider_events],
                              # Dunning on the dashboard: subscriptions past due, by kind.
                              observers=[metrics.count_rows(metrics.SUBSCRIPTIONS, Subscription, ("kind", "status"))])
     app.state.secret_key = settings.secret_key
@@ -44,6 +53,13 @@ def create_app() -> FastAPI:
     app.state.billing_scheduler = Scheduler(
         app.state.engine, billing.SCHEDULER, BillingJob, partial(billing.run_billing_job, provider=payments),
         where=BillingJob.customer_id.not_in(select(SimulatedClock.customer_id)))  # type: ignore[attr-defined]
+    app.state.card_expiry_scheduler = Scheduler(
+        app.state.engine, card_expiry.SCHEDULER, CardExpiryCheck, partial(card_expiry.run_card_check, provider=payments),
+        where=CardExpiryCheck.customer_id.not_in(select(SimulatedClock.customer_id)))  # type: ignore[attr-defined]
+    # Attempts not paid within the store's recovery delay: `CheckoutAbandoned`.
+    app.state.recovery_scheduler = Scheduler(
+        app.state.engine, handlers.RECOVERY_SCHEDULER, CheckoutRecovery,
+        partial(recovery.run_recovery, provider=payments, urls=app.state.urls))
     app.state.stripe_publishable_key = settings.stripe_publishable_key if settings.payment_provider == "stripe" else None
     app.include_router(pages.router)
     app.include_router(funnel_pages.router)

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
-from postsale.checkout import billing
+from postsale.checkout import billing, card_expiry
 from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
-from postsale.checkout.adapters.tables import BillingJob, Offer, Payment, Purchase, Subscription
+from postsale.checkout.adapters.tables import BillingJob, CardExpiryCheck, Offer, Payment, Purchase, Subscription
 from postsale.checkout.domain.billing_cycle import BillingError, SelfService
 from postsale.checkout.entrypoints.buyer import MAX_FIELD, CustomerDep, templates
 from postsale.runtime.auth import CustomerSession
@@ -106,10 +106,12 @@ async def new_card(subscription_id: str, request: Request, customer: CustomerDep
     once). The sandbox takes a test card number; Stripe's Payment Element confirms a setup."""
     data = await request.form()
     card = str(data.get("card_number", ""))[:MAX_FIELD]
-    return await to_thread.run_sync(_new_card, request, customer, subscription_id, card)
+    expiry = str(data.get("card_expiry", ""))[:MAX_FIELD]
+    return await to_thread.run_sync(_new_card, request, customer, subscription_id, card, expiry)
 
 
-def _new_card(request: Request, customer: CustomerSession | None, subscription_id: str, card: str) -> Response:
+def _new_card(request: Request, customer: CustomerSession | None, subscription_id: str, card: str,
+              expiry: str) -> Response:
     with Session(request.app.state.engine) as session:
         if customer is None:
             return _login(request)
@@ -122,7 +124,8 @@ def _new_card(request: Request, customer: CustomerSession | None, subscription_i
         try:
             result = provider.start_payment(attempt_id=subscription.purchase_id, amount=0,
                                             currency=subscription.currency, email=customer.email,
-                                            idempotency_key=f"{attempt}:{card[-4:]}", details={"card_number": card})
+                                            idempotency_key=f"{attempt}:{card[-4:]}:{expiry.strip()[:7]}",
+                                            details={"card_number": card, "card_expiry": expiry})
         except PaymentError as exc:
             return _page(request, session, customer, error=str(exc), status_code=502)
         if result.client_secret and "application/json" in request.headers.get("accept", ""):
@@ -163,10 +166,13 @@ def _card_saved(request: Request, session: Session, customer: CustomerSession, s
                      status_code=402)
     now = billing.customer_now(session, subscription.customer_id)
     billing.update_payment_method(session, subscription, result, now)
+    card_expiry.watch_card(session, subscription, now)
     session.commit()
     if billing.is_simulated(session, subscription.customer_id):
-        # A test customer's time moves only with the simulator: the retry due now runs now.
+        # A test customer's time moves only with the simulator: the retry and the card check due now run now.
         request.app.state.billing_scheduler.run_due(until=now, where=BillingJob.customer_id == subscription.customer_id)
+        request.app.state.card_expiry_scheduler.run_due(
+            until=now, where=CardExpiryCheck.customer_id == subscription.customer_id)
         session.expire_all()
     return _page(request, session, customer, notice="Your new card is saved.")
 

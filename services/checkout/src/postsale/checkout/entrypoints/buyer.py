@@ -14,6 +14,7 @@ from sqlmodel import Session
 from postsale.checkout import handlers
 from postsale.checkout.adapters.payments.port import PaymentProvider
 from postsale.checkout.adapters.tables import CheckoutSession
+from postsale.checkout.customers import GRANTED
 from postsale.checkout.domain.money import format_major, format_money
 from postsale.checkout.domain.post_purchase import next_step
 from postsale.checkout.domain.setup_tokens import setup_token
@@ -42,7 +43,7 @@ def page(request: Request, template: str, context: dict, status_code: int = 200)
 
 def checkout_or_404(session: Session, checkout_id: str) -> CheckoutSession:
     checkout = session.get(CheckoutSession, checkout_id[:64])
-    if checkout is None:
+    if checkout is None or checkout.status == GRANTED:  # a seller's grant has no buyer and no page
         raise HTTPException(status_code=404, detail="This checkout does not exist or has expired.")
     return checkout
 

@@ -68,7 +68,7 @@ def answer_upsell(checkout_id: str, request: Request, session: SessionDep, custo
     if offer is None or position != handlers.position_token(checkout) or decision not in ("accept", "decline"):
         return RedirectResponse(f"/checkout/{checkout.id}/upsell", status_code=303)
     if decision == "decline":
-        handlers.move_funnel(session, checkout, accepted=False)
+        handlers.decline_upsell(session, checkout, offer, position=position)
         session.commit()
         return RedirectResponse(f"/checkout/{checkout.id}/upsell", status_code=303)
     provider = provider_of(request)

@@ -33,6 +33,7 @@ from postsale.runtime.web import normalize_email
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["pages"])
 MAX_NAME = 100
+MAX_EMAIL = 254
 STRIPE_TAKES_CARDS = ("This store takes cards through Stripe's card form only; card numbers typed here, such as "
                       "the sandbox's test cards, are never charged.")
 
@@ -65,18 +66,24 @@ def _email_page(request: Request, session: Session, *, offers: list[Offer], acti
         "action": action, "email": email, "error": error}, status_code)
 
 
+def _prefilled(customer: CustomerSession | None, email: str) -> str:
+    """The logged-in customer's email, else the one in the link (a recovery email's), else none."""
+    return customer.email if customer else (normalize_email(email[:MAX_EMAIL]) or "")
+
+
 @router.get("/offers/{offer_id}", response_class=HTMLResponse)
-def offer_page(offer_id: str, request: Request, session: SessionDep, customer: CustomerDep):
+def offer_page(offer_id: str, request: Request, session: SessionDep, customer: CustomerDep, email: str = ""):
+    """The offer's checkout page; `?email=` fills the email in (the link of a recovery email)."""
     offer = _offer_or_404(session, offer_id)
     return _email_page(request, session, offers=[offer], action=f"/offers/{offer.id}/checkout",
-                       email=customer.email if customer else "")
+                       email=_prefilled(customer, email))
 
 
 @router.get("/carts/{cart_id}", response_class=HTMLResponse)
-def cart_page(cart_id: str, request: Request, session: SessionDep, customer: CustomerDep):
+def cart_page(cart_id: str, request: Request, session: SessionDep, customer: CustomerDep, email: str = ""):
     cart = _cart_or_404(session, cart_id)
     return _email_page(request, session, offers=_cart_offers(session, cart), action=f"/carts/{cart.id}/checkout",
-                       email=customer.email if customer else "")
+                       email=_prefilled(customer, email))
 
 
 def _cart_or_404(session: Session, cart_id: str) -> Cart:

@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from postsale.runtime.activity import ActivityPublication
 from postsale.runtime.clock import utcnow
 from postsale.runtime.db import table_registry
 from postsale.runtime.scheduler import DueRow, pending_index
@@ -339,3 +340,33 @@ class ReconciliationRun(DueRow, Base, table=True):
     mismatches: int = 0
     repaired: int = 0
     report: str | None = Field(default=None, sa_type=Text)  # the findings, as JSON
+
+
+class ContentPublication(ActivityPublication, Base, table=True):
+    """When `ContentOpened` last went out per customer, kind and product: the throttle that holds
+    across replicas (`postsale.runtime.activity`)."""
+
+    __tablename__ = "activity_publications"
+
+
+class LessonOpening(Base, table=True):
+    """A customer opened a lesson (the first time); what a product's completion is counted from."""
+
+    __tablename__ = "lesson_openings"
+
+    customer_id: str = Field(primary_key=True)
+    lesson_id: str = Field(primary_key=True)
+    product_id: str = Field(index=True)
+    opened_at: datetime
+
+
+class ProductCompletion(Base, table=True):
+    """A customer opened every lesson of a membership product: `ProductCompleted` went out, once,
+    because the key refuses a second row."""
+
+    __tablename__ = "product_completions"
+
+    customer_id: str = Field(primary_key=True)
+    product_id: str = Field(primary_key=True)
+    lessons: int
+    completed_at: datetime

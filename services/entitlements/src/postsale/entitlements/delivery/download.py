@@ -195,6 +195,8 @@ class Opened:
     file: ProductFile
     product_name: str
     downloads_left: int | None
+    customer_id: str
+    product_id: str
 
 
 def open_link(session: Session, token: str, *, now: datetime, client: str | None = None) -> Opened:
@@ -219,7 +221,7 @@ def open_link(session: Session, token: str, *, now: datetime, client: str | None
     session.add(Download(id=f"dl_{uuid.uuid4().hex[:16]}", grant_id=grant.id, link_id=link.id, file_id=file.id,
                          customer_id=grant.customer_id, client=client, downloaded_at=now))
     return Opened(file, product.name if product else grant.product_name,
-                  None if limit is None else limit - used - 1)
+                  None if limit is None else limit - used - 1, grant.customer_id, grant.product_id)
 
 
 @dataclass(frozen=True)

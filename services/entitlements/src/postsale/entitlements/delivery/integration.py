@@ -16,11 +16,7 @@ checked again before sending), and a call that is sent supersedes any older one 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import secrets
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -35,25 +31,11 @@ from postsale.entitlements.delivery.base import (STILL_GIVEN, BaseStrategy, Deli
                                                  RetryLater, product_settings, still_given)
 from postsale.runtime.clock import as_utc
 from postsale.runtime.messaging import publish_later
+from postsale.runtime.standard_webhooks import SECRET_PREFIX, new_secret, sign
+from postsale.runtime.standard_webhooks import secret_key as _key
 
 SOURCE = f"/postsale/{SERVICE}"
-SECRET_PREFIX = "whsec_"
 USER_AGENT = "Postsale-Entitlements/1 (+https://www.standardwebhooks.com)"
-
-
-def new_secret() -> str:
-    """A signing secret as Standard Webhooks serialises it: `whsec_` and 32 random bytes in base64."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def _key(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-
-
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header's value for one attempt."""
-    digest = hmac.new(_key(secret), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 class IntegrationSettings(BaseModel):

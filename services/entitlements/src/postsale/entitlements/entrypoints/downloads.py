@@ -11,10 +11,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
+from postsale.entitlements import activity
 from postsale.entitlements.delivery import download
 from postsale.entitlements.entrypoints.fields import no_nul_in_path
+from postsale.runtime.activity import throttle_of
 from postsale.runtime.auth import CustomerSession, current_customer
 from postsale.runtime.clock import utcnow
+from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.web import templates_for
 
@@ -47,7 +50,8 @@ def _refusal(request: Request, exc: Exception) -> HTMLResponse:
                     "It may have been mistyped or belong to a file that was removed.")
 
 
-@router.post("/library/downloads/{grant_id}/{file_id}", response_class=HTMLResponse)
+@router.post("/library/downloads/{grant_id}/{file_id}", response_class=HTMLResponse,
+             dependencies=[Depends(require_csrf)])
 def download_from_library(grant_id: str, file_id: str, request: Request, session: SessionDep,
                           customer: CustomerDep):
     """The library's download button: a fresh short-lived link to the file, followed at once."""
@@ -69,8 +73,9 @@ def download_from_library(grant_id: str, file_id: str, request: Request, session
 def fetch(token: str, request: Request, session: SessionDep):
     """The file behind a download link, counted against the grant's limit; or a page saying the link
     expired (with the way to the library), access ended or is on hold, or no downloads are left."""
+    now = utcnow()
     try:
-        opened = download.open_link(session, token[:200], now=utcnow(),
+        opened = download.open_link(session, token[:200], now=now,
                                     client=request.client.host if request.client else None)
         chunks = request.app.state.storage.open(opened.file.storage_key)
     except (download.LinkUnknown, download.LinkExpired, download.AccessEnded, download.LimitReached) as exc:
@@ -79,6 +84,9 @@ def fetch(token: str, request: Request, session: SessionDep):
     except FileNotFoundError:
         session.rollback()
         return _refusal(request, download.LinkUnknown(token[:8]))
+    # Whoever holds the link downloads on the grant's customer's behalf (the email's link included).
+    activity.content_opened(session, throttle_of(request), customer_id=opened.customer_id, kind="download",
+                            product_id=opened.product_id, file_name=opened.file.name, now=now)
     session.commit()
     headers = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(opened.file.name)}",
                "Content-Length": str(opened.file.size), "Cache-Control": "no-store",

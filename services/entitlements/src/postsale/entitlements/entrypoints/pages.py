@@ -13,13 +13,14 @@ from pydantic import BaseModel
 
 from sqlmodel import Session
 
-from postsale.entitlements import access_views
+from postsale.entitlements import access_views, activity
 from postsale.entitlements.adapters.tables import Lesson, Product
 from postsale.entitlements.delivery import download, license_key, membership
 from postsale.entitlements.delivery.base import product_settings
 from postsale.entitlements.delivery.integration import IntegrationSettings
 from postsale.entitlements.domain.content import is_open, opens_at
 from postsale.entitlements.entrypoints.fields import no_nul_in_path
+from postsale.runtime.activity import throttle_of
 from postsale.runtime.auth import CustomerSession, current_customer
 from postsale.runtime.clock import utcnow
 from postsale.runtime.db import SessionDep
@@ -73,11 +74,15 @@ def library_page(request: Request, session: SessionDep, customer: CustomerDep,
             "refresh_url": _library_url("/library", expected, wait=waited + 1)})
     products = access_views.customer_access(session, customer.customer_id)
     items = [p for p in products if p.available]
-    return templates.TemplateResponse(request, "library.html", {
+    page = templates.TemplateResponse(request, "library.html", {
         "customer": customer, "logout_url": f"{urls.accounts_url}/logout", "billing_url": f"{urls.checkout_url}/billing",
         "items": items, "ended": [p for p in products if not p.available], "on_its_way": bool(on_its_way),
         "deliveries": _deliveries(session, items),
     })
+    activity.content_opened(session, throttle_of(request), customer_id=customer.customer_id, kind="library_visit",
+                            now=utcnow())
+    session.commit()
+    return page
 
 
 def _deliveries(session: Session, items: list[access_views.ProductAccess]) -> dict:
@@ -135,8 +140,15 @@ def lesson_page(product_id: str, lesson_id: str, request: Request, session: Sess
             "product": product, "lesson": lesson, "opens_at": opens_at(access.since, lesson.drip_days)},  # type: ignore[arg-type]
             status_code=403)
     paragraphs = [p.strip() for p in lesson.body.split("\n\n") if p.strip()]
-    return templates.TemplateResponse(request, "lesson.html", {"product": product, "lesson": lesson,
+    page = templates.TemplateResponse(request, "lesson.html", {"product": product, "lesson": lesson,
                                                                "paragraphs": paragraphs})
+    activity.lesson_opened(session, throttle_of(request), customer_id=customer.customer_id, product=product,
+                           lesson=lesson, now=now)
+    session.commit()
+    activity.complete_product(session, customer_id=customer.customer_id, email=customer.email, product=product,
+                              now=now)
+    session.commit()
+    return page
 
 
 @router.get("/api/library", tags=["customer"])

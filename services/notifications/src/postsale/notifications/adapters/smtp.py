@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import smtplib
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid, parseaddr
+
+
+class RelayRefused(Exception):
+    """The relay refused the address for good (a 5xx answer to it): retrying cannot help."""
 
 
 class SmtpSender:
@@ -14,15 +18,24 @@ class SmtpSender:
         self.username, self.password = username, password
         self.starttls = starttls
         self.from_address = from_address
+        # Message-IDs on the store's own domain (the sender's), as the relay and spam filters expect.
+        self.domain = parseaddr(from_address)[1].rpartition("@")[2] or "postsale.localhost"
 
-    def send(self, *, to: str, subject: str, text_body: str, html_body: str, key: str) -> str:
-        """Sends one email; returns its Message-ID. Raises on any SMTP failure."""
+    def send(self, *, to: str, subject: str, text_body: str, html_body: str, key: str,
+             list_unsubscribe: str | None = None) -> str:
+        """Sends one email; returns its Message-ID. A marketing email (`list_unsubscribe` set)
+        carries one-click unsubscribe (RFC 8058). Raises RelayRefused when the relay refuses the
+        address for good, and any other SMTP failure as it comes."""
         message = EmailMessage()
         message["From"] = self.from_address
         message["To"] = to
         message["Subject"] = subject
-        message["Message-ID"] = make_msgid(domain="postsale.localhost")
+        message["Date"] = formatdate(localtime=False, usegmt=True)
+        message["Message-ID"] = make_msgid(domain=self.domain)
         message["X-Postsale-Email-Key"] = key
+        if list_unsubscribe:
+            message["List-Unsubscribe"] = f"<{list_unsubscribe}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(text_body)
         message.add_alternative(html_body, subtype="html")
         with smtplib.SMTP(self.host, self.port, timeout=30) as smtp:
@@ -30,5 +43,13 @@ class SmtpSender:
                 smtp.starttls()
             if self.username:
                 smtp.login(self.username, self.password or "")
-            smtp.send_message(message)
+            try:
+                smtp.send_message(message)
+            except smtplib.SMTPRecipientsRefused as refused:
+                answers = list(refused.recipients.values())
+                if answers and all(500 <= code < 600 for code, _ in answers):
+                    code, text = answers[0]
+                    raise RelayRefused(f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}") \
+                        from refused
+                raise
         return message["Message-ID"]

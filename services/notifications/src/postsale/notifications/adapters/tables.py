@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Text
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
@@ -26,7 +26,10 @@ class Email(Base, table=True):
     subject: str
     text_body: str = Field(sa_column=Column(Text, nullable=False))
     html_body: str = Field(sa_column=Column(Text, nullable=False))
-    status: str = Field(default="queued", index=True)  # queued | sent | failed
+    status: str = Field(default="queued", index=True)  # queued | sent | failed | suppressed
+    marketing: bool = False  # follow-ups, follow-up offers, abandoned checkout: unsubscribable
+    unsubscribe_url: str | None = None  # set on marketing emails: List-Unsubscribe
+    message_id: str | None = None  # the Message-ID the relay accepted
     attempts: int = 0
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -47,6 +50,13 @@ class PurchaseRecord(Base, table=True):
     subscription_id: str | None = Field(default=None, index=True)
     on_partial_refund: str = "keep"  # the offer's access policy: keep | revoke
     completed_at: datetime
+    email: str | None = Field(default=None, index=True)
+    products: list[dict] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # product_id, name
+    provider: str | None = None  # sandbox | stripe | none: the follow-ups' simulator runs only for the sandbox
+
+    @property
+    def product_ids(self) -> list[str]:
+        return [p["product_id"] for p in self.products]
 
 
 class SubscriptionState(Base, table=True):
@@ -82,3 +92,130 @@ class Reminder(DueRow, Base, table=True):
     planned_at: datetime  # when the fact it was planned from happened
     amount: int | None = None  # the last payment, when one was made
     currency: str | None = None
+
+
+class AccessRecord(Base, table=True):
+    """A customer's access to a product from one source (a purchase, or `manual` for the seller's
+    grants), as entitlements' ledger events describe it: when it ends, whether it still holds."""
+
+    __tablename__ = "access_records"
+
+    customer_id: str = Field(primary_key=True)
+    product_id: str = Field(primary_key=True)
+    source: str = Field(primary_key=True)  # the purchase id, or "manual"
+    email: str
+    product_name: str
+    status: str  # active | suspended | revoked
+    expires_at: datetime | None = None  # empty: for good
+    changed_at: datetime  # the newest ledger fact applied; older ones change nothing
+
+
+class FollowUp(DueRow, Base, table=True):
+    """A timed email: an access-ending reminder, a step of a follow-up sequence, or the check of a
+    follow-up rule. Its id is the key of the email it would send, so planning it twice changes
+    nothing; whether it still applies is decided when it falls due."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (pending_index("follow_ups"),)
+
+    kind: str  # access_ending | sequence_step | rule
+    customer_id: str = Field(index=True)
+    to: str
+    purchase_id: str | None = None
+    offer_id: str | None = None
+    product_id: str | None = None
+    sequence_id: str | None = None
+    step: int | None = None
+    rule_id: str | None = None
+    moment: datetime | None = None  # what it announces or measures from: access end, purchase
+    planned_at: datetime
+
+
+class TemplateOverride(Base, table=True):
+    """The seller's version of an email template (a built-in one edited, or one of the seller's own
+    for follow-ups); the built-in default applies while there is none."""
+
+    __tablename__ = "email_templates"
+
+    name: str = Field(primary_key=True)
+    subject: str
+    text_body: str = Field(sa_column=Column(Text, nullable=False))
+    html_body: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class StoreTheme(Base, table=True):
+    """The seller's theme (accounts' `ThemeChanged`), which every email's HTML takes."""
+
+    __tablename__ = "store_theme"
+
+    id: str = Field(default="store", primary_key=True)
+    settings: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    changed_at: datetime
+
+
+class EmailSettings(Base, table=True):
+    """The seller's email settings: who hears of each sale (empty: `NOTIFICATIONS_SELLER_EMAILS`)."""
+
+    __tablename__ = "email_settings"
+
+    id: str = Field(default="store", primary_key=True)
+    seller_addresses: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    notify_each_sale: bool = True
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Recipient(Base, table=True):
+    """An address marketing emails went to: its unsubscribe token, and its suppression (the
+    customer unsubscribed, or the relay refused the address for good)."""
+
+    __tablename__ = "recipients"
+    __table_args__ = (UniqueConstraint("token", name="uq_recipients_token"),)
+
+    address: str = Field(primary_key=True)  # lower case
+    token: str
+    suppressed_reason: str | None = None  # unsubscribed | refused by the relay
+    suppressed_at: datetime | None = None
+    detail: str | None = None  # the relay's answer, for a refused address
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Sequence(Base, table=True):
+    """A follow-up sequence of an offer: emails at delays after its purchase."""
+
+    __tablename__ = "sequences"
+
+    id: str = Field(primary_key=True)
+    offer_id: str = Field(index=True)
+    name: str
+    steps: list[dict] = Field(sa_column=Column(JSON, nullable=False))  # [{"delay_hours": int, "template": str}]
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class FollowUpRule(Base, table=True):
+    """A follow-up offer sent when a customer did (or did not do) something."""
+
+    __tablename__ = "follow_up_rules"
+
+    id: str = Field(primary_key=True)
+    trigger: str  # bought_without | no_login | upsell_declined | product_completed
+    offer_id: str | None = Field(default=None, index=True)  # the offer bought (or declined)
+    other_offer_id: str | None = None  # bought_without: the offer not bought
+    product_id: str | None = None  # product_completed: the product finished
+    days: int | None = None
+    template: str
+    link_offer_id: str  # the offer the email links to
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class LastLogin(Base, table=True):
+    """When a customer last logged in (accounts' `CustomerActivity`), for the rule "not logged in"."""
+
+    __tablename__ = "last_logins"
+
+    customer_id: str = Field(primary_key=True)
+    logged_in_at: datetime
+
+
+# Registered with `Base` here, so that the service's metadata (and its migrations check) has them.
+from postsale.notifications.webhooks import tables as _webhook_tables  # noqa: E402,F401

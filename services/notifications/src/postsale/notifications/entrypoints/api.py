@@ -1,12 +1,13 @@
-"""Notifications' HTTP side: the development mailbox and the email log."""
+"""Notifications' HTTP side: the development mailbox and the email log (what was sent, to whom, when)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from sqlmodel import select
 from datetime import datetime
 
 from postsale.notifications.adapters.tables import Email
@@ -23,12 +24,32 @@ class EmailOut(BaseModel):
     key: str
     template: str
     to: str
+    customer_id: str | None = None
     subject: str
-    status: str
+    status: str = Field(description="`queued`, `sent` (the SMTP relay accepted it), `failed` (given up after its "
+                                    "retries, or the relay refused the address) or `suppressed` (a marketing email "
+                                    "to an unsubscribed address, not sent).")
+    marketing: bool = False
     attempts: int
-    last_error: str | None
+    last_error: str | None = Field(description="The relay's last answer when it did not accept the email.")
+    message_id: str | None = Field(default=None, description="The Message-ID the relay accepted.")
     created_at: datetime
     sent_at: datetime | None
+
+
+@admin.get("/emails", response_model=list[EmailOut])
+def list_emails(session: SessionDep, customer_id: str | None = Query(default=None, pattern=r"^[^\x00]{1,64}$"),
+                to: str | None = Query(default=None, pattern=r"^[^\x00]{1,254}$"),
+                limit: int = Query(default=100, ge=1, le=500)) -> list[EmailOut]:
+    """What was sent to a customer (or an address), newest first: when, and whether the relay accepted it."""
+    if not customer_id and not to:
+        raise HTTPException(status_code=422, detail="give customer_id or to")
+    query = select(Email).order_by(Email.created_at.desc()).limit(limit)  # type: ignore[attr-defined]
+    if customer_id:
+        query = query.where(Email.customer_id == customer_id)
+    if to:
+        query = query.where(Email.to == to)
+    return [EmailOut.model_validate(e, from_attributes=True) for e in session.exec(query).all()]
 
 
 @admin.get("/emails/{key}", response_model=EmailOut)

@@ -6,12 +6,13 @@ import asyncio
 import logging
 
 from fastapi import FastAPI
+from opentelemetry.trace import SpanKind
 from sqlmodel import Session
 
 from postsale.notifications import handlers
-from postsale.notifications.adapters.smtp import SmtpSender
+from postsale.notifications.adapters.smtp import RelayRefused, SmtpSender
 from postsale.notifications.emails import DISPATCHER
-from postsale.runtime import wakeups
+from postsale.runtime import tracing, wakeups
 from postsale.runtime.metrics import EMAIL_SEND_FAILURES, EMAILS_FAILED, EMAILS_SENT
 from postsale.runtime.service import BackgroundTask
 
@@ -25,15 +26,23 @@ def send_due(engine, sender: SmtpSender, max_attempts: int) -> bool:
     with Session(engine) as session:
         emails = handlers.due_emails(session, limit=BATCH)
         for email in emails:
+            # A span per attempt: the SMTP conversation, with its outcome.
+            sending = tracing.start_span("email send", kind=SpanKind.CLIENT, attributes={
+                "postsale.email.key": email.key, "postsale.email.template": email.template,
+                "postsale.email.attempt": email.attempts + 1, "server.address": sender.host, "server.port": sender.port})
             try:
-                sender.send(to=email.to, subject=email.subject, text_body=email.text_body,
-                            html_body=email.html_body, key=email.key)
+                message_id = sender.send(to=email.to, subject=email.subject, text_body=email.text_body,
+                                         html_body=email.html_body, key=email.key,
+                                         list_unsubscribe=email.unsubscribe_url)
             except Exception as exc:  # noqa: BLE001 - any SMTP failure is retried later
+                tracing.end_span(sending, exc)
                 log.warning("sending %s to %s failed: %r", email.key, email.to, exc)
-                handlers.mark_failed_attempt(session, email, repr(exc), max_attempts)
+                handlers.mark_failed_attempt(session, email, repr(exc), max_attempts,
+                                             refused=isinstance(exc, RelayRefused))
                 counters = [EMAIL_SEND_FAILURES] + ([EMAILS_FAILED] if email.status == "failed" else [])
             else:
-                handlers.mark_sent(session, email)
+                tracing.end_span(sending)
+                handlers.mark_sent(session, email, message_id)
                 counters = [EMAILS_SENT]
             # One commit per email, so one bad address never holds back the others' state.
             template = email.template

@@ -38,6 +38,16 @@ class PaymentResult:
 
 
 @dataclass(frozen=True)
+class SavedCard:
+    """A saved card as the provider describes it: enough to tell the customer which card expires when."""
+
+    brand: str | None
+    last4: str
+    exp_month: int
+    exp_year: int
+
+
+@dataclass(frozen=True)
 class RefundResult:
     refund_id: str
     amount: int
@@ -102,6 +112,9 @@ class PaymentProvider(Protocol):
 
     def refund(self, *, payment_id: str, amount: int, idempotency_key: str) -> RefundResult:
         """Refund `amount` of a payment, in full or in part."""
+
+    def saved_card(self, payment_method_id: str) -> SavedCard | None:
+        """The card behind a saved method; None when the method is not a card (or is unknown)."""
 
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Verify a webhook on its raw body; ValueError when it is not the provider's."""

@@ -7,6 +7,7 @@ refund knows what was paid.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Mapping
@@ -16,8 +17,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from postsale.checkout.adapters.payments.port import PaymentResult, ProviderDispute, RefundResult, WebhookEvent
+from postsale.checkout.adapters.payments.port import (PaymentResult, ProviderDispute, RefundResult, SavedCard,
+                                                      WebhookEvent)
 from postsale.checkout.adapters.tables import SandboxPayment
+from postsale.runtime.clock import utcnow
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,21 @@ SUCCEEDS = "4242424242424242"
 UNKNOWN_CARD = (f"This is the sandbox: use a test card such as {SUCCEEDS[:4]} {SUCCEEDS[4:8]} {SUCCEEDS[8:12]} "
                 f"{SUCCEEDS[12:]}.")
 AUTHENTICATION_FAILED = "We could not authenticate your payment. Try again or use another card."
+BAD_EXPIRY = "Enter the card's expiry date as MM/YY, e.g. 12/30."
+EXPIRED = "Your card has expired."
+YEARS_VALID = 4  # a test card given without an expiry date expires in December, this many years on
+
+
+def card_expiry(text: str) -> tuple[int, int] | None:
+    """The month and year of an expiry date typed as `MM/YY` or `MM/YYYY` (empty: a few years
+    on, as a real card's); None when it is not a date."""
+    if not text.strip():
+        return 12, utcnow().year + YEARS_VALID
+    found = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*", text)
+    if found is None or not 1 <= int(found.group(1)) <= 12:
+        return None
+    year = int(found.group(2))
+    return int(found.group(1)), year + 2000 if year < 100 else year
 
 
 def _digits(text: str) -> str:
@@ -73,7 +91,8 @@ class SandboxProvider:
         )
 
     def _record(self, *, idempotency_key: str, attempt_id: str, amount: int, currency: str, card: TestCard,
-                payment_method_id: str, status: str, message: str | None) -> PaymentResult:
+                payment_method_id: str, status: str, message: str | None,
+                expiry: tuple[int, int] | None = None) -> PaymentResult:
         with Session(self.engine) as session:
             existing = self._by_key(session, idempotency_key)
             if existing is not None:
@@ -81,6 +100,7 @@ class SandboxProvider:
             payment = SandboxPayment(
                 id=f"sbx_{uuid.uuid5(uuid.NAMESPACE_URL, idempotency_key).hex[:24]}", idempotency_key=idempotency_key,
                 attempt_id=attempt_id, amount=amount, currency=currency, card_last4=card.last4,
+                card_exp_month=expiry[0] if expiry else None, card_exp_year=expiry[1] if expiry else None,
                 payment_method_id=payment_method_id, status=status, message=message,
                 disputed=card.disputed and status == "succeeded",
                 dispute_status="open" if card.disputed and status == "succeeded" else None,
@@ -102,7 +122,14 @@ class SandboxProvider:
         card = TEST_CARDS.get(_digits(details.get("card_number", "")))
         if card is None:
             return PaymentResult("declined", message=UNKNOWN_CARD)
-        method = f"pm_sbx_{card.last4}_{uuid.uuid5(uuid.NAMESPACE_URL, attempt_id).hex[:12]}"
+        expiry = card_expiry(details.get("card_expiry", ""))
+        if expiry is None:
+            return PaymentResult("declined", message=BAD_EXPIRY)
+        now = utcnow()
+        if (expiry[1], expiry[0]) < (now.year, now.month):
+            return PaymentResult("declined", message=EXPIRED)
+        # One saved method per card and expiry date, as a provider saves a renewed card anew.
+        method = f"pm_sbx_{card.last4}_{uuid.uuid5(uuid.NAMESPACE_URL, f'{attempt_id}:{expiry}').hex[:12]}"
         if amount == 0:  # a free trial: the card is only saved
             saves = card.on_session != "declines" or card.number in SAVES_ON_DECLINE
             status, message = ("succeeded", None) if saves else ("declined", card.message)
@@ -110,7 +137,7 @@ class SandboxProvider:
             status = {"succeeds": "succeeded", "declines": "declined", "authenticates": "requires_action"}[card.on_session]
             message = card.message if status == "declined" else None
         return self._record(idempotency_key=idempotency_key, attempt_id=attempt_id, amount=amount, currency=currency,
-                            card=card, payment_method_id=method, status=status, message=message)
+                            card=card, payment_method_id=method, status=status, message=message, expiry=expiry)
 
     def authenticate(self, payment_id: str, *, approved: bool) -> PaymentResult | None:
         """The buyer's answer on the sandbox's 3-D Secure page. None for an unknown payment."""
@@ -158,6 +185,16 @@ class SandboxProvider:
             session.add(payment)
             session.commit()
         return RefundResult(refund_id, amount, True)
+
+    def saved_card(self, payment_method_id: str) -> SavedCard | None:
+        with Session(self.engine) as session:
+            saved = session.exec(select(SandboxPayment).where(
+                SandboxPayment.payment_method_id == payment_method_id,
+                SandboxPayment.card_exp_year.is_not(None))  # type: ignore[union-attr]
+                .order_by(SandboxPayment.created_at)).first()
+        if saved is None:
+            return None
+        return SavedCard("visa", saved.card_last4, saved.card_exp_month, saved.card_exp_year)  # every test card is a Visa
 
     def close_dispute(self, dispute_id: str, *, won: bool) -> bool:
         """The simulator's stand-in for the bank's decision on a dispute; False when none is open."""

@@ -26,6 +26,7 @@ from postsale.checkout.adapters.payments.port import (
     ProviderDispute,
     ProviderRefund,
     RefundResult,
+    SavedCard,
     WebhookEvent,
 )
 
@@ -251,6 +252,22 @@ class StripeProvider:
         reason = getattr(refund, "failure_reason", None)
         return RefundResult(refund.id, refund.amount, False,
                             f"Stripe could not refund the payment ({reason or refund.status}).")
+
+    def saved_card(self, payment_method_id: str) -> SavedCard | None:
+        """The PaymentMethod's card (brand, last 4, expiry); None for a method that is no card."""
+        try:
+            method: Any = self.client.v1.payment_methods.retrieve(payment_method_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "resource_missing":
+                return None
+            raise _payment_error(exc, "reading a saved card") from exc
+        except stripe.StripeError as exc:
+            raise _payment_error(exc, "reading a saved card") from exc
+        card = _plain(method).get("card")
+        if not isinstance(card, Mapping) or not card.get("exp_month") or not card.get("exp_year"):
+            return None
+        return SavedCard(card.get("brand"), str(card.get("last4") or "")[-4:].zfill(4), int(card["exp_month"]),
+                         int(card["exp_year"]))
 
     # Stripe telling us.
 

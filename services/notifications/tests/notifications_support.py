@@ -1,0 +1,37 @@
+"""What the notifications service's own tests share: a migrated database, events handed to the
+service's use cases through its subscription list and inbox, and a clock the test moves."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from postsale.contracts import Event
+from postsale.notifications.adapters.tables import Email
+from postsale.notifications.entrypoints.consumers import SUBSCRIPTIONS
+from postsale.runtime.messaging.consumer import apply_once
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def move_to(self, moment: datetime) -> None:
+        self.now = moment
+
+
+def deliver(engine, event: Event, event_id: str | None = None) -> bool:
+    """Hands the event to the use case the service subscribes it to, through the inbox."""
+    subscription = next(s for s in SUBSCRIPTIONS if type(event) in s.handlers)
+    return apply_once(engine, subscription.consumer_name, subscription.handlers[type(event)], event,
+                      event_id or uuid.uuid4().hex)
+
+
+def emails(engine) -> dict[str, Email]:
+    with Session(engine) as session:
+        return {e.key: e for e in session.exec(select(Email)).all()}

@@ -1,0 +1,145 @@
+"""Unsubscribe and suppressions: a marketing email carries one-click unsubscribe (RFC 8058) and
+is not sent to a suppressed address; a transactional email always is; an address the relay
+refuses for good is suppressed at once, not retried. And the abandoned-checkout reminder: once,
+as the seller set it, never after paying."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from email import message_from_bytes, policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlmodel import Session, select
+
+from postsale.contracts import CheckoutAbandoned, Money, PurchaseCompleted, PurchasedProduct
+from postsale.notifications import handlers, suppressions
+from postsale.notifications.adapters.smtp import RelayRefused, SmtpSender
+from postsale.notifications.adapters.tables import Email
+from postsale.notifications.config import MIGRATIONS_DIR
+from postsale.runtime.db import make_engine
+from postsale.runtime.messaging.outbox import OutboxMessage
+from postsale.runtime.migrations import migrate
+from postsale_local.processes import free_port
+from notifications_support import deliver, emails
+
+pytestmark = pytest.mark.unit
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSTSALE_NOTIFICATIONS_URL", "https://mail.shop.test")
+    monkeypatch.delenv("NOTIFICATIONS_SELLER_EMAILS", raising=False)
+    engine = make_engine(f"sqlite:///{tmp_path / 'notifications.db'}")
+    migrate(engine, MIGRATIONS_DIR)
+    yield engine
+    engine.dispose()
+
+
+def abandoned(checkout_id: str = "att_1", *, email: str = "ann@example.com", **fields) -> CheckoutAbandoned:
+    return CheckoutAbandoned(**{"checkout_id": checkout_id, "email": email, "offer_id": "off_1",
+                                "offer_name": "Yoga Basics", "amount": Money(amount=4900, currency="EUR"),
+                                "resume_url": "https://shop.test/offers/off_1?email=ann%40example.com",
+                                "started_at": T0, "abandoned_at": T0 + timedelta(hours=1), **fields})
+
+
+def bought(at: datetime, *, email: str = "ann@example.com") -> PurchaseCompleted:
+    return PurchaseCompleted(purchase_id=f"pur_{at.timestamp()}", customer_id="cus_1", email=email, offer_id="off_1",
+                             offer_name="Yoga Basics",
+                             products=[PurchasedProduct(product_id="prd_1", name="Yoga", delivery_type="membership")],
+                             amount=Money(amount=4900, currency="EUR"), provider="sandbox",
+                             provider_payment_id="sbx_1", completed_at=at, new_customer=True)
+
+
+def test_an_abandoned_checkout_gets_one_reminder_with_its_unsubscribe_link(engine):
+    deliver(engine, abandoned())
+    deliver(engine, abandoned())
+    [email] = [e for e in emails(engine).values() if e.template == "abandoned_checkout"]
+    assert (email.key, email.status, email.marketing) == ("abandoned-checkout:att_1", "queued", True)
+    assert email.subject == "You left Yoga Basics in your checkout"
+    assert "https://shop.test/offers/off_1?email=ann%40example.com" in email.text_body
+    assert email.unsubscribe_url.startswith("https://mail.shop.test/unsubscribe/")
+    assert email.unsubscribe_url in email.text_body and email.unsubscribe_url in email.html_body
+
+
+def test_no_reminder_when_the_seller_turned_it_off_or_the_buyer_paid_meanwhile(engine):
+    deliver(engine, abandoned("att_off", send_recovery_email=False))
+    deliver(engine, bought(T0 + timedelta(minutes=30), email="bob@example.com"))
+    deliver(engine, abandoned("att_paid", email="bob@example.com"))
+    deliver(engine, bought(T0 - timedelta(days=3), email="cy@example.com"))  # an earlier purchase: still reminded
+    deliver(engine, abandoned("att_cy", email="cy@example.com"))
+    assert sorted(k for k in emails(engine) if k.startswith("abandoned-checkout:")) == ["abandoned-checkout:att_cy"]
+
+
+def test_an_unsubscribed_address_gets_no_marketing_email_but_every_transactional_one(engine):
+    with Session(engine) as session:
+        suppressions.suppress(session, "Ann@Example.com", suppressions.UNSUBSCRIBED)
+        session.commit()
+    deliver(engine, abandoned())
+    deliver(engine, bought(T0))
+    queued = emails(engine)
+    assert queued["abandoned-checkout:att_1"].status == "suppressed"
+    assert queued[f"purchase-confirmation:pur_{T0.timestamp()}"].status == "queued"
+    with Session(engine) as session:
+        assert [e.key for e in handlers.due_emails(session, limit=10)] == [f"purchase-confirmation:pur_{T0.timestamp()}"]
+
+
+def test_an_address_the_relay_refuses_for_good_is_suppressed_and_not_retried(engine):
+    deliver(engine, bought(T0))
+    with Session(engine) as session:
+        [email] = handlers.due_emails(session, limit=10)
+        handlers.mark_failed_attempt(session, email, "RelayRefused('550 5.1.1 no such user')", 8, refused=True)
+        session.commit()
+    with Session(engine) as session:
+        email = session.exec(select(Email)).one()
+        assert (email.status, email.attempts) == ("failed", 1)
+        assert suppressions.is_suppressed(session, "ann@example.com")
+        failed = [m for m in session.exec(select(OutboxMessage)).all() if m.topic == "notifications.emails.v1"]
+        assert len(failed) == 1 and b"550 5.1.1 no such user" in failed[0].value
+    deliver(engine, abandoned(started_at=T0 + timedelta(days=1)))  # a later checkout, not paid
+    assert emails(engine)["abandoned-checkout:att_1"].status == "suppressed"
+
+
+class Relay:
+    """A real SMTP server that refuses one address for good and keeps the rest."""
+
+    def __init__(self) -> None:
+        self.received: list = []
+
+    async def handle_RCPT(self, _server, _session, envelope, address, _options):
+        if address.startswith("gone@"):
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, _server, _session, envelope):
+        self.received.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
+        return "250 OK"
+
+
+@pytest.fixture
+def relay():
+    handler, port = Relay(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield handler, SmtpSender("127.0.0.1", port, from_address="Ann's Studio <hello@studio.test>")
+    controller.stop()
+
+
+def test_a_marketing_email_carries_one_click_unsubscribe_and_the_stores_message_id(relay):
+    handler, sender = relay
+    message_id = sender.send(to="ann@example.com", subject="Hi", text_body="t", html_body="<p>h</p>", key="k1",
+                             list_unsubscribe="https://mail.shop.test/unsubscribe/tok")
+    sender.send(to="ann@example.com", subject="Receipt", text_body="t", html_body="<p>h</p>", key="k2")
+    marketing, receipt = handler.received
+    assert marketing["List-Unsubscribe"] == "<https://mail.shop.test/unsubscribe/tok>"
+    assert marketing["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert marketing["Message-ID"] == message_id and message_id.endswith("@studio.test>") and marketing["Date"]
+    assert receipt["List-Unsubscribe"] is None
+
+
+def test_a_refused_address_raises_relay_refused(relay):
+    _, sender = relay
+    with pytest.raises(RelayRefused, match="550"):
+        sender.send(to="gone@example.com", subject="Hi", text_body="t", html_body="<p>h</p>", key="k")
