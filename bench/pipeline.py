@@ -182,7 +182,8 @@ async def measure(components: Components, settings: dict, result: dict) -> None:
     result["library_rps"] = await library_against_bare(components, reader["cookie"], store.product_name,
                                                        seconds=settings["rps_seconds"],
                                                        connections=settings["rps_connections"])
-    log(f"  service {result['library_rps']['service']['per_second']}/s, bare {result['library_rps']['bare']['per_second']}/s")
+    rps = result["library_rps"]
+    log(f"  service {rps['service']['per_second']}/s, bare {rps['bare']['per_second']}/s")
     if settings["profile"]:
         # Apart from the measured run: py-spy takes some of the two cores.
         seconds = max(3, settings["rps_seconds"] // 2)

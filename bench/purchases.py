@@ -73,6 +73,23 @@ class Shop:
                     await conn.execute(f"SET enable_{plan} = off")
             yield ent, acc
 
+    async def access_check_says_yes(self, purchase_ids: list[str]) -> str:
+        """Asks the access check (`GET /admin/access`) about purchases seen granted in the database:
+        that what the benchmark polls is what the access check answers."""
+        async with await psycopg.AsyncConnection.connect(self.entitlements_db, autocommit=True) as ent:
+            customers = await (await ent.execute("SELECT customer_id FROM purchases WHERE id = ANY(%s)",
+                                                 (purchase_ids,))).fetchall()
+        token = self.suite.admin_token("entitlements")
+        admin = Connection(self.suite.url("entitlements"), {"Authorization": f"Bearer {token}"})
+        try:
+            yes = 0
+            for (customer_id,) in customers:
+                answer = await admin.get(f"/admin/access?customer_id={customer_id}&product_id={self.product_id}")
+                yes += answer.status == 200 and b'"has_access":true' in answer.body
+        finally:
+            await admin.close()
+        return f"{yes} of {len(purchase_ids)}"
+
     async def stage_counts(self, entitlements: psycopg.AsyncConnection, accounts: psycopg.AsyncConnection) -> dict:
         """How many purchases have reached each stage after paid: granted (rows in the table the
         access check reads), the customer's account created, the confirmation accepted by the
@@ -135,9 +152,10 @@ def paused(suite: Suite, services: tuple[str, ...]) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
-async def buy_for(shop: Shop, *, buyers: int, seconds: float) -> list[float]:
-    """`buyers` buyers, each buying (email, then pay) again as soon as the last purchase was paid,
-    for `seconds`; returns when each purchase was paid, in seconds from the start."""
+async def buy_for(shop: Shop, *, buyers: int, seconds: float, failures: list[str] | None = None) -> list[float]:
+    """`buyers` buyers, each buying (email, then pay) again as soon as the last purchase was
+    answered, for `seconds`; returns when each purchase was paid, in seconds from the start.
+    A refused purchase is added to `failures` and the buyer goes on."""
     paid: list[float] = []
     start = time.perf_counter()
     end = start + seconds
@@ -146,7 +164,12 @@ async def buy_for(shop: Shop, *, buyers: int, seconds: float) -> list[float]:
         checkout = Connection(shop.suite.url("checkout"))
         try:
             while time.perf_counter() < end:
-                await shop.pay(checkout, await shop.start_checkout(checkout, shop.new_email()))
+                try:
+                    await shop.pay(checkout, await shop.start_checkout(checkout, shop.new_email()))
+                except HttpError as exc:
+                    if failures is not None:
+                        failures.append(str(exc)[:300])
+                    continue
                 paid.append(time.perf_counter() - start)
         finally:
             await checkout.close()
@@ -159,11 +182,13 @@ async def http_side_alone(shop: Shop, *, buyers: int, seconds: float) -> dict:
     """The floor for throughput: purchases per second that checkout's HTTP side answers with the
     downstream services paused (kept under Kafka's 10 s consumer session, so nobody is evicted
     from its group), Kafka and PostgreSQL running and checkout's relay publishing."""
+    failures: list[str] = []
     with paused(shop.suite, DOWNSTREAM):
-        paid = await buy_for(shop, buyers=buyers, seconds=seconds)
+        paid = await buy_for(shop, buyers=buyers, seconds=seconds, failures=failures)
     in_time = sum(1 for p in paid if p < seconds)
     return {"buyers": buyers, "seconds": seconds, "paid": len(paid), "paid_in_time": in_time,
-            "per_second": round(in_time / seconds, 1)}
+            "per_second": round(in_time / seconds, 1), "failed": len(failures),
+            "first_failure": failures[0] if failures else None}
 
 
 async def wait_until_caught_up(shop: Shop, target: dict, timeout: float) -> float:
@@ -187,7 +212,8 @@ async def throughput(shop: Shop, *, buyers: int, seconds: float, drain_timeout: 
         base = await shop.stage_counts(ent, acc)
         samples: list[dict] = []
         start = time.perf_counter()
-        buying = asyncio.create_task(buy_for(shop, buyers=buyers, seconds=seconds))
+        failures: list[str] = []
+        buying = asyncio.create_task(buy_for(shop, buyers=buyers, seconds=seconds, failures=failures))
         paid: list[float] = []
         tick = 0
         while True:
@@ -209,7 +235,8 @@ async def throughput(shop: Shop, *, buyers: int, seconds: float, drain_timeout: 
     at_end = next(s for s in samples if s["second"] >= seconds)
     through = min(at_end[k] for k in stages)
     return {
-        "buyers": buyers, "seconds": seconds, "paid": len(paid),
+        "buyers": buyers, "seconds": seconds, "paid": len(paid), "failed": len(failures),
+        "first_failure": failures[0] if failures else None,
         "paid_per_second": round(at_end["paid"] / seconds, 1),
         "through_per_second": round(through / seconds, 1),
         "slowest_stage": min(stages, key=lambda k: at_end[k]),
@@ -259,7 +286,7 @@ class ConnectionPool:
 
 
 async def paid_to_access(shop: Shop, *, rate: float, seconds: float, poll: float = 0.002,
-                         max_in_flight: int = 32, timeout: float = 90) -> dict:
+                         max_in_flight: int = 16, timeout: float = 90) -> dict:
     """Open loop: payments start at `rate` per second on checkouts prepared beforehand, whether or
     not earlier ones have been answered. For each, the time from checkout's answer (the purchase
     is paid and its event committed to the outbox) until its access row is in entitlements'
@@ -317,10 +344,12 @@ async def paid_to_access(shop: Shop, *, rate: float, seconds: float, poll: float
         emails = {to: t for t, to in shop.smtp.received(CONFIRMATION)}
     access = [visible_at[p] - paid_at[p] for p in paid_at if p in visible_at]
     answered = sorted(paid_at.values())
+    confirmed = await shop.access_check_says_yes(list(visible_at)[:50])
     return {
-        "rate": rate, "seconds": seconds, "scheduled": count, "started": len(lateness), "paid": len(paid_at), "failed": len(failures),
+        "rate": rate, "seconds": seconds, "scheduled": count, "started": len(lateness), "paid": len(paid_at),
+        "failed": len(failures),
         "first_failure": failures[0] if failures else None, "not_visible": len(paid_at) - len(access),
-        "poll_ms": poll * 1000,
+        "poll_ms": poll * 1000, "access_check_confirms": confirmed,
         "answered_per_second": round((len(answered) - 1) / (answered[-1] - answered[0]), 1) if len(answered) > 1 else 0,
         "start_lateness": percentiles(lateness),
         "pay_request": percentiles([paid_at[p] - sent_at[p] for p in paid_at]),

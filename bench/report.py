@@ -61,7 +61,8 @@ def figures(r: dict) -> list[dict]:
     share = service / bare if bare else 0.0
     met, gap = _at_least(share, 0.5)
     out.append({"figure": "`/api/library` for a logged-in customer", "measured": f"{service:g}/s ({share:.0%} of bare)",
-                "target": "≥ 50 % of bare", "floor": f"{bare:g}/s: bare FastAPI endpoint", "met": met, "how_far": gap})
+                "target": "≥ 50 % of bare", "floor": f"{bare:g}/s: bare FastAPI endpoint", "met": met,
+                "how_far": gap})
     small, large = r["ledger_growth"][0], r["ledger_growth"][-1]
     for key, name in (("library", "`/library`"), ("access_check", "access check")):
         ratio = large[key]["p99_ms"] / small[key]["p99_ms"]
@@ -105,7 +106,8 @@ def table(r: dict) -> str:
 
 # Where a sample's time goes: the first of these that matches a frame, from the innermost frame out.
 CATEGORIES = [
-    ("waiting for a pooled database connection", re.compile(r"sqlalchemy/pool/.*\b(_do_get|get)\b|queue\.py.* get .*sqlalchemy/pool")),
+    ("taking or waiting for a pooled database connection",
+     re.compile(r"^(QueuePool\._do_get|Queue\.get) \(sqlalchemy/")),
     ("PostgreSQL round trips (psycopg: waiting for the server and the protocol)", re.compile(r"psycopg/")),
     ("SQLAlchemy (ORM, Core, the pool's checkout)", re.compile(r"sqlalchemy/")),
     ("Jinja2 templates", re.compile(r"jinja2/")),
@@ -115,7 +117,7 @@ CATEGORIES = [
     ("telemetry (OpenTelemetry, Prometheus, logging)", re.compile(r"opentelemetry/|prometheus_client/|logging/")),
     ("FastAPI, Starlette, uvicorn (routing, requests, forms)", re.compile(r"fastapi/|starlette/|uvicorn/|multipart/")),
     ("Postsale's own code", re.compile(r"\((checkout|entitlements|accounts|notifications|runtime|contracts)/")),
-    ("the event loop and thread hand-offs (asyncio, anyio)", re.compile(r"asyncio/|anyio/|concurrent/|threading\.py")),
+    ("the event loop and thread hand-offs (asyncio, anyio)", re.compile(r"asyncio/|anyio/|concurrent/")),
 ]
 OWN = CATEGORIES[-2][1]
 # Frames worth naming (a sample counts once if any of its frames matches), for what the issue suspects.
@@ -154,7 +156,8 @@ def _is_idle(frames: list[str]) -> bool:
         return True
     inner = frames[-1]
     # uvloop polls in C under `Runner.run`; an executor's idle worker blocks in C under `_worker`.
-    if re.search(r"\((asyncio/runners|asyncio/base_events|selectors)\.py\)|^_worker \(concurrent/futures/thread", inner):
+    if re.search(r"\((asyncio/runners|asyncio/base_events|selectors)\.py\)|^_worker \(concurrent/futures/thread",
+                 inner):
         return True
     if "wait (threading.py)" in inner or "get (queue.py)" in inner:
         # The first frame outside threading/queue says whose wait it is.
@@ -244,7 +247,8 @@ def plots(r: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for label, samples in ((f"paid → access, paced {r['paid_to_access']['rate']:g}/s", r["paid_to_access"]["samples_ms"]),
+    paced = r["paid_to_access"]
+    for label, samples in ((f"paid → access, paced {paced['rate']:g}/s", paced["samples_ms"]),
                            ("raw aiokafka produce → consume (floor)", r["kafka_hop"]["samples_ms"])):
         ordered = sorted(samples)
         if ordered:

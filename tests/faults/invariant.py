@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import create_engine, text
 
 from postsale.runtime.messaging.consumer import LagMonitor
@@ -139,6 +140,7 @@ def check(suite: Suite, smtp: SmtpInbox, kafka: KafkaSettings, ledger: Ledger) -
         report.expect(outbox["waiting"] == 0, f"{service}'s outbox has {outbox['waiting']} unsent rows")
         report.expect(outbox["parked"] == 0, f"{service}'s outbox parked {outbox['parked']} rows")
     lags, dead = asyncio.run(_kafka_state(kafka))
+    report.counts["consumer groups"] = len({group for group, _ in lags})
     report.counts["consumer group partitions"] = len(lags)
     for (group, partition), lag in lags.items():
         report.expect(lag == 0, f"group {group} lags {lag} on {partition.topic}[{partition.partition}]")
@@ -151,18 +153,25 @@ def check(suite: Suite, smtp: SmtpInbox, kafka: KafkaSettings, ledger: Ledger) -
 
 
 async def _kafka_state(kafka: KafkaSettings) -> tuple[dict, dict[str, int]]:
-    monitor = LagMonitor(kafka, [kafka.group(f"postsale-{service}") for service in SERVICES])
+    """Each consumer group's lag per partition, and the records on each dead-letter topic."""
+    names = [kafka.topic(dead_letter_topic(service)) for service in SERVICES]
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:  # every group of the run (its prefix), such as notifications' second one for webhooks
+        groups = [group for group, _kind in await admin.list_consumer_groups() if group.startswith(kafka.group(""))]
+        existing = set(await admin.list_topics())
+        described = await admin.describe_topics([name for name in names if name in existing])
+    finally:
+        await admin.close()
+    monitor = LagMonitor(kafka, groups)
     try:
         lags = await monitor.observe()
     finally:
         await monitor.close()
+    partitions = [TopicPartition(topic["topic"], p["partition"]) for topic in described for p in topic["partitions"]]
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None)
     await consumer.start()
     try:
-        existing = await consumer.topics()
-        names = [kafka.topic(dead_letter_topic(service)) for service in SERVICES]
-        partitions = [TopicPartition(name, p) for name in names if name in existing
-                      for p in consumer.partitions_for_topic(name) or ()]
         ends = await consumer.end_offsets(partitions) if partitions else {}
     finally:
         await consumer.stop()

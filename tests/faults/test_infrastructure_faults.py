@@ -10,13 +10,14 @@ import asyncio
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from postsale.contracts import topics
 from postsale_local.kafka import KafkaCluster
 from postsale_local.postgres import PostgresCluster
 from tests.faults.conftest import fault_run
+from tests.support import eventually
 
 pytestmark = pytest.mark.fault
 
@@ -40,24 +41,13 @@ def test_the_broker_killed_and_restarted_during_load_loses_and_repeats_nothing(p
         cluster.stop()
 
 
-async def leaders(kafka, topic: str) -> dict[int, int]:
-    """Partition -> the node leading it."""
-    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()  # fresh metadata
-        cluster = consumer._client.cluster
-        return {p: cluster.leader_for_partition(TopicPartition(topic, p)) for p in cluster.partitions_for_topic(topic)}
-    finally:
-        await consumer.stop()
-
-
-async def topic_settings(kafka, topic: str) -> dict[str, object]:
+async def describe(kafka, topic: str) -> list[dict]:
+    """Each partition of `topic`: its leader, replicas and in-sync replicas, as the cluster says."""
     admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         [described] = await admin.describe_topics([topic])
-        return {"replicas": {len(p["replicas"]) for p in described["partitions"]}}
+        return sorted(described["partitions"], key=lambda p: p["partition"])
     finally:
         await admin.close()
 
@@ -71,19 +61,28 @@ def test_a_three_node_cluster_losing_the_partition_leader_loses_and_repeats_noth
         # KAFKA_BOOTSTRAP_SERVERS as one host name: see docs/operations.md, Known issues.)
         with fault_run(cluster.bootstrap_servers.split(",")[0], postgres, tmp_path) as run:
             purchases = run.kafka.topic(topics.PURCHASES.name)
-            assert asyncio.run(topic_settings(run.kafka, purchases)) == {"replicas": {3}}
+            partitions = asyncio.run(describe(run.kafka, purchases))
+            assert {len(p["replicas"]) for p in partitions} == {3}, "replication 3"
             load = run.load(minimum=25, interval=0.3).start()
             load.wait_for(5)
-            before = asyncio.run(leaders(run.kafka, purchases))
-            leader = before[0]
+            leader = partitions[0]["leader"]
             cluster.kill_node(leader)
             during = len(load.paid)
-            load.wait_for(during + 8)  # acks=all still succeeds: 2 in-sync replicas remain
-            after = asyncio.run(leaders(run.kafka, purchases))
-            assert leader not in after.values(), "leadership moved to the nodes still up"
+            # Once the controller fences the node: leaders on the two nodes still up, each
+            # partition with 2 in-sync replicas, which acks=all and min.insync.replicas=2 accept.
+            def fenced() -> list[dict]:
+                try:
+                    now = asyncio.run(describe(run.kafka, purchases))
+                except KafkaError:  # asked the node that is gone, before the metadata said so
+                    return []
+                return now if all(p["leader"] != leader and len(p["isr"]) == 2 for p in now) else []
+
+            moved = eventually(fenced, timeout=60)
+            load.wait_for(during + 8)
             cluster.start_node(leader)
-            print(f"\n[fault] node {leader} (leader of {purchases}[0]) SIGKILLed; leaders before {before}, "
-                  f"while down {after}; {len(load.paid) - during} purchases paid while it was down")
+            print(f"\n[fault] node {leader}, leader of {purchases}[0], SIGKILLed; leaders before "
+                  f"{[p['leader'] for p in partitions]}, while it was down {[p['leader'] for p in moved]}; "
+                  f"{len(load.paid) - during} purchases paid while it was down")
             load.stop()
             run.assert_invariant("partition leader lost in a 3-node cluster", load)
     finally:

@@ -1,10 +1,12 @@
 """Faults that leave the broker and the database up, on one run of the suite (see conftest.py):
 each service SIGKILLed three times during load; the outbox relay killed between publishing and
-marking; the SMTP relay down for a while, then back."""
+marking; the SMTP relay down for a while, then back. Last, the checker is shown to catch what
+it checks for."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 
 import pytest
@@ -137,3 +139,62 @@ def test_the_smtp_relay_down_for_a_while_then_back_sends_every_email_once(faulty
     engine.dispose()
     print(f"[fault] SMTP down during {len(load.paid) - down} purchases or more; emails sent only on a retry: {retried}")
     assert retried >= 6, "the emails of the purchases made during the outage failed first, then went out"
+
+
+def test_notifications_killed_after_the_relay_took_an_email_delivers_it_once(faulty):
+    """The dispatcher's window, held open: the SMTP server has accepted the message and does not
+    answer QUIT, so notifications cannot yet mark it sent; notifications is SIGKILLed then, and
+    sends it again after the restart. The reader must still get one email (one Message-ID)."""
+    faulty.smtp.held.clear()
+    faulty.smtp.holding.set()
+    load = faulty.load(minimum=3, interval=0.5).start()
+    try:
+        assert faulty.smtp.held.wait(120), "a sender waits after handing an email over"
+        key = faulty.smtp.messages[-1]["X-Postsale-Email-Key"]
+        faulty.suite.kill("notifications")
+    finally:
+        faulty.smtp.holding.clear()
+    faulty.suite.start_service("notifications")
+    load.stop()
+    handed_over = faulty.smtp.with_key(key)
+    print(f"\n[fault] notifications SIGKILLed after the relay accepted {key}; the relay received it "
+          f"{len(handed_over)} times, as {len({m['Message-ID'] for m in handed_over})} Message-ID(s)")
+    faulty.assert_invariant("notifications killed between the relay's acceptance and the mark", load)
+
+
+def test_the_checker_would_catch_a_lost_purchase_a_second_email_and_a_dead_letter(faulty):
+    """The invariant is not vacuous: on the same run (so last in this module), a purchase a buyer
+    paid that checkout does not have, an email received twice and a dead letter are each found."""
+    from dataclasses import replace
+    from email.utils import make_msgid
+
+    from aiokafka import AIOKafkaProducer
+
+    from postsale.runtime.messaging.deadletters import dead_letter_topic
+    from tests.faults.invariant import check
+
+    ledger = replace(faulty.ledger, paid={**faulty.ledger.paid, "ghost@example.com": faulty.offers.one_time})
+    first = faulty.smtp.messages[0]
+    again = copy.copy(first)
+    del again["Message-ID"]
+    again["Message-ID"] = make_msgid(domain="postsale.test")
+
+    async def dead_letter() -> None:
+        producer = AIOKafkaProducer(**faulty.kafka.client_kwargs())
+        await producer.start()
+        try:
+            await producer.send_and_wait(faulty.kafka.topic(dead_letter_topic("checkout")), b"a record that failed")
+        finally:
+            await producer.stop()
+
+    asyncio.run(dead_letter())
+    faulty.smtp.messages.append(again)
+    try:
+        problems = check(faulty.suite, faulty.smtp, faulty.kafka, ledger).problems
+    finally:
+        faulty.smtp.messages.remove(again)
+    print("\n[fault] the checker on a doctored run found:\n  " + "\n  ".join(problems))
+    assert f"ghost@example.com paid for {faulty.offers.one_time}; checkout has 0 purchases of it" in problems
+    assert f"email {first['X-Postsale-Email-Key']} received 2 times (distinct Message-IDs)" in problems
+    assert f"1 records on {faulty.kafka.topic('checkout.dead-letters')}" in problems
+    assert len(problems) == 3, "and nothing else"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -20,12 +21,22 @@ class SmtpInbox:
         self.messages: list[EmailMessage] = []
         self._received = threading.Condition()
         self._controller: Controller | None = None
+        # For fault tests: while `holding` is set, QUIT goes unanswered, so a sender that has
+        # handed a message over waits before it can record that; `held` tells one waits.
+        self.holding = threading.Event()
+        self.held = threading.Event()
 
     async def handle_DATA(self, _server, _session, envelope) -> str:
         with self._received:
             self.messages.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
             self._received.notify_all()
         return "250 OK"
+
+    async def handle_QUIT(self, _server, _session, _envelope) -> str:
+        while self.holding.is_set():
+            self.held.set()
+            await asyncio.sleep(0.05)
+        return "221 Bye"
 
     def with_key(self, key: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["X-Postsale-Email-Key"] == key]

@@ -29,6 +29,8 @@ def staff_by_email(session: Session, email: str) -> StaffMember | None:
 
 def add_staff(session: Session, *, email: str, name: str, role: str, password: str) -> StaffMember:
     """A new staff member who logs in with `email` and `password`."""
+    if "\x00" in name + password:
+        raise StaffRefused("Names and passwords cannot hold NUL characters.")
     if role not in ROLES:
         raise StaffRefused(f"The role is one of {', '.join(ROLES)}.")
     problem = password_problem(password, password)

@@ -377,8 +377,11 @@ def apply_provider_event(session: Session, event: WebhookEvent, *, provider: str
 
 def replay_waiting_events(session: Session, provider_payment_id: str, *, provider: str, now: datetime) -> None:
     """Runs inside the transaction that records a payment: the provider events that came before it."""
+    # Held, so that the webhook's own second look (below the commit that made it wait) and the
+    # payment's transaction never both apply one event.
     waiting = session.exec(select(ProviderEvent).where(ProviderEvent.payment_id == provider_payment_id,
-                                                       ProviderEvent.handled.is_(False))).all()  # type: ignore[attr-defined]
+                                                       ProviderEvent.handled.is_(False))  # type: ignore[attr-defined]
+                           .with_for_update()).all()
     session.flush()
     for row in waiting:
         if apply_provider_event(session, event_from_payload(row.payload or {}), provider=provider, now=now):

@@ -39,7 +39,7 @@ def _page_number(page: str) -> int:
 @pages.get("", response_class=HTMLResponse)
 def customers_page(request: Request, session: SessionDep, staff: StaffDep, q: str = "", page: str = "1"):
     """Every customer, newest first, or those whose email or name contains `q`."""
-    q, number = q[:MAX_SEARCH], _page_number(page)
+    q, number = q[:MAX_SEARCH].replace("\x00", ""), _page_number(page)
     found, more = customers.search(session, q, number)
 
     def page_url(n: int) -> str:
@@ -78,6 +78,8 @@ def add_customer(request: Request, session: SessionDep, staff: StaffDep, email: 
         error = "Enter the customer's email address."
     elif not first_name.strip() or not last_name.strip():
         error = "Enter the customer's first and last name."
+    elif "\x00" in first_name + last_name:
+        error = "A name cannot hold NUL characters."
     elif len(first_name) > rules.MAX_NAME_LENGTH or len(last_name) > rules.MAX_NAME_LENGTH:
         error = f"A name can be at most {rules.MAX_NAME_LENGTH} characters."
     elif len(offers) > 50 or not all(OFFER_ID.match(o) for o in offers):
@@ -97,7 +99,7 @@ def add_customer(request: Request, session: SessionDep, staff: StaffDep, email: 
 
 
 def _customer(session: Session, customer_id: str) -> Customer | None:
-    return session.get(Customer, customer_id) if len(customer_id) <= 100 else None
+    return session.get(Customer, customer_id) if len(customer_id) <= 100 and "\x00" not in customer_id else None
 
 
 def _not_found(request: Request, staff, customer_id: str) -> Response:

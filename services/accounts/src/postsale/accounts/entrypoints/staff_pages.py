@@ -34,6 +34,8 @@ HOME = "/admin/customers"
 
 def _safe_next(request: Request, next_url: str) -> str:
     """A page of one of our services (no open redirect); else the back office's first page."""
+    if any(ord(c) < 32 for c in next_url):
+        return HOME
     if next_url.startswith("/admin/") and not next_url.startswith("//") and len(next_url) <= rules.MAX_URL_LENGTH:
         return next_url
     if 0 < len(next_url) <= rules.MAX_URL_LENGTH and any(

@@ -62,12 +62,19 @@ def handle_provider_event(app, event: WebhookEvent) -> str:
             recorded.payment_id = (event.dispute.payment_id if event.dispute else event.refunds[0].payment_id)
             recorded.payload = asdict(event)
             session.add(recorded)
+        waits_for = recorded.payment_id if not recorded.handled else None
         try:
             session.commit()
         except IntegrityError:
             # The same event delivered twice at once, or the buyer's return completed it first.
             session.rollback()
             return "duplicate"
+    if waits_for:
+        # The payment may have been recorded while this event was being made to wait, too late to
+        # see it: a second look, now that the waiting event is committed.
+        with Session(app.state.engine) as session:
+            billing.replay_waiting_events(session, waits_for, provider=provider.name, now=now)
+            session.commit()
     return "accepted"
 
 
