@@ -33,10 +33,11 @@ from postsale.checkout.config import SERVICE
 from postsale.checkout.domain import funnel
 from postsale.checkout.domain.billing import BillingTerms
 from postsale.checkout.domain.coupons import normalize_code, redeem_problem
+from postsale.checkout.domain.money import format_money
 from postsale.checkout.domain.post_purchase import PostPurchase
 from postsale.checkout.domain.quote import Quote, make_quote
 from postsale.checkout.domain.setup_tokens import setup_token, token_sha256
-from postsale.checkout.errors import CheckoutError
+from postsale.checkout.errors import CheckoutError, PaymentMismatch
 from postsale.checkout.offers import offers_by_id, store_settings
 from postsale.checkout.records import coupon_rules, offer_funnel, offer_terms, post_purchase_of
 from postsale.contracts import (
@@ -250,7 +251,8 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     bought, each publishing `PurchaseCompleted`; subscriptions and payment plans start.
 
     Safe to repeat: a paid attempt returns its purchases and publishes nothing more. Raises
-    CheckoutError when the provider's amount or currency is not what the attempt charged.
+    PaymentMismatch when the provider's amount or currency is not what the attempt charges (the
+    caller gives the payment back: `returns`).
     """
     if checkout.status == "paid":
         return purchases_of(session, checkout)
@@ -260,8 +262,9 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     items = checkout_offers(session, checkout)
     currency = items[0][0].currency
     if result.payment_id and (result.amount, result.currency and result.currency.upper()) != (due, currency):
-        raise CheckoutError(f"The provider's payment {result.payment_id} is for {result.amount} {result.currency}, "
-                            f"not the {due} {currency} this checkout charges.")
+        paid = format_money(result.amount or 0, (result.currency or "").upper()) if result.currency else result.amount
+        raise PaymentMismatch(f"The payment {result.payment_id} is for {paid}, "
+                              f"not the {format_money(due, currency)} this checkout charges now.")
     try:
         reserve_coupon(session, checkout)
     except CheckoutError:

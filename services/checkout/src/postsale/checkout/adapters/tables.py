@@ -175,6 +175,28 @@ class Payment(Base, table=True):
     __table_args__ = (UniqueConstraint("checkout_session_id", "step"),)
 
 
+class ReturnedPayment(Base, table=True):
+    """A payment its attempt could not take (its amount or currency is not what the attempt
+    charges), refunded in full and never a purchase: once per provider payment, whatever repeats."""
+
+    __tablename__ = "returned_payments"
+    __table_args__ = (UniqueConstraint("provider", "provider_payment_id"),)
+
+    id: str = Field(primary_key=True)
+    checkout_session_id: str = Field(foreign_key="checkout_sessions.id", index=True)
+    email: str = Field(index=True)
+    provider: str
+    provider_payment_id: str
+    amount: int  # what the buyer paid, in minor units
+    currency: str
+    reason: str  # for the seller: what the attempt charges instead
+    status: str = "refunding"  # refunding | refunded | failed (the provider refused: the seller must act)
+    provider_refund_id: str | None = None
+    message: str | None = None  # the provider's words when it refused
+    returned_at: datetime
+    refunded_at: datetime | None = None
+
+
 class Purchase(Base, table=True):
     __tablename__ = "purchases"
     # One purchase per offer and attempt, whatever retries, double clicks or repeated webhooks do.

@@ -1,4 +1,4 @@
-"""The seller's admin API: offers and their price models, coupons, carts, purchases.
+"""The seller's admin API: offers and their price models, coupons, carts, purchases, returned payments.
 
 Every input has limits here, at the edge; a request that breaks one gets a 422 with a message
 and changes nothing.
@@ -14,7 +14,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlmodel import select
 
 from postsale.checkout import handlers, offers
-from postsale.checkout.adapters.tables import Coupon, Dispute, Offer, Payment, Purchase, Refund, Subscription
+from postsale.checkout.adapters.tables import (Coupon, Dispute, Offer, Payment, Purchase, Refund, ReturnedPayment,
+                                              Subscription)
 from postsale.checkout.domain.billing import BillingTerms
 from postsale.checkout.domain.billing_cycle import SelfService
 from postsale.checkout.domain.coupons import CouponRules, normalize_code
@@ -347,3 +348,34 @@ def get_purchase(purchase_id: str, session: SessionDep) -> PurchaseDetail:
         upsells=[_purchase_out(c) for c in children],
         subscription=subscription_out(session, subscription) if subscription else None,
     )
+
+
+class ReturnedPaymentOut(BaseModel):
+    """A payment checkout gave back instead of completing its attempt: never a purchase."""
+
+    id: str
+    email: str
+    amount: Money = Field(description="What the buyer paid, refunded in full.")
+    provider: str
+    provider_payment_id: str
+    reason: str = Field(description="Why it could not be taken: what the attempt charges instead.")
+    status: Literal["refunding", "refunded", "failed"] = Field(
+        description="`failed`: the provider refused the refund (`message` says why); refund it in its dashboard.")
+    provider_refund_id: str | None
+    message: str | None
+    returned_at: datetime
+    refunded_at: datetime | None
+
+
+@admin.get("/returned-payments", response_model=list[ReturnedPaymentOut])
+def list_returned_payments(session: SessionDep, email: str | None = None) -> list[ReturnedPaymentOut]:
+    """Payments whose amount or currency was not what their attempt charged (the buyer changed the
+    order after the payment was started), refunded automatically; newest first."""
+    query = select(ReturnedPayment).order_by(ReturnedPayment.returned_at.desc())  # type: ignore[attr-defined]
+    if email:
+        query = query.where(ReturnedPayment.email == (normalize_email(email[:254]) or email[:254]))
+    return [ReturnedPaymentOut(
+        id=r.id, email=r.email, amount=Money(amount=r.amount, currency=r.currency), provider=r.provider,
+        provider_payment_id=r.provider_payment_id, reason=r.reason, status=r.status,  # type: ignore[arg-type]
+        provider_refund_id=r.provider_refund_id, message=r.message, returned_at=r.returned_at,
+        refunded_at=r.refunded_at) for r in session.exec(query.limit(500)).all()]

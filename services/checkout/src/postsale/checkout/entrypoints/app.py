@@ -11,7 +11,8 @@ from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.payments.stripe import StripeProvider
 from postsale.checkout.adapters.tables import BillingJob, CardExpiryCheck, CheckoutRecovery, SimulatedClock, Subscription
 from postsale.checkout.config import MIGRATIONS_DIR, SERVICE, Settings
-from postsale.checkout.entrypoints import admin, admin_billing, billing_pages, buyer, funnel_pages, pages, webhooks
+from postsale.checkout.entrypoints import (admin, admin_billing, billing_pages, buyer, funnel_pages, pages,
+                                          returned_payments, webhooks)
 from postsale.checkout.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.runtime.errors import html_errors_for_pages
 from postsale.runtime import metrics
@@ -63,6 +64,7 @@ def create_app() -> FastAPI:
     app.state.stripe_publishable_key = settings.stripe_publishable_key if settings.payment_provider == "stripe" else None
     app.include_router(pages.router)
     app.include_router(funnel_pages.router)
+    app.include_router(returned_payments.router)
     app.include_router(billing_pages.billing_pages)
     app.include_router(admin.admin)
     app.include_router(admin_billing.admin_billing)

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from postsale.checkout import handlers
+from postsale.checkout import handlers, returns
 from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult
 from postsale.checkout.adapters.payments.sandbox import SUCCEEDS, SandboxProvider
 from postsale.checkout.adapters.tables import Cart, CheckoutSession, Offer
@@ -25,6 +25,7 @@ from postsale.checkout.domain.money import parse_major
 from postsale.checkout.domain.setup_tokens import setup_token
 from postsale.checkout.entrypoints.buyer import (MAX_FIELD, CustomerDep, after_purchase, checkout_or_404,
                                                  logged_in_as_buyer, page, provider_of, wants_json)
+from postsale.checkout.entrypoints.returned_payments import give_back
 from postsale.runtime.auth import CustomerSession
 from postsale.runtime.db import SessionDep
 from postsale.runtime.passwords import password_problem
@@ -336,6 +337,9 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
         session.commit()
     except IntegrityError:
         session.rollback()  # a concurrent request of the same attempt completed it first
+    except handlers.PaymentMismatch as exc:
+        session.rollback()
+        return _give_back(request, checkout, result, str(exc))
     except handlers.CheckoutError as exc:
         session.rollback()
         log.error("payment %s of %s does not match: %s", result.payment_id, checkout.id, exc)
@@ -346,6 +350,20 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
     if password is not None:
         return _hand_password_to_accounts(request, checkout, password)
     return after_purchase(request, session, checkout, customer)
+
+
+def _give_back(request: Request, checkout: CheckoutSession, result: PaymentResult, reason: str) -> Response:
+    """The buyer paid what the attempt no longer charges: the money goes back, and they are told."""
+    try:
+        give_back(request.app.state.engine, provider_of(request), checkout.id, result, reason=reason)
+    except PaymentError:
+        pass  # recorded as `refunding`: the provider's webhook, delivered again, finishes the refund
+    returned_url = f"/checkout/{checkout.id}/returned"
+    if wants_json(request):
+        return JSONResponse({"status": "returned", "redirect": returned_url,
+                             "message": "Your payment was returned: your order changed after it was started."},
+                            status_code=409)
+    return RedirectResponse(returned_url, status_code=303)
 
 
 def _hand_password_to_accounts(request: Request, checkout: CheckoutSession, password: dict[str, str]) -> HTMLResponse:
@@ -388,10 +406,23 @@ def _complete(request: Request, checkout_id: str, customer, form: dict[str, str]
                 session, checkout.email):
             # Stripe's webhook often completes the purchase before the buyer's page comes back.
             return _hand_password_to_accounts(request, checkout, password)
-        if checkout.status == "paid" or not checkout.provider_payment_id:
+        confirmed = _confirmed_payment(request, checkout, form)
+        if checkout.status != "paid" and confirmed and returns.returned_payment(
+                session, provider_of(request).name, confirmed) is not None:
+            return RedirectResponse(f"/checkout/{checkout.id}/returned", status_code=303)
+        if checkout.status == "paid" or not confirmed:
             return after_purchase(request, session, checkout, customer)
-        result = provider_of(request).payment_result(checkout.provider_payment_id)
+        result = provider_of(request).payment_result(confirmed)
+        if result.attempt_id not in (None, checkout.id):
+            raise HTTPException(status_code=404, detail="This payment is not one of this checkout.")
         if result.status in ("requires_action", "processing"):
             return page(request, "processing.html", {"checkout": checkout})
         return _on_payment_result(request, session, checkout, customer, result, {}, password)
 
+
+def _confirmed_payment(request: Request, checkout: CheckoutSession, form: dict[str, str]) -> str | None:
+    """The payment the buyer's browser confirmed: the one the page names (an older tab may have
+    confirmed an intent made before the order changed), else the attempt's latest."""
+    named = form.get("payment_id") or request.query_params.get("payment_intent") \
+        or request.query_params.get("setup_intent")
+    return named[:255] if named else checkout.provider_payment_id

@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from postsale.checkout import billing, handlers
-from postsale.checkout.adapters.payments.port import PaymentProvider, WebhookEvent
+from postsale.checkout.adapters.payments.port import PaymentError, PaymentProvider, WebhookEvent
 from postsale.checkout.adapters.tables import CheckoutSession
+from postsale.checkout.entrypoints.returned_payments import give_back
 from postsale.runtime import wakeups
 from postsale.runtime.clock import utcnow
 
@@ -31,13 +32,18 @@ async def provider_webhook(provider_name: str, request: Request) -> dict[str, st
         event = provider.parse_webhook(payload, request.headers)
     except ValueError as exc:
         raise HTTPException(status_code=400, detail=f"invalid webhook: {exc}") from exc
-    return {"status": await to_thread.run_sync(handle_provider_event, request.app, event)}
+    try:
+        return {"status": await to_thread.run_sync(handle_provider_event, request.app, event)}
+    except PaymentError as exc:  # a payment to give back, and the provider out of reach: deliver it again
+        raise HTTPException(status_code=503, detail=f"try again later: {exc}") from exc
 
 
 def handle_provider_event(app, event: WebhookEvent) -> str:
-    """One provider event, once: a payment that succeeded completes its checkout (when amount and
-    currency match), a refund or a dispute is applied to the purchases it concerns, and one about a
-    payment not known yet waits for it. Returns `accepted` or `duplicate`."""
+    """One provider event, once: a payment that succeeded completes its checkout when its amount and
+    currency are what the attempt charges, and is given back otherwise; a refund or a dispute is
+    applied to the purchases it concerns, and one about a payment not known yet waits for it.
+    Returns `accepted` or `duplicate`; raises PaymentError when a payment to give back cannot be
+    refunded yet (the event is then not recorded, so its redelivery tries again)."""
     provider: PaymentProvider = app.state.payments
     now = utcnow()
     with Session(app.state.engine) as session:
@@ -53,6 +59,15 @@ def handle_provider_event(app, event: WebhookEvent) -> str:
             try:
                 handlers.complete_first_payment(session, checkout, provider=provider.name, result=payment,
                                                 secret_key=app.state.secret_key, urls=app.state.urls)
+            except handlers.PaymentMismatch as exc:
+                # Not what the attempt charges: nothing is completed, and the money goes back before
+                # the event counts as handled.
+                session.rollback()
+                give_back(app.state.engine, provider, payment.attempt_id, payment, reason=str(exc))
+                recorded = handlers.record_provider_event(session, source=provider.name, external_id=event.event_id,
+                                                          type=event.type)
+                if recorded is None:
+                    return "duplicate"
             except handlers.CheckoutError as exc:
                 # Recorded and not completed: a payment that does not match its checkout grants nothing.
                 log.error("%s payment %s refused: %s", provider.name, payment.payment_id, exc)
