@@ -13,6 +13,7 @@ from postsale.contracts.events import (
     PurchaseRefunded, SubscriptionCancellationScheduled, SubscriptionCancellationUndone, SubscriptionCancelled,
     SubscriptionPastDue, SubscriptionPaused, SubscriptionResumed, SessionEnded, CustomerEmailChanged, ThemeChanged,
     EmailChangeRequested, CardExpiring, CheckoutAbandoned, ContentOpened, ProductCompleted, UpsellDeclined,
+    LicenseKeyIssued,
 )
 
 AT = datetime(2026, 11, 22, 10, 30, tzinfo=timezone.utc)
@@ -93,6 +94,9 @@ EXAMPLES: tuple[Event, ...] = (
                        url="https://shop.example.com/downloads/dl_0f2b4d6f8a0c2e4a?expires=1795343400&sig=3f9a",
                        expires_at=AT + timedelta(hours=24), downloads_left=5, purchase_id="pur_5d1c9a7e3b2f4c80",
                        issued_at=AT),
+    LicenseKeyIssued(license_id="lic_1b3d5f7a9c1e3b5d", **CUSTOMER, product_id="prod_4d5e6f7a8b9c0d1e",
+                     product_name="Pixel Studio Pro", license_key="PXS-7K2Q-9M4T-W8RZ-3HND", max_activations=3,
+                     purchase_id="pur_5d1c9a7e3b2f4c80", issued_at=AT),
     CustomerRegistered(**CUSTOMER, source="purchase", registered_at=AT),
     AccountActivated(**CUSTOMER, first_name="Ann", last_name="Lee", activated_at=AT),
     CustomerActivity(customer_id=CUSTOMER["customer_id"], kind="library_visit", occurred_at=AT),

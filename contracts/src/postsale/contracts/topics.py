@@ -83,6 +83,12 @@ DOWNLOAD_LINKS = Topic(
     description="Signed, short-lived download links, for the email that carries them.",
     subscribers=("notifications",),
 )
+LICENSE_KEYS = Topic(
+    "entitlements.license-keys.v1", publisher="entitlements", key="customer id", restricted=True,
+    retention_days=1,
+    description="License keys issued to customers, for the email that delivers them.",
+    subscribers=("notifications",),
+)
 CUSTOMERS = Topic(
     "accounts.customers.v1", publisher="accounts", key="customer id",
     description="Customers: registered, account activated, email changed, sessions ended, the store's theme, and "
@@ -102,7 +108,7 @@ EMAILS = Topic(
 )
 
 ALL: tuple[Topic, ...] = (
-    PURCHASES, SUBSCRIPTIONS, CHECKOUTS, PRODUCTS, ACCESS, ACTIVITY, DELIVERIES, DOWNLOAD_LINKS, CUSTOMERS,
+    PURCHASES, SUBSCRIPTIONS, CHECKOUTS, PRODUCTS, ACCESS, ACTIVITY, DELIVERIES, DOWNLOAD_LINKS, LICENSE_KEYS, CUSTOMERS,
     ACCOUNT_LINKS, EMAILS,
 )
 BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL}

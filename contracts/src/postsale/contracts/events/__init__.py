@@ -21,7 +21,8 @@ from postsale.contracts.events.common import (
 )
 from postsale.contracts.events.entitlements import (
     AccessGranted, AccessRestored, AccessRevoked, AccessSuspended, Address, ContentOpened, DownloadLinkIssued,
-    FulfilmentRequested, IntegrationCallFailed, ProductArchived, ProductCompleted, ProductPublished, ProductUpdated,
+    FulfilmentRequested, IntegrationCallFailed, LicenseKeyIssued, ProductArchived, ProductCompleted, ProductPublished,
+    ProductUpdated,
 )
 from postsale.contracts.events.notifications import EmailFailed, EmailSent
 
@@ -33,7 +34,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ProductPublished, ProductUpdated, ProductArchived,
     AccessGranted, AccessRevoked, AccessSuspended, AccessRestored,
     ContentOpened, ProductCompleted,
-    FulfilmentRequested, IntegrationCallFailed, DownloadLinkIssued,
+    FulfilmentRequested, IntegrationCallFailed, DownloadLinkIssued, LicenseKeyIssued,
     CustomerRegistered, AccountActivated, CustomerActivity, SessionEnded, CustomerEmailChanged, ThemeChanged,
     AccountSetupLinkIssued, LoginLinkIssued, PasswordResetRequested, EmailChangeRequested,
     EmailSent, EmailFailed,
@@ -42,7 +43,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
 __all__ = [
     "ALL_EVENTS", "KIND_DESCRIPTION", "AccessGranted", "AccessPolicy", "AccessRestored", "AccessRevoked",
     "AccessSuspended", "AccountActivated", "AccountSetupLinkIssued", "Actor", "Address", "BillingKind", "CardExpiring",
-    "CheckoutAbandoned", "ContentOpened", "ProductCompleted", "UpsellDeclined",
+    "CheckoutAbandoned", "ContentOpened", "LicenseKeyIssued", "ProductCompleted", "UpsellDeclined",
     "CustomerActivity", "CustomerEmailChanged", "CustomerRegistered", "DeliveryKind", "DeliveryType", "DisputeLost",
     "DisputeOpened", "DisputeWon", "DownloadLinkIssued", "EmailChangeRequested", "EmailFailed", "EmailSent",
     "FulfilmentRequested", "IntegrationCallFailed", "LoginLinkIssued", "PasswordResetRequested", "PaymentFailed",

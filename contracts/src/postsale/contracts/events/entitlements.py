@@ -212,3 +212,26 @@ class DownloadLinkIssued(Event):
     downloads_left: int | None = Field(default=None, ge=0, description="Empty: no limit.")
     purchase_id: str | None = None
     issued_at: AwareDatetime
+
+
+# --- entitlements.license-keys.v1 (restricted) ----------------------------------------------
+
+
+class LicenseKeyIssued(Event):
+    """A license key was issued for a grant of a `license_key` product, for the email that delivers it.
+    Sent once per key (added in 1.2)."""
+
+    event_type: ClassVar[str] = "postsale.license_key.issued"
+    topic: ClassVar[str] = topics.LICENSE_KEYS.name
+    subject_field: ClassVar[str] = "license_id"
+
+    license_id: str
+    customer_id: str
+    email: str
+    product_id: str
+    product_name: str
+    license_key: str = secret("The license key; whoever holds it can activate the software.")
+    max_activations: int | None = Field(default=None, ge=1, description="Empty: no limit.")
+    expires_at: AwareDatetime | None = Field(default=None, description="Empty: never.")
+    purchase_id: str | None = None
+    issued_at: AwareDatetime
