@@ -65,7 +65,7 @@ def test_the_partial_carries_the_payment_element_and_its_settings():
                  'Accept: "application/json"', 'answer.status === "requires_action"', "stripe.confirmPayment(confirm)",
                  'answer.mode === "setup"', "stripe.confirmSetup(confirm)", 'redirect: "if_required"',
                  "return_url: window.location.origin + completeUrl", "postTo(completeUrl, data)",
-                 'answer.status === "succeeded" && answer.redirect', "window.location.assign(answer.redirect)",
+                 '(answer.status === "succeeded" || answer.status === "returned") && answer.redirect', "window.location.assign(answer.redirect)",
                  "fail(answer.message)", "result.error.message", "submitted.error.message"):
         assert step in script, step
 

@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import Session, select
 
 from delivery_support import CUSTOMER, EMAIL, T0, Clock, handle, migrated_engine, paid, product, published, refunded
-from postsale.contracts import (DisputeOpened, DisputeWon, DownloadLinkIssued, FulfilmentRequested,
+from postsale.contracts import (DisputeOpened, DisputeWon, DownloadLinkIssued, FulfilmentRequested, LicenseKeyIssued,
                                 IntegrationCallFailed)
 from postsale.entitlements import access_views, grants, handlers, products
 from postsale.entitlements.adapters.tables import Delivery, DeliveryAttempt, DeliveryRun, Grant
@@ -382,6 +382,9 @@ def test_a_license_key_per_grant_activates_up_to_its_limit_and_is_revoked_with_a
     with Session(engine) as session:
         key = license_key.key_of(session, grant_of(engine, "pur_1").id)
         assert key.key.startswith("EDIT-") and key.expires_at.replace(tzinfo=T0.tzinfo) == T0 + timedelta(days=365)
+        [issued] = published(engine, LicenseKeyIssued)  # for the email that delivers it
+        assert (issued.license_id, issued.license_key, issued.email, issued.max_activations, issued.expires_at,
+                issued.purchase_id) == (key.id, key.key, EMAIL, 2, T0 + timedelta(days=365), "pur_1")
         laptop, view = license_key.activate(session, key.key.lower(), "laptop", T0)
         assert (view.valid, view.activations) == (True, 1)
         assert license_key.activate(session, key.key, "laptop", T0)[0].id == laptop.id  # the same again

@@ -146,3 +146,21 @@ def test_the_seller_sees_each_attempt_and_replays_dead_letters(app, admin, monke
     assert admin.post(f"/admin/webhook-endpoints/{endpoint['id']}/replay-failed").json() == {"replayed": 1}
     [pending] = admin.get(f"/admin/webhook-endpoints/{endpoint['id']}/deliveries").json()
     assert pending["status"] == "pending" and pending["id"] == dead["id"]
+
+
+def test_private_targets_are_refused_by_default_even_when_postsale_runs_on_this_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOTIFICATIONS_ADMIN_TOKEN", TOKEN)
+    monkeypatch.setenv("NOTIFICATIONS_DATABASE_URL", f"sqlite:///{tmp_path / 'notifications.db'}")
+    # As deploy/compose.yaml starts it unless told otherwise: plain http on this machine.
+    monkeypatch.setenv("POSTSALE_NOTIFICATIONS_URL", "http://localhost:8004")
+    monkeypatch.delenv("NOTIFICATIONS_SELLER_EMAILS", raising=False)
+    monkeypatch.delenv("NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS", raising=False)
+    app = create_app()
+    migrate(app.state.engine, MIGRATIONS_DIR)
+    try:
+        refused = create(TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}),
+                         url="http://127.0.0.1:9000/hooks")
+    finally:
+        app.state.engine.dispose()
+    assert refused.status_code == 422
+    assert "must be https" in refused.json()["detail"]

@@ -102,9 +102,12 @@ class CookieSettings(BaseSettings):
 
 def _local_development(url: str) -> bool:
     parts = urlsplit(url)
-    if parts.scheme != "http":
-        return False
-    host = (parts.hostname or "").lower()
+    return parts.scheme == "http" and is_loopback_name(parts.hostname or "")
+
+
+def is_loopback_name(host: str) -> bool:
+    """`localhost`, a name under `.localhost`, or a loopback address: this machine."""
+    host = host.lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

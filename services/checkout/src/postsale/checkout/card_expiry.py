@@ -1,8 +1,9 @@
 """The card-expiry warning: `CardExpiring` once per card and billing, about 30 days before the saved
 card stops working, when the billing will still charge it after that.
 
-Each new card of a subscription or payment plan puts a check on the schedule, due at once: it
-reads the card from the provider (brand, last 4, expiry), records it on the subscription and
+Each new card of a subscription or payment plan puts a check on the schedule, due at once (so
+does resuming a paused billing, and migration 0006 for the billings saved before checks existed):
+it reads the card from the provider (brand, last 4, expiry), records it on the subscription and
 moves itself to the warning time. A newer card makes the older card's check stale; a billing
 that ended, or will take no payment the card would fail, gets no warning. Each runs inside the
 caller's transaction and never commits.
@@ -46,6 +47,14 @@ def watch_card(session: Session, subscription: Subscription, now: datetime) -> N
     subscription.card_brand = subscription.card_last4 = None
     subscription.card_exp_month = subscription.card_exp_year = None
     session.add(subscription)
+    if subscription.payment_method_id:
+        _schedule(session, subscription, now, now)
+
+
+def watch_again(session: Session, subscription: Subscription, now: datetime) -> None:
+    """The billing charges again (resumed after a pause, whose check ended with no warning): its
+    card is looked at again at once, what is known of it kept. A card already warned about is not
+    warned about twice."""
     if subscription.payment_method_id:
         _schedule(session, subscription, now, now)
 

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from postsale.checkout import billing, card_expiry
+from postsale.checkout.attempt_lock import hold_attempt
 from postsale.checkout.adapters.payments.port import PaymentResult
 from postsale.checkout.adapters.tables import (
     CatalogProduct,
@@ -209,9 +210,12 @@ def _honour_paid_coupon(session: Session, checkout: CheckoutSession) -> None:
 
 
 def _drop_recovery(session: Session, checkout: CheckoutSession, now: datetime) -> None:
-    """A paid attempt is never abandoned: its recovery row is done (the run re-checks as well)."""
+    """A paid attempt is never abandoned: its recovery row is done. One the scheduler holds is left
+    to its run, which waits for this payment to commit and then finds the attempt paid (waiting for
+    that row here, while holding the attempt the run waits for, would deadlock)."""
     for row in session.exec(select(CheckoutRecovery).where(CheckoutRecovery.checkout_session_id == checkout.id,
-                                                           CheckoutRecovery.done_at.is_(None))).all():  # type: ignore[union-attr]
+                                                           CheckoutRecovery.done_at.is_(None))  # type: ignore[union-attr]
+                            .with_for_update(skip_locked=True)).all():
         row.done_at = now
         session.add(row)
 
@@ -254,6 +258,7 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     PaymentMismatch when the provider's amount or currency is not what the attempt charges (the
     caller gives the payment back: `returns`).
     """
+    hold_attempt(session, checkout)  # an abandonment run at the same moment waits, or is waited for
     if checkout.status == "paid":
         return purchases_of(session, checkout)
     now = now or utcnow()

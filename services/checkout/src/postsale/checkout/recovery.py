@@ -1,6 +1,7 @@
 """Abandoned checkouts: a buyer gave an email on a checkout and did not pay within the store's
 recovery delay. `CheckoutAbandoned` is published once, by the scheduler that claims the attempt's
-recovery row; never for an attempt that was paid (paying drops the row, and the run checks again).
+recovery row; never for an attempt that was paid (paying drops the row, and the run holds the
+attempt's row before it checks again, so a payment committing at that moment is seen).
 Notifications decides whether to send the reminder, per the offer's `send_recovery_email`.
 """
 
@@ -15,6 +16,7 @@ from sqlmodel import Session, select
 from postsale.checkout import handlers
 from postsale.checkout.adapters.payments.port import PaymentProvider
 from postsale.checkout.adapters.tables import CheckoutRecovery, CheckoutSession, Customer, Offer
+from postsale.checkout.attempt_lock import hold_attempt
 from postsale.checkout.domain.quote import Quote
 from postsale.contracts import CheckoutAbandoned, Money
 from postsale.runtime.clock import as_utc
@@ -53,11 +55,18 @@ def run_recovery(session: Session, row: CheckoutRecovery, now: datetime, *, prov
     """Started by the scheduler when the recovery delay of an attempt has passed: publishes
     `CheckoutAbandoned` unless the attempt was paid, its payment is on its way at the provider, or
     the buyer came back to the offer since; releases the coupon redemption the attempt held."""
-    checkout = session.get(CheckoutSession, row.checkout_session_id, with_for_update=True)
-    if checkout is None or checkout.status != "open" or _superseded(session, checkout):
+    checkout = session.get(CheckoutSession, row.checkout_session_id)
+    if checkout is None or checkout.status != "open":
         return
-    if checkout.provider_payment_id and provider.payment_result(checkout.provider_payment_id).status in PAYMENT_ON_ITS_WAY:
+    # The provider is asked before the attempt is held, so that its answer never holds up a payment.
+    asked = checkout.provider_payment_id
+    if asked and _on_its_way(provider, asked):
         return  # the provider's webhook completes it
+    hold_attempt(session, checkout)  # a payment committing now is waited for, and seen
+    if checkout.status != "open" or _superseded(session, checkout):
+        return
+    if checkout.provider_payment_id not in (None, asked) and _on_its_way(provider, checkout.provider_payment_id):
+        return  # a payment started since
     # A payment started and never confirmed (Stripe's card form left open) held a redemption.
     handlers.release_coupon(session, checkout)
     offer = session.get(Offer, checkout.offer_id)
@@ -69,6 +78,10 @@ def run_recovery(session: Session, row: CheckoutRecovery, now: datetime, *, prov
         offer_id=offer.id, offer_name=offer.name, amount=_amount(session, checkout),
         resume_url=resume_url(urls, checkout), send_recovery_email=offer.send_recovery_email,
         started_at=as_utc(checkout.created_at), abandoned_at=now), source=handlers.SOURCE)
+
+
+def _on_its_way(provider: PaymentProvider, payment_id: str) -> bool:
+    return provider.payment_result(payment_id).status in PAYMENT_ON_ITS_WAY
 
 
 def _public_id(checkout: CheckoutSession) -> str:

@@ -10,7 +10,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from postsale.runtime.auth import AUDIENCE, ISSUER
+from postsale.runtime.auth import AUDIENCE, ISSUER, CustomerSession, RevokedSessions
 from postsale.runtime.staff import STAFF_AUDIENCE
 
 
@@ -54,3 +54,24 @@ def generate_private_key_pem() -> str:
     return Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+class LocalSessionVerifier:
+    """Accounts verifies its own session tokens with the key it holds, never through its own JWKS
+    endpoint: a check made in an async dependency (the CSRF check of a form) would otherwise wait on
+    a request to this very process."""
+
+    def __init__(self, signer: SessionSigner, revoked: RevokedSessions | None = None) -> None:
+        self._key = signer.public_key()
+        self.revoked = revoked
+
+    def verify(self, token: str | None) -> CustomerSession | None:
+        if not token:
+            return None
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER)
+        except jwt.PyJWTError:
+            return None
+        if self.revoked is not None and self.revoked.is_ended(claims["sid"]):
+            return None
+        return CustomerSession(customer_id=claims["sub"], email=claims["email"], session_id=claims["sid"])

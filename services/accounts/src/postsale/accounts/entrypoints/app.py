@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from postsale.accounts import theme as themes
-from postsale.accounts.adapters.signing import SessionSigner
+from postsale.accounts.adapters.signing import LocalSessionVerifier, SessionSigner
 from postsale.accounts.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.accounts.domain.setup import MAX_FORM_BYTES
 from postsale.accounts.entrypoints import admin, api, customer_pages, login, staff_pages
@@ -27,6 +27,7 @@ def create_app() -> FastAPI:
                              migrations_dir=MIGRATIONS_DIR, subscriptions=SUBSCRIPTIONS, background=[republish_theme],
                              content_security_policy=STRICT_POLICY)  # accounts' pages have no script
     app.state.signer = SessionSigner(settings.session_signing_key)
+    app.state.session_verifier = LocalSessionVerifier(app.state.signer, revoked=app.state.revoked_sessions)
     app.state.staff_verifier = StaffVerifier(key=app.state.signer.public_key())
     app.state.session_hours = settings.session_hours
     app.include_router(api.router)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlmodel import Session, select
 
-from postsale.checkout import billing
+from postsale.checkout import billing, card_expiry
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.tables import (BillingJob, CardExpiryCheck, ChargeAttempt, Dispute, Payment,
                                                Purchase, Subscription)
@@ -168,8 +168,12 @@ def pause(subscription_id: str, session: SessionDep) -> SubscriptionOut:
 @admin_billing.post("/subscriptions/{subscription_id}/resume", response_model=SubscriptionOut)
 def resume(subscription_id: str, session: SessionDep) -> SubscriptionOut:
     subscription = _subscription_or_404(session, subscription_id)
-    return _change(session, subscription, lambda now: billing.resume_subscription(session, subscription, now,
-                                                                                   actor="seller"))
+
+    def resume_and_watch_card(now: datetime) -> None:
+        billing.resume_subscription(session, subscription, now, actor="seller")
+        card_expiry.watch_again(session, subscription, now)  # the check that ran while paused warned of nothing
+
+    return _change(session, subscription, resume_and_watch_card)
 
 
 class NewRefund(BaseModel):

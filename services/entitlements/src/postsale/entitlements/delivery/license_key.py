@@ -1,7 +1,8 @@
 """`license_key`: a key per grant, for software the customer activates.
 
 When access is granted, the grant gets a key (with the product's activation limit and, when the
-product says so, an expiry N days after the grant); the library shows it. The key works while its
+product says so, an expiry N days after the grant); the library shows it, and `LicenseKeyIssued`
+(on the restricted topic) carries it to the email that delivers it. The key works while its
 grant is active: it is on hold while access is suspended, and revoked with access (a refund, a
 lost dispute, the seller). The public API (`entrypoints/licenses.py`) validates, activates and
 deactivates keys with the use cases below.
@@ -17,11 +18,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from postsale.contracts import LicenseKeyIssued
 from postsale.entitlements.adapters.tables import Delivery, Grant, LicenseActivation, LicenseKey
+from postsale.entitlements.config import SERVICE
 from postsale.entitlements.delivery.base import BaseStrategy, DeliveryContext, Result, product_settings
 from postsale.entitlements.domain.access import GrantView, is_active
 from postsale.entitlements.domain.licenses import LicenseStatus, license_status, new_key, normalize_key
 from postsale.runtime.clock import as_utc
+from postsale.runtime.messaging import publish_later
+
+SOURCE = f"/postsale/{SERVICE}"
 
 
 class LicenseKeySettings(BaseModel):
@@ -45,13 +51,21 @@ class LicenseKeyStrategy(BaseStrategy):
             ctx.session.add(key)
             return Result("done", "the key works again")
         grant = ctx.grant(delivery)
-        settings = product_settings(ctx.product(delivery), LicenseKeySettings)
+        product = ctx.product(delivery)
+        settings = product_settings(product, LicenseKeySettings)
         granted_at = as_utc(grant.granted_at)
-        ctx.session.add(LicenseKey(
+        key = LicenseKey(
             id=f"lic_{uuid.uuid4().hex[:16]}", key=new_key(settings.prefix), grant_id=grant.id,
             customer_id=grant.customer_id, product_id=grant.product_id, activation_limit=settings.activation_limit,
             expires_at=granted_at + timedelta(days=settings.expires_days) if settings.expires_days else None,
-            created_at=ctx.now))
+            created_at=ctx.now)
+        ctx.session.add(key)
+        # For the email that delivers it; once per key, since a grant gets one key (see above).
+        publish_later(ctx.session, LicenseKeyIssued(
+            license_id=key.id, customer_id=grant.customer_id, email=delivery.email, product_id=grant.product_id,
+            product_name=product.name if product else grant.product_name, license_key=key.key,
+            max_activations=key.activation_limit, expires_at=key.expires_at, purchase_id=grant.purchase_id,
+            issued_at=ctx.now), source=SOURCE)
         return Result("done", "key issued")
 
     def revoke(self, ctx: DeliveryContext, delivery: Delivery) -> Result:

@@ -32,12 +32,18 @@ def _event_types(value: list[str] | None) -> list[str] | None:
     return list(dict.fromkeys(value))
 
 
+def _text(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
 def _alert_emails(value: list[str] | None) -> list[str] | None:
     if value is None:
         return None
     addresses = []
     for raw in value:
-        address = normalize_email(raw)
+        address = normalize_email(_text(raw) or "")
         if address is None:
             raise ValueError(f"{raw[:100]!r} is not an email address")
         if address not in addresses:
@@ -46,7 +52,7 @@ def _alert_emails(value: list[str] | None) -> list[str] | None:
 
 
 URL = Field(max_length=targets.MAX_URL_LENGTH, description="Where events are POSTed: https (plain http only to this "
-            "machine, in development); never a private address in production.")
+            "machine, in development); never a private address unless NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS=true.")
 EVENT_TYPES = Field(min_length=1, max_length=len(domain.EVENT_TYPES),
                     description="The event types sent to it (`GET /admin/webhook-event-types`).")
 ALERT_EMAILS = Field(max_length=MAX_ALERT_EMAILS, description="Told when the endpoint is disabled, besides the "
@@ -64,6 +70,7 @@ class EndpointIn(BaseModel):
 
     _types = field_validator("event_types")(_event_types)
     _emails = field_validator("alert_emails")(_alert_emails)
+    _description = field_validator("description")(_text)
 
 
 class EndpointChanges(BaseModel):
@@ -80,6 +87,7 @@ class EndpointChanges(BaseModel):
 
     _types = field_validator("event_types")(_event_types)
     _emails = field_validator("alert_emails")(_alert_emails)
+    _description = field_validator("description")(_text)
 
 
 class EndpointOut(BaseModel):
@@ -159,7 +167,7 @@ def _delivery_out(delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> 
 
 def _checked_url(request: Request, url: str) -> str:
     settings: WebhookSettings = request.app.state.webhook_settings
-    allowed = targets.private_allowed(settings.private_targets, request.app.state.urls.notifications_url)
+    allowed = targets.private_allowed(settings.private_targets)
     try:
         return targets.check_url(url, private_allowed=allowed)
     except targets.TargetRefused as exc:
@@ -167,7 +175,8 @@ def _checked_url(request: Request, url: str) -> str:
 
 
 def _endpoint(session, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint:
-    endpoint = session.get(WebhookEndpoint, endpoint_id[:64], with_for_update=lock)
+    # An id with a NUL names nothing (and PostgreSQL refuses to look it up).
+    endpoint = None if "\x00" in endpoint_id else session.get(WebhookEndpoint, endpoint_id[:64], with_for_update=lock)
     if endpoint is None:
         raise HTTPException(status_code=404, detail=f"no webhook endpoint {endpoint_id[:64]}")
     return endpoint
@@ -242,6 +251,8 @@ def list_deliveries(endpoint_id: str, session: SessionDep, status: Status | None
     """The endpoint's deliveries, newest first, with their latest attempts; `status=failed`: its
     dead letters."""
     _endpoint(session, endpoint_id)
+    if before is not None and "\x00" in before:
+        raise HTTPException(status_code=422, detail="before: must not contain a NUL character")
     try:
         found = endpoints.deliveries_of(session, endpoint_id[:64], status=status, before=before, limit=limit)
     except endpoints.Refused as exc:
@@ -251,7 +262,8 @@ def list_deliveries(endpoint_id: str, session: SessionDep, status: Status | None
 
 @admin.post("/webhook-endpoints/{endpoint_id}/replay-failed", response_model=ReplayedOut, status_code=202)
 def replay_failed(endpoint_id: str, session: SessionDep) -> ReplayedOut:
-    """Sends every dead letter of the endpoint again, in their order per key."""
+    """Sends the endpoint's dead letters again, in their order per key: the oldest 1000 per call
+    (`replayed` says how many; call again while it is 1000)."""
     _endpoint(session, endpoint_id)
     try:
         replayed = deliveries.replay_failed(session, endpoint_id[:64], utcnow())
@@ -264,7 +276,8 @@ def replay_failed(endpoint_id: str, session: SessionDep) -> ReplayedOut:
 @admin.post("/webhook-deliveries/{delivery_id}/replay", response_model=DeliveryOut, status_code=202)
 def replay_delivery(delivery_id: str, session: SessionDep) -> DeliveryOut:
     """Sends a dead letter again, with the same `webhook-id` and a fresh three days of retries."""
-    delivery = session.exec(select(WebhookDelivery).where(WebhookDelivery.id == delivery_id[:64])).first()
+    delivery = None if "\x00" in delivery_id else session.exec(
+        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id[:64])).first()
     if delivery is None:
         raise HTTPException(status_code=404, detail=f"no webhook delivery {delivery_id[:64]}")
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
+from sqlalchemy import delete
 from sqlmodel import Session, select
 
 from postsale.contracts import Event
@@ -31,6 +32,8 @@ SENDS = "webhook-sender"
 """The scheduler of `webhook_sends`; its workers wake as `webhook-sender:<n>`."""
 MAX_WORKERS = 32
 UNFINISHED = ("waiting", "pending")
+MAX_REPLAY = 1000  # dead letters replayed per call: one transaction stays short
+PRUNE_BATCH = 500  # finished deliveries removed per transaction
 DISABLED_TEMPLATE = "webhook_endpoint_disabled"
 GONE = 410  # the receiver's way to ask for no more events (Standard Webhooks): disables the endpoint
 
@@ -97,17 +100,40 @@ def record_event(session: Session, event: Event, event_id: str) -> None:
 def attempt(session: Session, row: WebhookSend, now: datetime, *, call: Call, disable_after: timedelta) -> None:
     """Run by the scheduler for a due `webhook_sends` row: one HTTP call of its delivery, recorded;
     then the next attempt, the dead letter, or the next delivery of the same key. Does nothing for
-    a delivery no longer pending (replayed, or its endpoint disabled or deleted meanwhile)."""
+    a delivery no longer pending (replayed, or its endpoint disabled or deleted meanwhile).
+
+    An answer the database refuses to keep still ends as a failed attempt, retried on the schedule:
+    a send row that kept failing would be given up by the scheduler and leave the delivery
+    pending, and the customer's later deliveries waiting behind it, for ever."""
     delivery = _delivery(session, row.delivery_id)
     endpoint = session.get(WebhookEndpoint, row.endpoint_id)
     if delivery is None or delivery.status != "pending" or endpoint is None or not endpoint.enabled:
         return
     outcome = call(endpoint, delivery)
+    try:
+        _record(session, row, now, outcome, disable_after)
+        session.flush()
+    except Exception as exc:  # noqa: BLE001 - recorded as a failed attempt below
+        log.exception("webhook %s: the attempt could not be recorded", row.delivery_id)
+        session.rollback()
+        # The claim's lock went with the rollback: a worker that ran the row meanwhile is waited for.
+        if session.get(WebhookSend, row.id, with_for_update=True, populate_existing=True).done_at is not None:
+            return
+        _record(session, row, now, Outcome(False, outcome.latency_ms, status_code=outcome.status_code,
+                                           error=f"the answer could not be recorded: {type(exc).__name__}"),
+                disable_after)
+
+
+def _record(session: Session, row: WebhookSend, now: datetime, outcome: Outcome, disable_after: timedelta) -> None:
     # Locked after the call, never during it: a slow endpoint holds no lock others wait for.
     endpoint = _locked(session, row.endpoint_id)
-    session.refresh(delivery, with_for_update=True)
-    if endpoint is None or not endpoint.enabled or delivery.status != "pending":
+    delivery = _delivery(session, row.delivery_id)
+    if delivery is not None:
+        session.refresh(delivery, with_for_update=True)
+    if endpoint is None or not endpoint.enabled or delivery is None or delivery.status != "pending":
         return
+    # This attempt's successor is the delivery's one chain of retries (a replay may have started another).
+    _close_sends(session, delivery.id, now, "closed: another attempt of the delivery was recorded", keep=row.id)
     delivery.attempts += 1
     delivery.round_attempts += 1
     session.add(WebhookAttempt(delivery_id=delivery.id, number=delivery.attempts, attempted_at=now,
@@ -138,6 +164,10 @@ def attempt(session: Session, row: WebhookSend, now: datetime, *, call: Call, di
     elif not outcome.succeeded and domain.should_disable(as_utc(endpoint.failing_since), now, disable_after):
         disable(session, endpoint, now, f"every attempt failed since {as_utc(endpoint.failing_since):%Y-%m-%d %H:%M} "
                                         f"UTC; the last: {delivery.last_error}")
+    elif delivery.status == "failed" and not _being_retried(session, endpoint.id):
+        # Nothing of the endpoint is tried any more: whether it works again is not known, so the
+        # next failure starts a fresh count instead of disabling an endpoint that may have recovered.
+        endpoint.failing_since = None
 
 
 def postpone(session: Session, row: WebhookSend, at: datetime) -> None:
@@ -163,13 +193,14 @@ def replay(session: Session, delivery: WebhookDelivery, now: datetime) -> None:
 
 
 def replay_failed(session: Session, endpoint_id: str, now: datetime) -> int:
-    """Every dead letter of the endpoint sent again, in their order per key; returns how many."""
+    """The endpoint's dead letters sent again, in their order per key, at most `MAX_REPLAY` of the
+    oldest per call; returns how many (call again while it is `MAX_REPLAY`)."""
     endpoint = _locked(session, endpoint_id)
     if endpoint is None or not endpoint.enabled:
         raise Conflict("the endpoint is disabled: enable it first")
     failed = session.exec(select(WebhookDelivery).where(
         WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "failed")
-        .order_by(WebhookDelivery.seq).with_for_update()).all()
+        .order_by(WebhookDelivery.seq).limit(MAX_REPLAY).with_for_update()).all()
     for delivery in failed:
         _requeue(session, delivery, now)
     return len(failed)
@@ -201,7 +232,9 @@ def disable(session: Session, endpoint: WebhookEndpoint, now: datetime, reason: 
                                                                 WebhookDelivery.status == "failed")).all())
     log.error("webhook endpoint %s (%s) disabled: %s", endpoint.id, endpoint.url, reason)
     key = f"webhook-endpoint-disabled:{endpoint.id}:{int(now.timestamp())}"
-    context = {"endpoint": endpoint, "reason": endpoint.disabled_reason, "disabled_at": now,
+    # Only what the email shows: the seller edits the template, and the row holds the signing secret.
+    shown = {"id": endpoint.id, "url": endpoint.url, "description": endpoint.description}
+    context = {"endpoint": shown, "reason": endpoint.disabled_reason, "disabled_at": now,
                "failing_since": as_utc(endpoint.failing_since), "stopped": stopped, "failed": failed}
     for address in endpoint.alert_emails:
         queue_email(session, key=f"{key}:{address.lower()}", template=DISABLED_TEMPLATE, to=address,
@@ -210,10 +243,31 @@ def disable(session: Session, endpoint: WebhookEndpoint, now: datetime, reason: 
     queue_for_sellers(session, key=key, template=DISABLED_TEMPLATE, **context)
 
 
+# --- housekeeping ----------------------------------------------------------------------------
+
+
+def prune(session: Session, before: datetime) -> int:
+    """Removes up to `PRUNE_BATCH` deliveries delivered before `before`, with their attempts and
+    their finished sends; returns how many (the caller runs it again while it is a full batch).
+    Dead letters stay until the seller replays them or removes the endpoint."""
+    old = session.exec(select(WebhookDelivery.id).where(WebhookDelivery.status == "delivered",
+                                                        WebhookDelivery.finished_at < before)
+                       .order_by(WebhookDelivery.seq).limit(PRUNE_BATCH)).all()
+    if old:
+        session.execute(delete(WebhookSend).where(WebhookSend.delivery_id.in_(old),  # type: ignore[attr-defined]
+                                                  WebhookSend.done_at.is_not(None)))  # type: ignore[union-attr]
+        session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old)))  # type: ignore[attr-defined]
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(old),  # type: ignore[attr-defined]
+                                                      WebhookDelivery.status == "delivered"))
+    return len(old)
+
+
 # --- the queue of one endpoint and key ------------------------------------------------------
 
 
 def _requeue(session: Session, delivery: WebhookDelivery, now: datetime) -> None:
+    # Attempts still scheduled from before it was stopped are closed: one chain of retries only.
+    _close_sends(session, delivery.id, now, "closed: the delivery was replayed")
     delivery.status, delivery.round_attempts, delivery.finished_at = "waiting", 0, None
     session.add(delivery)
     session.flush()
@@ -240,6 +294,22 @@ def _schedule(session: Session, delivery: WebhookDelivery, at: datetime) -> None
     session.add(WebhookSend(id=f"snd_{uuid.uuid4().hex}", due_at=at, endpoint_id=delivery.endpoint_id,
                             delivery_id=delivery.id))
     wake_senders(session)
+
+
+def _close_sends(session: Session, delivery_id: str, now: datetime, reason: str, *, keep: str | None = None) -> None:
+    """Closes the delivery's scheduled attempts but `keep`. One running right now (locked by its
+    worker) is skipped, not waited for: when it ends, recording it closes the others in turn."""
+    open_sends = select(WebhookSend).where(WebhookSend.delivery_id == delivery_id, WebhookSend.id != keep,
+                                           WebhookSend.done_at.is_(None))  # type: ignore[union-attr]
+    for send in session.exec(open_sends.with_for_update(skip_locked=True)).all():
+        send.done_at, send.last_error = now, reason
+        session.add(send)
+
+
+def _being_retried(session: Session, endpoint_id: str) -> bool:
+    pending = select(WebhookDelivery.seq).where(WebhookDelivery.endpoint_id == endpoint_id,
+                                                WebhookDelivery.status == "pending")
+    return session.exec(pending.limit(1)).first() is not None
 
 
 def _locked(session: Session, endpoint_id: str) -> WebhookEndpoint | None:

@@ -62,8 +62,9 @@ def should_disable(failing_since: datetime | None, now: datetime, disable_after:
 
 
 def excerpt(text: str | None, limit: int) -> str | None:
-    """The first `limit` characters, trimmed; None for nothing."""
+    """The first `limit` characters, trimmed, without NUL; None for nothing."""
     if not text:
         return None
-    text = text.strip()
+    # A NUL is no character PostgreSQL keeps in text: the attempt would never be recorded.
+    text = text[:limit * 4].replace("\x00", "").strip()
     return (text[:limit - 1] + "…" if len(text) > limit else text) or None

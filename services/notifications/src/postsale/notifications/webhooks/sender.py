@@ -13,6 +13,7 @@ process keeps the attempts its workers are running).
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import Counter
@@ -38,34 +39,43 @@ USER_AGENT = "Postsale-Webhooks/1 (+https://www.standardwebhooks.com)"
 MAX_RESPONSE_BYTES = 64 * 1024  # read of an answer at most; its excerpt is kept
 BATCH = 20
 POSTPONE = timedelta(seconds=1)
+RETENTION = timedelta(days=30)  # delivered deliveries and their attempts are kept this long
+PRUNE_INTERVAL = 600.0  # seconds between looks for deliveries past the retention
 
 
 def post(http: httpx.Client, endpoint: WebhookEndpoint, delivery: WebhookDelivery, *, timeout: float,
          private_allowed: bool) -> Outcome:
-    """One attempt: the delivery's payload POSTed to the endpoint, signed for this attempt."""
+    """One attempt: the delivery's payload POSTed to the endpoint, signed for this attempt, to the
+    address that was checked, and over in `timeout` seconds however slowly the endpoint answers."""
     started = time.monotonic()
 
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
     try:
-        targets.check_resolved(endpoint.url, private_allowed=private_allowed)
+        address = targets.check_resolved(endpoint.url, private_allowed=private_allowed)
     except targets.TargetRefused as exc:
         return Outcome(False, took(), error=f"not sent: the URL {exc}")
+    url, host, extensions = targets.pinned(endpoint.url, address)
     body = delivery.payload.encode()
     # The wall clock, not the scheduler's: the receiver compares it with its own to refuse replays.
     timestamp = int(time.time())
     headers = {"content-type": "application/json", "user-agent": USER_AGENT, "accept-encoding": "identity",
-               **standard_webhooks.headers(endpoint.secret, delivery.id, timestamp, body)}
+               **host, **standard_webhooks.headers(endpoint.secret, delivery.id, timestamp, body)}
+    deadline = _Deadline(timeout)
     raw = bytearray()
     try:
-        with http.stream("POST", endpoint.url, content=body, headers=headers, timeout=httpx.Timeout(timeout),
-                         follow_redirects=False) as response:
+        with deadline, http.stream("POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout),
+                                   follow_redirects=False, extensions={**extensions, "trace": deadline.trace}
+                                   ) as response:
             for chunk in response.iter_bytes():
                 raw += chunk
                 if len(raw) >= MAX_RESPONSE_BYTES:
                     break
+                deadline.check()
     except Exception as exc:  # noqa: BLE001 - whatever stops the call is a failed attempt, retried
+        if deadline.passed():
+            return Outcome(False, took(), error=f"no answer within {timeout:g} s")
         return Outcome(False, took(), error=f"no answer: {type(exc).__name__}: {exc}".rstrip(": "))
     try:
         text = bytes(raw[:MAX_RESPONSE_BYTES]).decode(response.encoding or "utf-8", errors="replace")
@@ -78,15 +88,72 @@ def post(http: httpx.Client, endpoint: WebhookEndpoint, delivery: WebhookDeliver
                                                                       if 300 <= code < 400 else ""))
 
 
+class _Deadline:
+    """The whole attempt's time limit. httpx limits each read, not the whole answer, so an endpoint
+    sending a byte now and then would hold a worker for days: when the time is up, the connection
+    is shut (from a timer thread; the read waiting on it ends at once), and between the chunks of
+    the answer the time is checked."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.ends = seconds, time.monotonic() + seconds
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+        self._lock = threading.Lock()
+        self._cut_done = False
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpcore's trace hook: keeps the socket of each connection the attempt opens."""
+        if event.endswith(("connect_tcp.complete", "start_tls.complete")):
+            sock = info.get("return_value") and info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                with self._lock:
+                    self._sockets.append(sock)
+                    if self._cut_done:
+                        self._shut(sock)
+
+    def check(self) -> None:
+        if self.passed():
+            raise TimeoutError(f"no answer within {self.seconds:g} s")
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.ends
+
+    def _cut(self) -> None:
+        with self._lock:
+            self._cut_done = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed already
+
+
 class Sender:
     """Runs due `webhook_sends` rows with the attempt's HTTP call (`deliveries.attempt`)."""
 
     def __init__(self, engine: Engine, settings: WebhookSettings, *, private_allowed: bool, clock: Clock = utcnow,
-                 http: httpx.Client | None = None) -> None:
+                 http: httpx.Client | None = None, retention: timedelta = RETENTION) -> None:
         self.engine, self.settings, self.private_allowed = engine, settings, private_allowed
-        self.concurrency = settings.concurrency
+        # Each running attempt holds a database connection: some are left to the service's other work.
+        pool_size = engine.pool.size() if hasattr(engine.pool, "size") else settings.concurrency + 1
+        self.concurrency = max(1, min(settings.concurrency, pool_size - 1))
+        # No connection kept between attempts: each connects to the address its check resolved,
+        # and the deadline cuts the connection it opened.
         self.http = http or httpx.Client(limits=httpx.Limits(max_connections=self.concurrency * 2,
-                                                             max_keepalive_connections=self.concurrency))
+                                                             max_keepalive_connections=0))
+        self.retention = retention
         self.scheduler = Scheduler(engine, deliveries.SENDS, WebhookSend, self._run, clock=clock)
         self._running: Counter[str] = Counter()  # attempts running per endpoint
         self._taken: set[str] = set()  # the `webhook_sends` rows they run
@@ -107,6 +174,13 @@ class Sender:
         while ran < BATCH and self.run_one():
             ran += 1
         return ran
+
+    def prune(self) -> int:
+        """Removes a batch of deliveries delivered longer ago than the retention; returns how many."""
+        with Session(self.engine) as session:
+            removed = deliveries.prune(session, self.scheduler.clock() - self.retention)
+            session.commit()
+        return removed
 
     def _run(self, session: Session, row: WebhookSend, now: datetime) -> None:
         with self._lock:
@@ -141,9 +215,14 @@ class Sender:
         async def batch() -> bool:
             return await loop.run_in_executor(executor, self.run_due) == BATCH
 
+        async def prune() -> bool:
+            return await loop.run_in_executor(executor, self.prune) == deliveries.PRUNE_BATCH
+
         try:
-            await asyncio.gather(*(wakeups.run_loop(self.engine, deliveries.worker_name(n), batch,
-                                                    poll_interval=poll_interval) for n in range(self.concurrency)))
+            await asyncio.gather(
+                *(wakeups.run_loop(self.engine, deliveries.worker_name(n), batch, poll_interval=poll_interval)
+                  for n in range(self.concurrency)),
+                wakeups.run_loop(self.engine, f"{deliveries.SENDS}:prune", prune, poll_interval=PRUNE_INTERVAL))
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -155,7 +234,7 @@ def webhook_sender(settings: WebhookSettings, clock: Clock = utcnow, poll_interv
     """Sends webhook attempts as they fall due (`Sender`)."""
 
     async def webhook_sender(app: FastAPI) -> None:
-        allowed = targets.private_allowed(settings.private_targets, app.state.urls.notifications_url)
+        allowed = targets.private_allowed(settings.private_targets)
         sender = Sender(app.state.engine, settings, private_allowed=allowed, clock=clock)
         try:
             await sender.run(poll_interval)

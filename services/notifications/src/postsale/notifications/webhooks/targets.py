@@ -1,12 +1,12 @@
 """Where a webhook may go. Postsale's process sits inside the seller's network, so an endpoint URL
-is a way to reach what is behind it (server-side request forgery): in production only https URLs
-whose host resolves to public addresses are called, and every attempt checks again, since DNS can
-change after the endpoint was registered. Redirects are never followed.
+is a way to reach what is behind it (server-side request forgery): unless private targets are
+allowed, only https URLs whose host resolves to public addresses are called. Every attempt
+resolves the name again (DNS can change after the endpoint was registered) and connects to the
+address it checked, never resolving twice (DNS rebinding). Redirects are never followed.
 
 Private targets (loopback, private networks, link-local, and plain http to this machine) are
-allowed when `NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS=true`, and by default in local development
-(Postsale's own notifications URL is plain http on this machine, as `make run` and the tests
-start it). Plain http is only ever allowed to this machine.
+allowed only when `NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS=true` (`make run` and the tests set it).
+Plain http is only ever allowed to this machine.
 """
 
 from __future__ import annotations
@@ -17,17 +17,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from postsale.runtime.auth import is_loopback_name
+
 MAX_URL_LENGTH = 2000
 
 
 class TargetRefused(ValueError):
     """The URL may not be called, in words for the seller."""
-
-
-def is_local_development(public_url: str) -> bool:
-    """Postsale runs for development on this machine: its own URL is plain http on loopback."""
-    parts = urlsplit(public_url)
-    return parts.scheme == "http" and _is_loopback_name(parts.hostname or "")
 
 
 def check_url(url: str, *, private_allowed: bool) -> str:
@@ -47,46 +43,59 @@ def check_url(url: str, *, private_allowed: bool) -> str:
         raise TargetRefused("must not carry a user name or password; verify the signature instead")
     if parts.fragment:
         raise TargetRefused("must not have a #fragment")
-    if parts.scheme == "http" and not (private_allowed and _is_loopback_name(host)):
+    if parts.scheme == "http" and not (private_allowed and is_loopback_name(host)):
         raise TargetRefused("must be https (plain http is allowed only to this machine, in development)")
-    if not private_allowed and (_is_loopback_name(host) or _literal_is_private(host)):
-        raise TargetRefused("points to a private or loopback address, which Postsale does not call in production "
-                            "(NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS)")
+    if not private_allowed and (is_loopback_name(host) or _literal_is_private(host)):
+        raise TargetRefused("points to a private or loopback address, which Postsale calls only when "
+                            "NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS=true")
     return url
 
 
-def check_resolved(url: str, *, private_allowed: bool) -> None:
-    """Before each attempt: TargetRefused when the host does not resolve, or resolves to an address
-    that is not public while private targets are refused."""
+def check_resolved(url: str, *, private_allowed: bool) -> str | None:
+    """Before each attempt: the public address to connect to; None while private targets are
+    allowed (nothing to keep out). TargetRefused when the host does not resolve, or resolves to an
+    address that is not public."""
     check_url(url, private_allowed=private_allowed)
     if private_allowed:
-        return
+        return None
     parts = urlsplit(url)
+    if _literal(parts.hostname or "") is not None:
+        return parts.hostname  # an address already, checked by check_url
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise TargetRefused(f"{parts.hostname} does not resolve: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    for address in addresses:
         if not _is_public(address):
             raise TargetRefused(f"{parts.hostname} resolves to {address}, which is not a public address")
+    if not addresses:
+        raise TargetRefused(f"{parts.hostname} does not resolve")
+    return str(addresses[0])
 
 
-def _is_loopback_name(host: str) -> bool:
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+def pinned(url: str, address: str | None) -> tuple[httpx.URL, dict[str, str], dict]:
+    """The URL to call, its extra headers and its request extensions: to `address` (the one
+    checked) with the original name in `Host` and in TLS (SNI and certificate check), so the
+    connection goes where the check looked however the name resolves a moment later."""
+    original = httpx.URL(url)
+    if address is None or address == original.host:
+        return original, {}, {}
+    host_header = original.host if original.port is None else f"{original.host}:{original.port}"
+    extensions = {"sni_hostname": original.host} if original.scheme == "https" else {}
+    return original.copy_with(host=address), {"host": host_header}, extensions
+
+
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
+        return None
 
 
 def _literal_is_private(host: str) -> bool:
-    try:
-        return not _is_public(ipaddress.ip_address(host))
-    except ValueError:
-        return False  # a name: checked when it is resolved
+    address = _literal(host)
+    return address is not None and not _is_public(address)  # a name: checked when it is resolved
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -96,6 +105,6 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
-def private_allowed(setting: bool | None, notifications_url: str) -> bool:
-    """`NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS` when set, else whether this is local development."""
-    return setting if setting is not None else is_local_development(notifications_url)
+def private_allowed(setting: bool | None) -> bool:
+    """`NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS`: refused unless set to true, wherever Postsale runs."""
+    return setting is True
