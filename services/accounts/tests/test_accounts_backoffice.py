@@ -129,13 +129,19 @@ def test_the_customer_pages_list_search_add_and_resend(accounts):
     staff = staff_browser(accounts, SUPPORT)
     assert "No customers yet" in staff.get("/admin/customers").text
     form = staff.get("/admin/customers/new")
-    assert form.status_code == 200 and 'name="offer_ids"' in form.text
+    assert form.status_code == 200 and 'name="email"' in form.text
+    assert 'name="offer_ids"' not in form.text  # granting offers free is the owner's call
+    assert 'name="offer_ids"' in staff_browser(accounts, OWNER).get("/admin/customers/new").text
+    given_away = staff.post("/admin/customers/new", data={"email": "leo@example.com", "first_name": "Leo",
+                                                          "last_name": "Park", "offer_ids": "off_1"})
+    assert given_away.status_code == 403 and "Only the store's owner may do this" in html.unescape(given_away.text)
+    assert "leo@example.com" not in staff.get("/admin/customers").text
     assert staff.post("/admin/customers/new", data={"email": "mia@example.com", "first_name": "Mia",
                                                     "last_name": "Holt"}, csrf=False).status_code == 403
     refused = staff.post("/admin/customers/new", data={"email": "not an email", "first_name": "Mia", "last_name": "H"})
     assert refused.status_code == 422 and "Enter the customer's email address" in html.unescape(refused.text)
-    added = staff.post("/admin/customers/new", data={"email": "Mia@Example.com", "first_name": "Mia",
-                                                     "last_name": "Holt", "offer_ids": "off_1, off_2"})
+    added = staff_browser(accounts, OWNER).post("/admin/customers/new", data={
+        "email": "Mia@Example.com", "first_name": "Mia", "last_name": "Holt", "offer_ids": "off_1, off_2"})
     assert added.status_code == 303
     profile = staff.get(added.headers["location"])
     assert profile.status_code == 200 and "welcome email with their login details is on its way" in profile.text

@@ -1,5 +1,5 @@
 """The emails of deliveries and access: a card that expires before the next payment, a file
-product's download link, the seller's notice of a third-party call that failed for the last
+product's download link, a software product's license key, the seller's notice of a third-party call that failed for the last
 time, and the reminder before time-limited access ends (not when revoked or extended since)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from postsale.contracts import (AccessGranted, AccessRevoked, CardExpiring, DownloadLinkIssued,
-                                IntegrationCallFailed)
+                                IntegrationCallFailed, LicenseKeyIssued)
 from postsale.notifications import followups
 from postsale.notifications.adapters.tables import FollowUp
 from postsale.notifications.config import MIGRATIONS_DIR
@@ -82,6 +82,27 @@ def test_a_download_link_is_emailed_once_per_link_with_the_library_for_a_fresh_o
     assert "until 03 March 2026, 09:00 UTC, 3 downloads left" in email.text_body
     assert 'href="https://members.test/downloads/dl_1?sig=abc"' in email.html_body
     assert "https://members.test/library" in email.text_body
+
+
+def test_a_license_key_is_emailed_once_per_key_with_its_limits_and_the_library(engine):
+    def key(license_id: str, **limits) -> LicenseKeyIssued:
+        return LicenseKeyIssued(license_id=license_id, customer_id="cus_1", email="ann@example.com",
+                                product_id="prd_1", product_name="Pixel Studio", license_key=f"PXS-{license_id}",
+                                purchase_id="pur_1", issued_at=T0, **limits)
+
+    deliver(engine, key("lic_1", max_activations=3, expires_at=T0 + timedelta(days=365)))
+    deliver(engine, key("lic_1", max_activations=3, expires_at=T0 + timedelta(days=365)))  # redelivered
+    deliver(engine, key("lic_2"))
+    queued = emails(engine)
+    assert sorted(k for k in queued if k.startswith("license-key:")) == ["license-key:lic_1", "license-key:lic_2"]
+    email = queued["license-key:lic_1"]
+    assert (email.to, email.subject) == ("ann@example.com", "Your license key: Pixel Studio")
+    assert "PXS-lic_1" in email.text_body and "<code data-license-key>PXS-lic_1</code>" in email.html_body
+    assert "Activate it on up to 3 devices; it works until 02 March 2027, 09:00 UTC." in email.text_body
+    assert "https://members.test/library" in email.text_body
+    assert 'href="https://members.test/library"' in email.html_body
+    unlimited = queued["license-key:lic_2"].text_body
+    assert "Activate it on as many devices as you like; it works for as long as your access lasts." in unlimited
 
 
 def test_the_seller_hears_of_a_third_party_call_only_when_it_failed_for_the_last_time(engine, monkeypatch):

@@ -72,6 +72,27 @@ def test_an_attempt_that_cannot_be_recorded_is_a_failed_attempt_and_the_queue_mo
     assert len(seller.received) == 3  # the first again, then the one that waited behind it
 
 
+def test_a_pending_delivery_whose_attempt_was_given_up_gets_a_new_one(engine, clock):
+    endpoint = add_endpoint(engine)
+    seller = SellerEndpoint(200)
+    run = sender(engine, clock, seller)
+    publish(engine, purchase("cus_ann", "pur_1"))
+    publish(engine, purchase("cus_ann", "pur_2"))
+    [first, _] = deliveries_of(engine, endpoint.id)
+    with Session(engine) as session:  # as the scheduler leaves a row that failed to run eight times
+        [send] = session.exec(select(WebhookSend).where(WebhookSend.delivery_id == first.id)).all()
+        send.done_at, send.attempts, send.last_error = clock.now, 8, "OperationalError: ..."
+        session.add(send)
+        session.commit()
+    assert run.run_due() == 0
+
+    run.housekeeping()
+    run.run_due()
+    run.run_due()
+    assert [d.status for d in deliveries_of(engine, endpoint.id)] == ["delivered", "delivered"]
+    assert len(seller.received) == 2
+
+
 # --- an endpoint that answers a byte at a time ----------------------------------------------
 
 
@@ -248,8 +269,8 @@ def test_delivered_deliveries_are_removed_after_the_retention_and_dead_letters_k
     old, dead, new = deliveries_of(engine, endpoint.id)
 
     clock.move(days=2)
-    assert run.prune() == 1
-    assert run.prune() == 0
+    assert run.housekeeping() == 1
+    assert run.housekeeping() == 0
     assert [d.id for d in deliveries_of(engine, endpoint.id)] == [dead.id, new.id]
     assert attempts_of(engine, old.id) == [] and len(attempts_of(engine, new.id)) == 1
     with Session(engine) as session:

@@ -122,6 +122,10 @@ SPECS: dict[str, Spec] = {
     "download_link": Spec("Download link", "customer", variables={
         "link": _v("The link: product_name, file_name, url, expires_at, downloads_left.",
                    _EXAMPLES["DownloadLinkIssued"]), "library_url": _LIBRARY}),
+    "license_key": Spec("License key", "customer", variables={
+        "license": _v("The key: product_name, license_key, max_activations (empty: no limit), expires_at "
+                      "(empty: never), purchase_id, issued_at.", _EXAMPLES["LicenseKeyIssued"]),
+        "library_url": _LIBRARY}),
     "seller_integration_failed": Spec("The seller's notice of a third-party call that failed for good", "seller",
                                       variables={
         "call": _v("The call: platform, action, email, customer_id, product_id, purchase_id, attempt, error, "

@@ -22,7 +22,7 @@ from postsale.accounts.domain import setup as rules
 from postsale.accounts.entrypoints.staff_pages import templates
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
-from postsale.runtime.staff import StaffDep, backoffice_context
+from postsale.runtime.staff import OWNER_ONLY, StaffDep, backoffice_context
 from postsale.runtime.web import normalize_email
 
 pages = APIRouter(prefix="/admin/customers", include_in_schema=False)
@@ -84,6 +84,9 @@ def add_customer(request: Request, session: SessionDep, staff: StaffDep, email: 
         error = f"A name can be at most {rules.MAX_NAME_LENGTH} characters."
     elif len(offers) > 50 or not all(OFFER_ID.match(o) for o in offers):
         error = "Offers to grant: up to 50 offer ids (like off_abc123), separated by commas."
+    if offers and not staff.is_owner:
+        # Granting an offer by hand gives away what is otherwise sold: like a refund or a price, the owner's call.
+        return _new_customer_page(request, staff, form=form, error=OWNER_ONLY, status_code=403)
     if error:
         return _new_customer_page(request, staff, form=form, error=error, status_code=422)
     try:

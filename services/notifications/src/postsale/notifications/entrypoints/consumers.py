@@ -11,6 +11,7 @@ from postsale.contracts import (
     CustomerActivity,
     DownloadLinkIssued,
     IntegrationCallFailed,
+    LicenseKeyIssued,
     LoginLinkIssued,
     PasswordResetRequested,
     ProductCompleted,
@@ -98,6 +99,12 @@ SUBSCRIPTIONS = [
         topics.DOWNLOAD_LINKS.name,
         {DownloadLinkIssued: deliveries.queue_download_link_email},
         description="Queues the email that carries a file product's download link.",
+    ),
+    Subscription(
+        SERVICE,
+        topics.LICENSE_KEYS.name,
+        {LicenseKeyIssued: deliveries.queue_license_key_email},
+        description="Queues the email that carries a software product's license key.",
     ),
     Subscription(
         SERVICE,

@@ -262,6 +262,27 @@ def prune(session: Session, before: datetime) -> int:
     return len(old)
 
 
+def reschedule_stranded(session: Session, now: datetime) -> int:
+    """A pending delivery always has a scheduled attempt, unless the scheduler gave its attempt up
+    (the attempt failed to run however often it was tried): such a delivery gets an attempt now,
+    since the customer's later deliveries wait behind it. Returns how many, at most `PRUNE_BATCH`."""
+    open_send = select(WebhookSend.id).where(WebhookSend.delivery_id == WebhookDelivery.id,
+                                             WebhookSend.done_at.is_(None))  # type: ignore[union-attr]
+    stranded = session.exec(select(WebhookDelivery.id, WebhookDelivery.endpoint_id).where(
+        WebhookDelivery.status == "pending", ~open_send.exists()).limit(PRUNE_BATCH)).all()
+    rescheduled = 0
+    for delivery_id, endpoint_id in stranded:
+        _locked(session, endpoint_id)
+        delivery = _delivery(session, delivery_id)
+        if delivery is None or delivery.status != "pending" or session.exec(select(WebhookSend.id).where(
+                WebhookSend.delivery_id == delivery_id, WebhookSend.done_at.is_(None))).first() is not None:  # type: ignore[union-attr]
+            continue  # moved on meanwhile
+        log.error("webhook %s had no attempt scheduled: one is, now", delivery_id)
+        _schedule(session, delivery, now)
+        rescheduled += 1
+    return rescheduled
+
+
 # --- the queue of one endpoint and key ------------------------------------------------------
 
 

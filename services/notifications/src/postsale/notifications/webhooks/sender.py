@@ -40,7 +40,7 @@ MAX_RESPONSE_BYTES = 64 * 1024  # read of an answer at most; its excerpt is kept
 BATCH = 20
 POSTPONE = timedelta(seconds=1)
 RETENTION = timedelta(days=30)  # delivered deliveries and their attempts are kept this long
-PRUNE_INTERVAL = 600.0  # seconds between looks for deliveries past the retention
+HOUSEKEEPING_INTERVAL = 600.0  # seconds between looks for old deliveries and stranded ones
 
 
 def post(http: httpx.Client, endpoint: WebhookEndpoint, delivery: WebhookDelivery, *, timeout: float,
@@ -175,10 +175,15 @@ class Sender:
             ran += 1
         return ran
 
-    def prune(self) -> int:
-        """Removes a batch of deliveries delivered longer ago than the retention; returns how many."""
+    def housekeeping(self) -> int:
+        """Removes a batch of deliveries delivered longer ago than the retention (returns how many),
+        and schedules an attempt for any pending delivery left without one."""
+        now = self.scheduler.clock()
         with Session(self.engine) as session:
-            removed = deliveries.prune(session, self.scheduler.clock() - self.retention)
+            removed = deliveries.prune(session, now - self.retention)
+            session.commit()
+        with Session(self.engine) as session:
+            deliveries.reschedule_stranded(session, now)
             session.commit()
         return removed
 
@@ -215,14 +220,15 @@ class Sender:
         async def batch() -> bool:
             return await loop.run_in_executor(executor, self.run_due) == BATCH
 
-        async def prune() -> bool:
-            return await loop.run_in_executor(executor, self.prune) == deliveries.PRUNE_BATCH
+        async def housekeeping() -> bool:
+            return await loop.run_in_executor(executor, self.housekeeping) == deliveries.PRUNE_BATCH
 
         try:
             await asyncio.gather(
                 *(wakeups.run_loop(self.engine, deliveries.worker_name(n), batch, poll_interval=poll_interval)
                   for n in range(self.concurrency)),
-                wakeups.run_loop(self.engine, f"{deliveries.SENDS}:prune", prune, poll_interval=PRUNE_INTERVAL))
+                wakeups.run_loop(self.engine, f"{deliveries.SENDS}:housekeeping", housekeeping,
+                                 poll_interval=HOUSEKEEPING_INTERVAL))
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 
