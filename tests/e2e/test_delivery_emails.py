@@ -1,5 +1,6 @@
 """The emails of deliveries across the real services: a file product's download link reaches the
-customer (and downloads the file), and access granted for a limited time is announced before it
+customer (and downloads the file), a buyer of a software product gets by email the license key the
+library shows, and access granted for a limited time is announced before it
 ends, time moved by the follow-ups' simulator."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 
 from postsale.contracts import AccessPolicy, Money, PurchaseCompleted, PurchasedProduct, delivery_fields
 from tests.e2e.emails_support import new_customer, publish
-from tests.support import eventually
+from tests.support import create_offer, eventually, pay, set_up_account, start_checkout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["postgresql"], indirect=True)]
 
@@ -45,6 +46,38 @@ async def test_a_download_link_is_emailed_and_downloads_the_file(suite, smtp_inb
     downloaded = httpx.get(link, timeout=10)
     assert downloaded.status_code == 200 and downloaded.content == b"%PDF-1.7 guide"
     assert f"{suite.url('entitlements')}/library" in text
+
+
+def test_a_buyer_of_a_license_key_product_gets_by_email_the_key_the_library_shows(suite, smtp_inbox):
+    with suite.admin("entitlements") as entitlements:
+        made = entitlements.post("/admin/products", json={
+            "name": f"Pixel Studio {uuid.uuid4().hex[:6]}", "delivery_type": "license_key",
+            "license_key": {"activation_limit": 3, "expires_days": 365, "prefix": "PXS"}})
+        assert made.status_code == 201, made.text
+    product = made.json()
+    offer = create_offer(suite, name=f"{product['name']} offer", product_ids=[product["id"]])
+    email = f"maker-{uuid.uuid4().hex[:8]}@example.com"
+    browser = httpx.Client(timeout=10)
+    paid = pay(browser, suite, start_checkout(browser, suite, offer["id"], email))
+    assert paid.status_code == 303, paid.text
+    assert set_up_account(browser, suite, paid.headers["location"]).status_code == 303
+
+    library = eventually(lambda: "data-license-key" in (page := browser.get(f"{suite.url('entitlements')}/library")
+                                                        ).text and page.text)
+    shown = library.split("<code data-license-key>", 1)[1].split("</code>", 1)[0]
+    assert shown.startswith("PXS-")
+
+    message = smtp_inbox.wait_for(lambda m: m["To"] == email and str(m["X-Postsale-Email-Key"]).startswith(
+        "license-key:lic_"), timeout=60)
+    assert message["Subject"] == f"Your license key: {product['name']}"
+    text = message.get_body(("plain",)).get_content()
+    lines = text.splitlines()
+    assert lines[lines.index("Your key:") + 1] == shown
+    assert "Activate it on up to 3 devices; it works until " in text
+    assert f"{suite.url('entitlements')}/library" in text
+    assert f"<code data-license-key>{shown}</code>" in message.get_body(("html",)).get_content()
+    assert len(smtp_inbox.with_key(message["X-Postsale-Email-Key"])) == 1
+    browser.close()
 
 
 async def test_access_for_eight_days_is_announced_two_days_before_it_ends(suite, smtp_inbox, kafka_bootstrap):

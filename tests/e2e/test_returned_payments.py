@@ -80,3 +80,30 @@ def test_a_payment_of_an_order_changed_since_is_refunded_once_and_the_buyer_can_
     assert sorted(p["price"]["amount"] for p in purchases(suite, email)) == [1500, 4900]
     assert {p["provider_payment_id"] for p in purchases(suite, email)} == {new["payment_id"]}
     assert returned(suite, email) == [given_back]
+
+
+def test_a_card_saved_for_a_trial_before_the_bump_was_ticked_is_no_purchase_and_nothing_is_refunded(
+        suite, stripe_test_mode):
+    run = uuid.uuid4().hex[:6]
+    bump = create_offer(suite, name="Workbook", product_ids=[create_product(suite, f"Workbook {run}")],
+                        price={"amount": 1500, "currency": "EUR"})
+    offer = create_offer(suite, name="Club", product_ids=[create_product(suite, f"Club {run}")],
+                         price={"amount": 1900, "currency": "EUR"}, order_bump_offer_id=bump["id"],
+                         billing={"type": "subscription", "interval": "month", "trial_days": 14})
+    email, browser = f"rs-{uuid.uuid4().hex[:8]}@example.com", httpx.Client(timeout=10)
+    payment_url = start_checkout(browser, suite, offer["id"], email)
+    old = start_stripe_payment(browser, payment_url)  # the trial alone: only a card saved
+    assert old["mode"] == "setup"
+    assert start_stripe_payment(browser, payment_url, order_bump="on")["mode"] == "payment"  # the bump: 15.00 now
+
+    stripe_test_mode.confirm(old["payment_id"])
+    assert send_stripe_event(suite, "setup_intent.succeeded",
+                             stripe_test_mode.intent(old["payment_id"])).json() == {"status": "accepted"}
+    assert purchases(suite, email) == []
+    [given_back] = returned(suite, email)
+    assert (given_back["amount"]["amount"], given_back["status"], given_back["provider_refund_id"]) == (
+        0, "refunded", None)
+    assert given_back["message"] == "Nothing was charged: only the card was saved."
+    came_back = browser.post(f"{payment_url}/complete", data={"payment_id": old["payment_id"]})
+    told = browser.get(suite.url("checkout") + came_back.headers["location"])
+    assert "nothing was charged" in told.text and "pay again" in told.text

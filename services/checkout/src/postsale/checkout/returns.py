@@ -18,6 +18,8 @@ from sqlmodel import Session, select
 from postsale.checkout.adapters.payments.port import PaymentResult, RefundResult
 from postsale.checkout.adapters.tables import CheckoutSession, ReturnedPayment
 
+NOTHING_CHARGED = "Nothing was charged: only the card was saved."
+
 
 def refund_key(provider: str, provider_payment_id: str) -> str:
     return f"return:{provider}:{provider_payment_id}"

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from postsale.checkout import returns
-from postsale.checkout.adapters.payments.port import PaymentProvider, PaymentResult
+from postsale.checkout.adapters.payments.port import PaymentProvider, PaymentResult, RefundResult
 from postsale.checkout.adapters.tables import CheckoutSession, ReturnedPayment
 from postsale.checkout.entrypoints.buyer import checkout_or_404, page
 from postsale.runtime.clock import utcnow
@@ -41,6 +41,10 @@ def give_back(engine, provider: PaymentProvider, checkout_id: str, result: Payme
             session.rollback()
             returned = returns.returned_payment(session, provider.name, result.payment_id or "")
         if returned.status != "refunding":
+            return returned
+        if returned.amount == 0:  # a SetupIntent: a card saved, nothing charged, nothing to refund
+            returns.record_refund(session, returned, RefundResult("", 0, True, returns.NOTHING_CHARGED), utcnow())
+            session.commit()
             return returned
         returned_id, amount = returned.id, returned.amount
     log.warning("%s payment %s of %s returned: %s", provider.name, result.payment_id, checkout_id, reason)

@@ -117,7 +117,8 @@ def attempt(session: Session, row: WebhookSend, now: datetime, *, call: Call, di
         log.exception("webhook %s: the attempt could not be recorded", row.delivery_id)
         session.rollback()
         # The claim's lock went with the rollback: a worker that ran the row meanwhile is waited for.
-        if session.get(WebhookSend, row.id, with_for_update=True, populate_existing=True).done_at is not None:
+        claimed = session.get(WebhookSend, row.id, with_for_update=True, populate_existing=True)
+        if claimed is None or claimed.done_at is not None:
             return
         _record(session, row, now, Outcome(False, outcome.latency_ms, status_code=outcome.status_code,
                                            error=f"the answer could not be recorded: {type(exc).__name__}"),
@@ -274,8 +275,9 @@ def reschedule_stranded(session: Session, now: datetime) -> int:
     for delivery_id, endpoint_id in stranded:
         _locked(session, endpoint_id)
         delivery = _delivery(session, delivery_id)
-        if delivery is None or delivery.status != "pending" or session.exec(select(WebhookSend.id).where(
-                WebhookSend.delivery_id == delivery_id, WebhookSend.done_at.is_(None))).first() is not None:  # type: ignore[union-attr]
+        scheduled = select(WebhookSend.id).where(WebhookSend.delivery_id == delivery_id,
+                                                 WebhookSend.done_at.is_(None))  # type: ignore[union-attr]
+        if delivery is None or delivery.status != "pending" or session.exec(scheduled).first() is not None:
             continue  # moved on meanwhile
         log.error("webhook %s had no attempt scheduled: one is, now", delivery_id)
         _schedule(session, delivery, now)
