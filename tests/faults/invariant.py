@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from postsale.runtime.messaging.consumer import LagMonitor
 from postsale.runtime.messaging.deadletters import dead_letter_topic
@@ -208,7 +210,10 @@ def assert_invariant(name: str, suite: Suite, smtp: SmtpInbox, kafka: KafkaSetti
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     while True:
-        report = check(suite, smtp, kafka, ledger, resends_tolerated=resends_tolerated)
+        try:
+            report = check(suite, smtp, kafka, ledger, resends_tolerated=resends_tolerated)
+        except (KafkaError, SQLAlchemyError, OSError) as exc:  # a broker or server still coming back
+            report = Report(problems=[f"could not look yet: {exc!r}"])
         if not report.problems or report.final or time.monotonic() > deadline:
             break
         time.sleep(1)

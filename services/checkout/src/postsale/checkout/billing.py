@@ -39,6 +39,7 @@ from postsale.checkout.adapters.tables import (
 from postsale.checkout.config import SERVICE
 from postsale.checkout.domain import billing_cycle
 from postsale.checkout.domain.billing_cycle import BillingError, ChargeDue, Cycle
+from postsale.checkout.provider_payment_lock import hold_provider_payment
 from postsale.checkout.records import coupon_rules, offer_terms
 from postsale.contracts import (
     DisputeLost,
@@ -376,13 +377,12 @@ def apply_provider_event(session: Session, event: WebhookEvent, *, provider: str
 
 
 def replay_waiting_events(session: Session, provider_payment_id: str, *, provider: str, now: datetime) -> None:
-    """Runs inside the transaction that records a payment: the provider events that came before it."""
-    # Held, so that the webhook's own second look (below the commit that made it wait) and the
-    # payment's transaction never both apply one event.
+    """Runs inside the transaction that records a payment, after the payment is added: the provider
+    events that came before it. The payment id is held first, so that a webhook making an event wait
+    either commits it before this looks, or finds this payment once it is committed."""
+    hold_provider_payment(session, provider_payment_id)
     waiting = session.exec(select(ProviderEvent).where(ProviderEvent.payment_id == provider_payment_id,
-                                                       ProviderEvent.handled.is_(False))  # type: ignore[attr-defined]
-                           .with_for_update()).all()
-    session.flush()
+                                                       ProviderEvent.handled.is_(False))).all()  # type: ignore[attr-defined]
     for row in waiting:
         if apply_provider_event(session, event_from_payload(row.payload or {}), provider=provider, now=now):
             row.handled = True

@@ -15,6 +15,7 @@ from postsale.checkout import billing, handlers
 from postsale.checkout.adapters.payments.port import PaymentError, PaymentProvider, WebhookEvent
 from postsale.checkout.adapters.tables import CheckoutSession
 from postsale.checkout.entrypoints.returned_payments import give_back
+from postsale.checkout.provider_payment_lock import hold_provider_payment
 from postsale.runtime import wakeups
 from postsale.runtime.clock import utcnow
 
@@ -71,25 +72,23 @@ def handle_provider_event(app, event: WebhookEvent) -> str:
             except handlers.CheckoutError as exc:
                 # Recorded and not completed: a payment that does not match its checkout grants nothing.
                 log.error("%s payment %s refused: %s", provider.name, payment.payment_id, exc)
-        if (event.refunds or event.dispute) and not billing.apply_provider_event(session, event, provider=provider.name,
-                                                                                 now=now):
-            recorded.handled = False  # applied when its payment is recorded
-            recorded.payment_id = (event.dispute.payment_id if event.dispute else event.refunds[0].payment_id)
-            recorded.payload = asdict(event)
-            session.add(recorded)
-        waits_for = recorded.payment_id if not recorded.handled else None
+        about = [event.dispute.payment_id] if event.dispute else []
+        about += [refund.payment_id for refund in event.refunds]
+        if about:
+            # Held before looking for the payment: a payment being recorded at this moment commits
+            # first and is found, or looks for its waiting events after this one is committed.
+            hold_provider_payment(session, *about)
+            if not billing.apply_provider_event(session, event, provider=provider.name, now=now):
+                recorded.handled = False  # applied when its payment is recorded
+                recorded.payment_id = about[0]
+                recorded.payload = asdict(event)
+                session.add(recorded)
         try:
             session.commit()
         except IntegrityError:
             # The same event delivered twice at once, or the buyer's return completed it first.
             session.rollback()
             return "duplicate"
-    if waits_for:
-        # The payment may have been recorded while this event was being made to wait, too late to
-        # see it: a second look, now that the waiting event is committed.
-        with Session(app.state.engine) as session:
-            billing.replay_waiting_events(session, waits_for, provider=provider.name, now=now)
-            session.commit()
     return "accepted"
 
 
