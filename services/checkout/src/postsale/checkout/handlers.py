@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from postsale.checkout import billing, card_expiry
+from postsale.checkout import billing, card_expiry, returns
 from postsale.checkout.attempt_lock import hold_attempt
 from postsale.checkout.adapters.payments.port import PaymentResult
 from postsale.checkout.adapters.tables import (
@@ -255,12 +255,15 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     bought, each publishing `PurchaseCompleted`; subscriptions and payment plans start.
 
     Safe to repeat: a paid attempt returns its purchases and publishes nothing more. Raises
-    PaymentMismatch when the provider's amount or currency is not what the attempt charges (the
-    caller gives the payment back: `returns`).
+    PaymentMismatch when the provider's amount or currency is not what the attempt charges, or the
+    payment was given back before (the caller gives the payment back: `returns`).
     """
     hold_attempt(session, checkout)  # an abandonment run at the same moment waits, or is waited for
     if checkout.status == "paid":
         return purchases_of(session, checkout)
+    if result.payment_id and returns.returned_payment(session, provider, result.payment_id) is not None:
+        # Given back once, it buys nothing ever, whatever amount a later event about it names.
+        raise PaymentMismatch(f"The payment {result.payment_id} was given back already.")
     now = now or utcnow()
     the_quote = quote(session, checkout, now=now) if checkout.amount_due is None else None
     due = checkout.amount_due if checkout.amount_due is not None else the_quote.total

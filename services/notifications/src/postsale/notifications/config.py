@@ -68,9 +68,10 @@ class WebhookSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_WEBHOOK_")
 
-    # Unset: private and loopback targets only in local development (`webhooks/targets.py`).
+    # Private and loopback targets are refused unless this is true (`make run` and the tests set it).
     private_targets: bool | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # to connect, and between bytes of the answer
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # the whole attempt: connect, send, read the answer
     concurrency: int = Field(default=4, ge=1, le=32)  # attempts at once, per process
     per_endpoint_concurrency: int = Field(default=2, ge=1, le=32)  # so one slow endpoint leaves the others room
     disable_after_days: float = Field(default=5.0, gt=0)  # an endpoint failing this long is disabled
+    retention_days: float = Field(default=30.0, gt=0, le=3650)  # delivered deliveries are kept this long

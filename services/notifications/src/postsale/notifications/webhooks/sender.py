@@ -241,7 +241,8 @@ def webhook_sender(settings: WebhookSettings, clock: Clock = utcnow, poll_interv
 
     async def webhook_sender(app: FastAPI) -> None:
         allowed = targets.private_allowed(settings.private_targets)
-        sender = Sender(app.state.engine, settings, private_allowed=allowed, clock=clock)
+        sender = Sender(app.state.engine, settings, private_allowed=allowed, clock=clock,
+                        retention=timedelta(days=settings.retention_days))
         try:
             await sender.run(poll_interval)
         finally:
