@@ -61,11 +61,18 @@ def test_the_verified_webhook_completes_the_purchase_once_and_only_for_the_right
     assert httpx.post(f"{suite.url('checkout')}/webhooks/stripe", content=payload).status_code == 400
     assert httpx.post(f"{suite.url('checkout')}/webhooks/sandbox", content=payload).status_code == 404
 
-    short = webhook(suite, checkout_id, intent["payment_id"], amount=100)
+    # Stripe never changes a payment's amount: each wrong one is a payment of its own (an intent made
+    # before the buyer changed the order), given back, and never completes anything later.
+    short_id, wrong_currency_id = f"pi_short_{uuid.uuid4().hex[:12]}", f"pi_usd_{uuid.uuid4().hex[:12]}"
+    short = webhook(suite, checkout_id, short_id, amount=100)
     assert short.json() == {"status": "accepted"}
-    wrong_currency = webhook(suite, checkout_id, intent["payment_id"], amount=4900, currency="usd")
+    wrong_currency = webhook(suite, checkout_id, wrong_currency_id, amount=4900, currency="usd")
     assert wrong_currency.json() == {"status": "accepted"}
+    # A later event for a returned payment, even one naming the right amount, completes nothing.
+    assert webhook(suite, checkout_id, short_id, amount=4900).json() == {"status": "accepted"}
     assert purchases(suite, email) == []
+    returned = browser.get(f"{suite.url('checkout')}/checkout/{checkout_id}/returned")
+    assert returned.status_code == 200 and returned.text.count("We did not keep your payment") == 2
 
     event_id = f"evt_{uuid.uuid4().hex}"
     first = webhook(suite, checkout_id, intent["payment_id"], amount=4900, event_id=event_id)

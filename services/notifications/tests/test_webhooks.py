@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 from standardwebhooks import Webhook
 
-from postsale.contracts import LoginLinkIssued, PurchaseCompleted, PurchaseRefunded
+from postsale.contracts import LoginLinkIssued, PurchaseCompleted, PurchaseRefunded, topics
 from postsale.contracts.examples import EXAMPLES
 from postsale.notifications.adapters.tables import Email
 from postsale.notifications.config import MIGRATIONS_DIR, WebhookSettings
@@ -169,7 +169,9 @@ def test_each_event_arrives_once_signed_so_a_standard_webhooks_library_verifies_
 def test_restricted_events_are_never_forwarded_nor_offered():
     forwarded = {event for subscription in SUBSCRIPTIONS for event in subscription.handlers}
     assert PurchaseCompleted in forwarded and LoginLinkIssued not in forwarded
-    assert {s.topic for s in SUBSCRIPTIONS}.isdisjoint({"accounts.account-links.v1", "entitlements.download-links.v1"})
+    restricted = {t.name for t in topics.ALL if t.restricted}
+    assert "entitlements.license-keys.v1" in restricted
+    assert {s.topic for s in SUBSCRIPTIONS}.isdisjoint(restricted)
     assert domain.unknown_event_types(["postsale.login_link.issued", "postsale.purchase.completed"]) == \
         ["postsale.login_link.issued"]
     # Their own consumer group: the emails' offsets and inbox are not shared.
