@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from postsale_local.processes import port_answers
+from tests.support import form_field
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +68,13 @@ def test_make_run_serves_the_demo_store_and_keeps_it_across_runs(tmp_path):
             assert "3 payments of 99.00 EUR a month" in httpx.get(plan_url).text
             assert httpx.get(library_url).headers["location"].startswith(f"http://127.0.0.1:{first_port + 2}/login")
             assert httpx.get(mailbox_url).status_code == 200
+            back_office = re.search(r"Back office:\s+(\S+)\s+staff login (\S+) with the password (\S+)", printed)
+            staff = httpx.Client(timeout=10)
+            login_page = staff.get(back_office.group(1))
+            signed_in = staff.post(back_office.group(1), data={
+                "email": back_office.group(2), "password": back_office.group(3),
+                "csrf_token": form_field(login_page.text, "csrf_token")}, follow_redirects=True)
+            assert signed_in.status_code == 200 and "Customers" in signed_in.text, "the printed staff login fails"
             offers.append((checkout_url, subscription_url, plan_url))
         finally:
             runner.send_signal(signal.SIGINT)  # what Ctrl-C sends
