@@ -90,8 +90,9 @@ def test_a_three_node_cluster_losing_the_partition_leader_loses_and_repeats_noth
 
 
 def test_postgresql_killed_and_restarted_mid_purchase_loses_and_repeats_nothing(kafka_bootstrap, tmp_path):
-    # A server of its own: the session's stays up for every other test.
-    server = PostgresCluster()
+    # A server of its own: the session's stays up for every other test. Durable, as in
+    # production: a commit PostgreSQL answered must survive the kill.
+    server = PostgresCluster(durable=True)
     server.start()
     try:
         with fault_run(kafka_bootstrap, server, tmp_path) as run:

@@ -132,8 +132,11 @@ class PostgresCluster(_Server):
     reused on the next start (initdb only runs when it is empty).
     """
 
-    def __init__(self, data_dir: Path | None = None, port: int | None = None):
+    def __init__(self, data_dir: Path | None = None, port: int | None = None, *, durable: bool = False):
+        """`durable`: keep PostgreSQL's durability settings, for tests that crash the server (a
+        commit answered must survive a kill); otherwise they are off, which is faster."""
         self.data_dir = Path(data_dir) if data_dir else None  # a temp dir is made on start()
+        self.durable = durable
         self._temp_root: Path | None = None
         self._requested_port = port
         self.port: int | None = None
@@ -165,8 +168,10 @@ class PostgresCluster(_Server):
                 [bin_dir / "postgres", "-D", self.data_dir, "-p", str(self.port),
                  "-c", "listen_addresses=127.0.0.1",
                  "-c", f"unix_socket_directories={socket_dir}",
-                 # Test data: durability only costs time.
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+                 # Test data: durability only costs time (with synchronous_commit off, a kill loses
+                 # commits already answered; `durable` servers keep it).
+                 *([] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                                            "-c", "full_page_writes=off"])],
                 self.log, cwd=self.data_dir, user=user)
             self._wait_ready(bin_dir, timeout)
         except BaseException:
