@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Iterator
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import registry
 from sqlmodel import Session, SQLModel, create_engine
@@ -62,6 +62,17 @@ def make_engine(url: str, pool: DatabasePoolSettings | None = None) -> Engine:
 def create_tables(engine: Engine) -> None:
     """Tables straight from the models, for tests; services run their migrations instead."""
     SQLModel.metadata.create_all(engine)
+
+
+def database_answers(engine: Engine) -> bool:
+    """Whether the database takes a query now: tells an outage (wait for it) from a failure of one
+    record's work (retry a few times, then set the record aside)."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure to answer is an outage here
+        return False
 
 
 def is_postgres(engine: Engine) -> bool:

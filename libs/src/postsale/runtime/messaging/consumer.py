@@ -6,7 +6,8 @@ offset committed. A redelivered record finds its inbox row and changes nothing.
 
 A record that cannot be decoded goes straight to the dead-letter topic (retrying cannot fix
 it); one whose handler keeps failing goes there after bounded retries with backoff. Either
-way the partition moves on. Only when the dead letter itself cannot be written does the
+way the partition moves on. A failure while the database does not answer at all is an outage,
+not the record's fault: the record waits for the database without using up its attempts. Only when the dead letter itself cannot be written does the
 record stay uncommitted, to be delivered again; a dead letter too large for the broker is
 written without its value (which stays readable at its original offset) rather than stall.
 
@@ -34,6 +35,7 @@ from sqlmodel import Session
 from postsale.contracts import DecodeError, Event, UnknownEventType, decode
 from postsale.contracts.envelope import cloudevent_attributes
 from postsale.runtime import tracing
+from postsale.runtime.db import database_answers
 from postsale.runtime.messaging.deadletters import VALUE_OMITTED_HEADER, dead_letter_headers, dead_letter_topic
 from postsale.runtime.messaging.inbox import InboxMessage
 from postsale.runtime.messaging.outbox import is_unfixable
@@ -162,7 +164,8 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
 
     async def handle(msg: KafkaMessage, event: Event, handler: EventHandler, event_id: str) -> None:
         span = trace.get_current_span()
-        for attempt in range(1, subscription.retry.attempts + 1):
+        attempt = waits = 0
+        while True:
             try:
                 applied = await asyncio.to_thread(apply_once, engine, subscription.consumer_name, handler, event,
                                                   event_id)
@@ -170,8 +173,17 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
                 span.set_attribute("postsale.outcome", "handled" if applied else "skipped: handled before")
                 return
             except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+                if not await asyncio.to_thread(database_answers, engine):
+                    # The database is down or restarting: nothing is wrong with the record, so it waits
+                    # (holding its partition, offset uncommitted) rather than using up its attempts and
+                    # landing in the dead letters with the grant or email it carries.
+                    waits += 1
+                    log.warning("%s waits for its database (%r)", subscription.consumer_name, exc)
+                    await asyncio.sleep(subscription.retry.delay(waits))
+                    continue
+                attempt += 1
                 span.record_exception(exc, attributes={"postsale.attempt": attempt})
-                if attempt == subscription.retry.attempts:
+                if attempt >= subscription.retry.attempts:
                     span.set_status(Status(StatusCode.ERROR, f"dead-lettered after {attempt} attempts: {exc!r}"[:500]))
                     span.set_attribute("postsale.outcome", "dead-lettered")
                     await dead_letter(msg, exc, attempts=attempt)
