@@ -37,13 +37,12 @@ class FaultRun:
     def load(self, **options) -> Load:
         return Load(self.suite, self.offers, self.ledger, **options)
 
-    def assert_invariant(self, name: str, load: Load, timeout: float = 150, resends_tolerated: bool = False) -> Report:
+    def assert_invariant(self, name: str, load: Load, timeout: float = 150) -> Report:
         subscriptions = sum(1 for offer in load.paid.values() if offer == self.offers.subscription)
         print(f"\n[fault] {name}: {len(load.paid)} purchases ({subscriptions} subscriptions) and "
               f"{len(load.refunded)} refunds during the fault; {load.retries} buyer requests retried; "
               f"the run so far: {len(self.ledger.paid)} purchases")
-        return assert_invariant(name, self.suite, self.smtp, self.kafka, self.ledger, timeout=timeout,
-                                resends_tolerated=resends_tolerated)
+        return assert_invariant(name, self.suite, self.smtp, self.kafka, self.ledger, timeout=timeout)
 
 
 @contextmanager

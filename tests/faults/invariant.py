@@ -71,15 +71,8 @@ def _rows(url: str, query: str) -> list[dict]:
         engine.dispose()
 
 
-def check(suite: Suite, smtp: SmtpInbox, kafka: KafkaSettings, ledger: Ledger, *,
-          resends_tolerated: bool = False) -> Report:
-    """One look at everything; the report's problems are empty when the invariant holds.
-
-    `resends_tolerated`: an email received again under a new Message-ID is counted, not a
-    problem. Only the notifications dispatcher's known window makes one (docs/operations.md,
-    Known issues); a test that kills notifications at random sets it until that is fixed, and
-    `test_notifications_killed_after_the_relay_took_an_email_delivers_it_once` holds the window
-    open on purpose."""
+def check(suite: Suite, smtp: SmtpInbox, kafka: KafkaSettings, ledger: Ledger) -> Report:
+    """One look at everything; the report's problems are empty when the invariant holds."""
     report = Report()
     db = suite.database_urls
 
@@ -144,11 +137,8 @@ def check(suite: Suite, smtp: SmtpInbox, kafka: KafkaSettings, ledger: Ledger, *
         report.expect(f"refund-confirmation:{refund['id']}" in emails, f"no email of refund {refund['id']}")
     for key, email in emails.items():
         report.expect(email["status"] == "sent" or key in scheduled, f"email {key} is {email['status']}")
-        if resends_tolerated and delivered[key] > 1:
-            report.counts["emails received again under a new Message-ID (known issue)"] += 1
-        else:
-            report.expect(delivered[key] <= 1, f"email {key} received {delivered[key]} times (distinct Message-IDs)",
-                          final=True)
+        report.expect(delivered[key] <= 1, f"email {key} received {delivered[key]} times (distinct Message-IDs)",
+                      final=True)
         report.expect(delivered[key] >= 1 or email["status"] != "sent", f"email {key} marked sent, never received")
     for key in delivered.keys() - emails.keys():
         report.problems.append(f"SMTP received {key}, which notifications never logged")
@@ -204,14 +194,14 @@ async def _kafka_state(kafka: KafkaSettings) -> tuple[dict, dict[str, int]]:
 
 
 def assert_invariant(name: str, suite: Suite, smtp: SmtpInbox, kafka: KafkaSettings, ledger: Ledger,
-                     timeout: float = 150, resends_tolerated: bool = False) -> Report:
+                     timeout: float = 150) -> Report:
     """Waits (up to `timeout`) for the suite to settle with the invariant holding, prints what
     was checked and the counts, and fails with the problems still found at the end."""
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     while True:
         try:
-            report = check(suite, smtp, kafka, ledger, resends_tolerated=resends_tolerated)
+            report = check(suite, smtp, kafka, ledger)
         except (KafkaError, SQLAlchemyError, OSError) as exc:  # a broker or server still coming back
             report = Report(problems=[f"could not look yet: {exc!r}"])
         if not report.problems or report.final or time.monotonic() > deadline:

@@ -80,7 +80,8 @@ def make_broker(kafka: KafkaSettings | str | None, service: str) -> KafkaBroker:
     # Idempotent producer with acks from all in-sync replicas: a retried send never
     # duplicates or reorders a record within a partition.
     return KafkaBroker(
-        kafka.bootstrap_servers,
+        # A list: faststream takes a comma-separated string for one host.
+        [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()],
         security=kafka.faststream_security(),
         client_id=f"postsale-{service}",
         enable_idempotence=True,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import formatdate, parseaddr
 
 
 class RelayRefused(Exception):
@@ -31,7 +32,9 @@ class SmtpSender:
         message["To"] = to
         message["Subject"] = subject
         message["Date"] = formatdate(localtime=False, usegmt=True)
-        message["Message-ID"] = make_msgid(domain=self.domain)
+        # Derived from the email's key, never random: an email sent again after a crash (the relay took
+        # it, the mark did not happen) keeps its Message-ID, so mailboxes show it once.
+        message["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{self.domain}>"
         message["X-Postsale-Email-Key"] = key
         if list_unsubscribe:
             message["List-Unsubscribe"] = f"<{list_unsubscribe}>"
