@@ -39,7 +39,7 @@ def abandoned(kafka_bootstrap: str, emails: set[str], *, expect: int) -> list[Ch
 
 
 @pytest.mark.parametrize("suite", ["postgresql"], indirect=True)
-def test_an_unpaid_checkout_is_abandoned_once_and_a_paid_one_never(suite, kafka_bootstrap):
+def test_an_unpaid_checkout_is_abandoned_once_and_a_paid_one_never(suite, kafka_bootstrap, smtp_inbox):
     product = create_product(suite, f"Course {uuid.uuid4().hex[:6]}")
     reminded = create_offer(suite, name="Course", product_ids=[product])
     quiet = create_offer(suite, name="Quiet course", product_ids=[product], send_recovery_email=False)
@@ -62,6 +62,15 @@ def test_an_unpaid_checkout_is_abandoned_once_and_a_paid_one_never(suite, kafka_
     resumed = httpx.get(event.resume_url, timeout=10)
     assert resumed.status_code == 200 and f'value="{html.escape(left)}"' in resumed.text
     assert event.resume_url.startswith(f"{suite.url('checkout')}/offers/{reminded['id']}?")
+
+    # The buyer who left gets one reminder, with the link back and one-click unsubscribe; the one who
+    # paid and the one whose offer has the reminder switched off get none.
+    reminder = smtp_inbox.wait_for(lambda m: m["X-Postsale-Email-Key"] == f"abandoned-checkout:{event.checkout_id}",
+                                   timeout=60)
+    assert reminder["To"] == left and reminder["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert html.escape(event.resume_url) in reminder.get_body(("html",)).get_content()
+    recoveries = [m for m in smtp_inbox.messages if (m["X-Postsale-Email-Key"] or "").startswith("abandoned-checkout:")]
+    assert sorted(m["To"] for m in recoveries if m["To"] in {left, paid, left_quiet}) == [left]
 
 
 @pytest.mark.parametrize("suite", ["stripe"], indirect=True)
