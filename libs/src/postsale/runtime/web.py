@@ -11,7 +11,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
+from pydantic import BaseModel, model_validator
 
 from postsale.runtime import http_telemetry
 from postsale.runtime.clock import utcnow
@@ -168,3 +169,25 @@ def normalize_email(raw: str) -> str | None:
     """The address in a lower-case canonical form, or None when it is not an email address."""
     email = raw.strip().lower()
     return email if len(email) <= 254 and _EMAIL.match(email) else None
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+class RequestBody(BaseModel):
+    """The base of an API's request bodies: a NUL character anywhere in one is refused with a 422,
+    before a use case runs (PostgreSQL cannot store it, and would answer a 500 mid-transaction)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _holds_nul(data):
+            raise ValueError("text may not hold NUL characters")
+        return data

@@ -24,7 +24,7 @@ from postsale.checkout.domain.post_purchase import PostPurchase
 from postsale.checkout.entrypoints.admin_billing import Money, SubscriptionOut, subscription_out
 from postsale.contracts import AccessPolicy
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import normalize_email, require_admin
+from postsale.runtime.web import RequestBody, normalize_email, require_admin
 
 admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
 Id = Field(min_length=1, max_length=64)
@@ -33,12 +33,12 @@ Id = Field(min_length=1, max_length=64)
 AMOUNT_BOUND = 10**12
 
 
-class Price(BaseModel):
+class Price(RequestBody):
     amount: int = Field(ge=0, le=AMOUNT_BOUND, description="Minor units, e.g. 4900 for 49.00; 0 for a free offer.")
     currency: str = Field(pattern="^[A-Za-z]{3}$", description="ISO 4217, e.g. EUR.")
 
 
-class Billing(BaseModel):
+class Billing(RequestBody):
     """How the offer is paid. The price is the one-time price, each renewal or instalment, or
     (pay what you want) the suggested amount."""
 
@@ -52,13 +52,13 @@ class Billing(BaseModel):
                                 description="Pay what you want: the least a buyer may pay, in minor units.")
 
 
-class UpsellStep(BaseModel):
+class UpsellStep(RequestBody):
     offer_id: str = Id
     downsell_offer_id: str | None = Field(default=None, min_length=1, max_length=64,
                                           description="Shown when the buyer declines `offer_id`.")
 
 
-class PostPurchaseSettings(BaseModel):
+class PostPurchaseSettings(RequestBody):
     """What follows the payment, for new customers (a returning customer goes to the library)."""
 
     require_password: bool = Field(default=False, description="Ask for a password on the payment page; no account "
@@ -72,7 +72,7 @@ class PostPurchaseSettings(BaseModel):
         return PostPurchase(**self.model_dump())
 
 
-class SelfServiceSettings(BaseModel):
+class SelfServiceSettings(RequestBody):
     """What the customer may do on the billing page (payment plans are never cancelled by the customer)."""
 
     cancel: bool = True
@@ -80,7 +80,7 @@ class SelfServiceSettings(BaseModel):
     receipts: bool = True
 
 
-class NewOffer(BaseModel):
+class NewOffer(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     price: Price
     billing: Billing = Billing()
@@ -161,7 +161,7 @@ def get_offer(offer_id: str, request: Request, session: SessionDep) -> OfferOut:
     return _offer_out(request, offer)
 
 
-class StoreSettingsBody(BaseModel):
+class StoreSettingsBody(RequestBody):
     recovery_delay_minutes: int = Field(ge=1, le=offers.MAX_RECOVERY_DELAY_MINUTES, description=(
         "How long after giving an email an unpaid checkout counts as abandoned (`CheckoutAbandoned`, the "
         "recovery email of offers that send one). Default 60."))
@@ -184,7 +184,7 @@ def put_settings(body: StoreSettingsBody, session: SessionDep) -> StoreSettingsB
     return StoreSettingsBody(recovery_delay_minutes=settings.recovery_delay_minutes)
 
 
-class NewCoupon(BaseModel):
+class NewCoupon(RequestBody):
     code: str = Field(min_length=2, max_length=40, description="What buyers type; case does not matter.")
     percent_off: int | None = Field(default=None, ge=1, le=100)
     amount_off: int | None = Field(default=None, gt=0, le=AMOUNT_BOUND, description="Minor units of `currency`.")
@@ -230,7 +230,7 @@ def list_coupons(session: SessionDep) -> list[CouponOut]:
     return [_coupon_out(c) for c in session.exec(select(Coupon).order_by(Coupon.created_at)).all()]
 
 
-class NewCart(BaseModel):
+class NewCart(RequestBody):
     name: str = Field(min_length=1, max_length=200)
     offer_ids: list[str] = Field(min_length=1, max_length=offers.MAX_CART_OFFERS)
     post_purchase: PostPurchaseSettings = PostPurchaseSettings()

@@ -17,7 +17,7 @@ from postsale.checkout.adapters.tables import (BillingJob, CardExpiryCheck, Char
 from postsale.checkout.domain.billing_cycle import BillingError
 from postsale.runtime.clock import as_utc
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import normalize_email, require_admin
+from postsale.runtime.web import RequestBody, normalize_email, require_admin
 
 admin_billing = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin: billing"])
 MAX_SIMULATED_DAYS = 3660
@@ -126,7 +126,7 @@ def get_subscription(subscription_id: str, session: SessionDep) -> SubscriptionO
     return subscription_out(session, _subscription_or_404(session, subscription_id))
 
 
-class Cancellation(BaseModel):
+class Cancellation(RequestBody):
     when: Literal["now", "period_end", "date"] = Field(
         description="`now` (access per the offer's policy: revoked now by default), `period_end` (access to the end "
                     "of the paid period) or `date` (with `at`).")
@@ -176,7 +176,7 @@ def resume(subscription_id: str, session: SessionDep) -> SubscriptionOut:
     return _change(session, subscription, resume_and_watch_card)
 
 
-class NewRefund(BaseModel):
+class NewRefund(RequestBody):
     amount: int | None = Field(default=None, gt=0, le=10**12, description="Minor units; empty: refund what is left.")
     reason: str | None = Field(default=None, max_length=500)
 
@@ -209,7 +209,7 @@ def refund(purchase_id: str, body: NewRefund, request: Request, session: Session
                      full=purchase.refunded >= purchase.amount, provider_refund_id=made.provider_refund_id)
 
 
-class ClockAdvance(BaseModel):
+class ClockAdvance(RequestBody):
     customer_id: str = Field(min_length=1, max_length=64)
     advance_days: int = Field(ge=1, le=MAX_SIMULATED_DAYS)
 
@@ -264,7 +264,7 @@ def _next_due(session: Session, request: Request, customer_id: str, until: datet
     return earliest[1:] if earliest else None
 
 
-class DisputeDecision(BaseModel):
+class DisputeDecision(RequestBody):
     outcome: Literal["won", "lost"]
 
 
