@@ -24,12 +24,14 @@ def stripe_test_mode(stripe_mock) -> Iterator[StripeTestMode]:
 def suite(request, kafka_bootstrap, smtp_inbox, stripe_test_mode, tmp_path_factory) -> Iterator[Suite]:
     """The suite on PostgreSQL or SQLite with the sandbox provider; a test that needs a store on
     Stripe (stripe-mock, on PostgreSQL) asks for `@pytest.mark.parametrize("suite", ["stripe"], indirect=True)`.
-    Only one suite runs at a time: they share the broker's topics and consumer groups."""
+    Only one suite runs at a time: they share the broker's topics and consumer groups. The `scratch`
+    suite (PostgreSQL) is for tests that change what other tests rely on, such as Schemathesis
+    saving generated templates, themes and settings."""
     backend = request.param
     run = uuid.uuid4().hex[:8]
     provider = {"CHECKOUT_PAYMENT_PROVIDER": "stripe", "CHECKOUT_STRIPE_PUBLISHABLE_KEY": "pk_test_postsale"} \
         if backend == "stripe" else {}
-    if backend in ("postgresql", "stripe"):
+    if backend in ("postgresql", "stripe", "scratch"):
         postgres = request.getfixturevalue("postgres")
         database_urls = {service: postgres.create_database(f"{service}_{run}") for service in SERVICES}
     else:
