@@ -167,7 +167,9 @@ def test_a_purchase_reaches_an_endpoint_that_fails_twice_then_succeeds_signed_ea
     assert delivery["attempts"] == 3
     assert [a["status_code"] for a in delivery["recent_attempts"]] == [500, 500, 200]
     assert delivery["recent_attempts"][0]["response_excerpt"] == "the seller's system says 500"
-    assert all(a["latency_ms"] >= 0 for a in delivery["recent_attempts"])
+    # Each attempt's latency is recorded, within the attempt's 10-second deadline.
+    assert all(isinstance(a["latency_ms"], (int, float)) and 0 <= a["latency_ms"] < 10_000
+               for a in delivery["recent_attempts"])
 
 
 async def test_a_dead_letter_is_replayed_with_the_same_webhook_id(suite, later, kafka_bootstrap):
