@@ -52,6 +52,25 @@ def pending_index(table: str) -> Index:
 Row = TypeVar("Row", bound=DueRow)
 
 
+def end_pending(session: Session, table: type[Row], *where, now: datetime, skip_locked: bool = False,
+                reason: str | None = None) -> int:
+    """Ends the rows of `table` still to do that match `where` (done at `now`, with `reason` as their
+    last error), as a use case does when it replaces or cancels timed work; returns how many. With
+    `skip_locked`, a row the scheduler is running right now is left to that run, not waited for (for
+    a caller that holds what the run waits on). Runs inside the caller's transaction."""
+    query = select(table).where(table.done_at.is_(None), *where)  # type: ignore[union-attr]
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    rows = session.exec(query).all()
+    for row in rows:
+        row.done_at = now
+        if reason is not None:
+            row.last_error = reason
+        session.add(row)
+    session.flush()  # ended before the caller adds the next row (one pending row per subject)
+    return len(rows)
+
+
 def retry_delay(attempts: int) -> timedelta:
     """1 minute, 2, 4, ... capped at 6 hours."""
     return timedelta(minutes=min(2 ** (attempts - 1), 360))

@@ -58,7 +58,7 @@ from postsale.contracts import (
 )
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
-from postsale.runtime.scheduler import wake
+from postsale.runtime.scheduler import end_pending, wake
 
 SOURCE = f"/postsale/{SERVICE}"
 SCHEDULER = "billing-scheduler"
@@ -100,12 +100,7 @@ def store(session: Session, subscription: Subscription, cycle: Cycle, now: datet
     if cycle.status in ("cancelled", "completed") and subscription.ended_at is None:
         subscription.ended_at = now
     session.add(subscription)
-    pending = session.exec(select(BillingJob).where(BillingJob.subscription_id == subscription.id,
-                                                    BillingJob.done_at.is_(None))).all()  # type: ignore[union-attr]
-    for job in pending:
-        job.done_at = now
-        session.add(job)
-    session.flush()  # one pending job per subscription: the old ones end before the next is added
+    end_pending(session, BillingJob, BillingJob.subscription_id == subscription.id, now=now)
     if cycle.next_event_at is not None:
         session.add(BillingJob(id=f"bj_{uuid.uuid4().hex[:16]}", subscription_id=subscription.id,
                                customer_id=subscription.customer_id, due_at=cycle.next_event_at))

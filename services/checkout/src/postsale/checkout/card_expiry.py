@@ -22,19 +22,14 @@ from postsale.checkout.adapters.tables import CardExpiryCheck, CardExpiryNotice,
 from postsale.checkout.domain import card_expiry
 from postsale.contracts import CardExpiring
 from postsale.runtime.messaging import publish_later
-from postsale.runtime.scheduler import wake
+from postsale.runtime.scheduler import end_pending, wake
 
 SCHEDULER = "card-expiry-scheduler"
 
 
 def _schedule(session: Session, subscription: Subscription, due_at: datetime, now: datetime) -> None:
     """The subscription's one pending check, at `due_at`; any older one is dropped."""
-    pending = session.exec(select(CardExpiryCheck).where(CardExpiryCheck.subscription_id == subscription.id,
-                                                         CardExpiryCheck.done_at.is_(None))).all()  # type: ignore[union-attr]
-    for check in pending:
-        check.done_at = now
-        session.add(check)
-    session.flush()  # one pending check per subscription: the old ones end before the next is added
+    end_pending(session, CardExpiryCheck, CardExpiryCheck.subscription_id == subscription.id, now=now)
     session.add(CardExpiryCheck(id=f"cx_{uuid.uuid4().hex[:16]}", subscription_id=subscription.id,
                                 customer_id=subscription.customer_id,
                                 payment_method_id=subscription.payment_method_id or "", due_at=due_at))

@@ -53,7 +53,7 @@ from postsale.contracts import (
 )
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
-from postsale.runtime.scheduler import wake
+from postsale.runtime.scheduler import end_pending, wake
 
 SOURCE = f"/postsale/{SERVICE}"
 FIRST_PAYMENT = "checkout"
@@ -213,11 +213,8 @@ def _drop_recovery(session: Session, checkout: CheckoutSession, now: datetime) -
     """A paid attempt is never abandoned: its recovery row is done. One the scheduler holds is left
     to its run, which waits for this payment to commit and then finds the attempt paid (waiting for
     that row here, while holding the attempt the run waits for, would deadlock)."""
-    for row in session.exec(select(CheckoutRecovery).where(CheckoutRecovery.checkout_session_id == checkout.id,
-                                                           CheckoutRecovery.done_at.is_(None))  # type: ignore[union-attr]
-                            .with_for_update(skip_locked=True)).all():
-        row.done_at = now
-        session.add(row)
+    end_pending(session, CheckoutRecovery, CheckoutRecovery.checkout_session_id == checkout.id, now=now,
+                skip_locked=True)
 
 
 def _order_id(checkout: CheckoutSession, step: str) -> str:

@@ -26,6 +26,7 @@ from postsale.notifications.webhooks import domain
 from postsale.notifications.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSend
 from postsale.runtime import wakeups
 from postsale.runtime.clock import as_utc, utcnow
+from postsale.runtime.scheduler import end_pending
 
 log = logging.getLogger(__name__)
 SENDS = "webhook-sender"
@@ -322,11 +323,8 @@ def _schedule(session: Session, delivery: WebhookDelivery, at: datetime) -> None
 def _close_sends(session: Session, delivery_id: str, now: datetime, reason: str, *, keep: str | None = None) -> None:
     """Closes the delivery's scheduled attempts but `keep`. One running right now (locked by its
     worker) is skipped, not waited for: when it ends, recording it closes the others in turn."""
-    open_sends = select(WebhookSend).where(WebhookSend.delivery_id == delivery_id, WebhookSend.id != keep,
-                                           WebhookSend.done_at.is_(None))  # type: ignore[union-attr]
-    for send in session.exec(open_sends.with_for_update(skip_locked=True)).all():
-        send.done_at, send.last_error = now, reason
-        session.add(send)
+    end_pending(session, WebhookSend, WebhookSend.delivery_id == delivery_id, WebhookSend.id != keep, now=now,
+                skip_locked=True, reason=reason)
 
 
 def _being_retried(session: Session, endpoint_id: str) -> bool:
