@@ -128,6 +128,8 @@ def test_support_does_not_see_or_reach_what_only_the_owner_may_do(accounts):
 def test_the_customer_pages_list_search_add_and_resend(accounts):
     staff = staff_browser(accounts, SUPPORT)
     assert "No customers yet" in staff.get("/admin/customers").text
+    for page in ("²", "0", "x", "999999"):  # not a page number: the first page, never an error
+        assert staff.get("/admin/customers", params={"page": page}).status_code == 200
     form = staff.get("/admin/customers/new")
     assert form.status_code == 200 and 'name="email"' in form.text
     assert 'name="offer_ids"' not in form.text  # granting offers free is the owner's call

@@ -55,5 +55,6 @@ def test_the_sandbox_reads_the_expiry_typed_on_its_test_card_form():
     assert card_expiry("04/27") == (4, 2027)
     assert card_expiry(" 4 / 2031 ") == (4, 2031)
     assert card_expiry("13/27") is None and card_expiry("soon") is None
+    assert card_expiry("12/9999") is None  # a year no card has: refused, never a check that cannot run
     month, year = card_expiry("")
     assert month == 12 and year > datetime.now(timezone.utc).year

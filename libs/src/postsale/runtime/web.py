@@ -191,3 +191,20 @@ class RequestBody(BaseModel):
         if _holds_nul(data):
             raise ValueError("text may not hold NUL characters")
         return data
+
+
+class RefuseNulInAddress:
+    """ASGI middleware: a NUL character in the path or the query string (`%00`) is refused with a 400
+    before any route runs, so no id or filter holding one reaches the database (PostgreSQL cannot
+    store it and would answer a 500). Pure ASGI, so a request without one pays a substring test."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
+            response = JSONResponse({"detail": "The address holds a NUL character (%00); remove it."},
+                                    status_code=400)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -426,7 +426,7 @@ def decline_upsell(session: Session, checkout: CheckoutSession, offer: Offer, *,
     """The buyer said no to the upsell or downsell at `position` (the page's token): the funnel moves
     on, and `UpsellDeclined` tells the follow-ups. Once per step: the attempt's row is held, and a
     second click that finds the funnel moved on does nothing."""
-    session.refresh(checkout, with_for_update=True)
+    hold_attempt(session, checkout)
     if position != position_token(checkout):
         return
     purchase = primary_purchase(session, checkout)

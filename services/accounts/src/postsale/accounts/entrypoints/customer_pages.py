@@ -33,7 +33,8 @@ SENT = {"setup_link": "A new setup link", "login_link": "A login link and code"}
 
 
 def _page_number(page: str) -> int:
-    return min(int(page), MAX_PAGE) if page.isdigit() and 0 < len(page) <= 5 and int(page) > 0 else 1
+    # isascii: "²" is a digit to str.isdigit but not to int()
+    return min(int(page), MAX_PAGE) if page.isascii() and page.isdigit() and 0 < len(page) <= 5 and int(page) > 0 else 1
 
 
 @pages.get("", response_class=HTMLResponse)

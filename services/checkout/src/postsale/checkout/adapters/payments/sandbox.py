@@ -56,6 +56,7 @@ AUTHENTICATION_FAILED = "We could not authenticate your payment. Try again or us
 BAD_EXPIRY = "Enter the card's expiry date as MM/YY, e.g. 12/30."
 EXPIRED = "Your card has expired."
 YEARS_VALID = 4  # a test card given without an expiry date expires in December, this many years on
+YEARS_AHEAD = 20  # no card is issued for longer: a later year is a typing error, not a date
 
 
 def card_expiry(text: str) -> tuple[int, int] | None:
@@ -67,7 +68,10 @@ def card_expiry(text: str) -> tuple[int, int] | None:
     if found is None or not 1 <= int(found.group(1)) <= 12:
         return None
     year = int(found.group(2))
-    return int(found.group(1)), year + 2000 if year < 100 else year
+    year = year + 2000 if year < 100 else year
+    if year > utcnow().year + YEARS_AHEAD:
+        return None
+    return int(found.group(1)), year
 
 
 def _digits(text: str) -> str:
