@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from postsale.contracts import (AccessGranted, AccessRevoked, CustomerActivity, Money, ProductCompleted,
                                 PurchaseCompleted, PurchasedProduct, UpsellDeclined)
 from postsale.notifications import followups, rules, sequences, suppressions, templates
-from postsale.notifications.adapters.tables import FollowUp
+from postsale.notifications.adapters.tables import FollowUp, TemplateOverride
 from postsale.notifications.config import MIGRATIONS_DIR
 from postsale.notifications.rendering import Parts
 from postsale.runtime.db import make_engine
@@ -154,3 +154,23 @@ def test_a_declined_upsell_and_a_finished_product_fire_once_unless_the_offer_is_
     assert follow_ups.run_due() == 2
     assert sent(engine, f"follow-up-offer:{declined_rule}") == [f"follow-up-offer:{declined_rule}:pur_cus_1:off_u"]
     assert sent(engine, f"follow-up-offer:{finished_rule}") == [f"follow-up-offer:{finished_rule}:cus_1:prd_a"]
+
+
+def test_a_template_a_sequence_sends_cannot_be_deleted_and_a_missing_one_is_not_retried(engine, clock, follow_ups):
+    with Session(engine) as session:
+        sequence = sequences.create_sequence(session, offer_id="off_a", name="Onboarding",
+                                             steps=[{"delay_hours": 1, "template": "tip"}])
+        session.commit()
+        key = f"follow-up:{sequence.id}"
+        with pytest.raises(templates.TemplateInUse, match=f"sequence {sequence.id} still send tip"):
+            templates.reset(session, "tip")
+        # Gone all the same (removed straight from the database): no default to fall back on.
+        session.delete(session.get(TemplateOverride, "tip"))
+        session.commit()
+    deliver(engine, bought())
+    clock.move_to(T0 + timedelta(hours=2))
+    assert follow_ups.run_due() == 1
+    assert sent(engine, key) == []
+    with Session(engine) as session:  # done, not left to be retried for hours
+        [row] = session.exec(select(FollowUp)).all()
+        assert row.done_at is not None and row.attempts == 0

@@ -69,9 +69,7 @@ def run_card_check(session: Session, check: CardExpiryCheck, now: datetime, *, p
         session.add(subscription)
     when = card_expiry.warn_at(subscription.card_exp_month, subscription.card_exp_year, now)
     if when > now:
-        check.done_at = now
-        session.add(check)
-        _schedule(session, subscription, when, now)
+        _schedule(session, subscription, when, now)  # ends this check too, as every pending one
         return
     card_ends = card_expiry.card_ends_at(subscription.card_exp_month, subscription.card_exp_year)
     fails = card_expiry.payment_the_card_fails(billing.cycle_of(session, subscription), card_ends)

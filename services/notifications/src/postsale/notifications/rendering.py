@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, meta
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, TemplateNotFound, meta
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 from sqlmodel import Session
@@ -49,6 +50,7 @@ class Parts:
     html: str
 
 
+@lru_cache(maxsize=None)
 def default_parts(name: str) -> Parts | None:
     """Postsale's own template of an email; None for a name without one (a seller's own template)."""
     try:
@@ -74,14 +76,20 @@ def current_parts(session: Session, name: str) -> Parts | None:
     return default_parts(name)
 
 
+@lru_cache(maxsize=512)
+def _compiled(html: bool, source: str) -> Template:
+    """A template's source compiled once, not per email (Jinja caches files, not strings)."""
+    return (_HTML if html else _TEXT).from_string(source)
+
+
 def render_parts(parts: Parts, context: dict, theme: Theme | None) -> tuple[str, str, str]:
     """Subject, text body and themed HTML body. Raises TemplateProblem."""
     look = theme_context(theme)
     values = {**look, **context}
     try:
-        subject = " ".join(_TEXT.from_string(parts.subject).render(values).split())
-        text = _TEXT.from_string(parts.text).render(values)
-        content = _HTML.from_string(parts.html).render(values)
+        subject = " ".join(_compiled(False, parts.subject).render(values).split())
+        text = _compiled(False, parts.text).render(values)
+        content = _compiled(True, parts.html).render(values)
         html = _HTML.get_template("_layout.html").render({**values, "content": Markup(content)})
     except TemplateError as exc:
         raise TemplateProblem(f"{type(exc).__name__}: {exc}") from exc

@@ -18,13 +18,11 @@ from postsale.contracts import CustomerActivity, ProductCompleted, PurchaseCompl
 from postsale.notifications import access
 from postsale.notifications.adapters.tables import FollowUp, FollowUpRule, LastLogin, PurchaseRecord
 from postsale.notifications.domain import followups as decide
-from postsale.notifications.emails import queue_email
-from postsale.notifications.sequences import follow_up_context
+from postsale.notifications.sequences import queue_follow_up
 from postsale.runtime.clock import as_utc
 from postsale.runtime.scheduler import wake
 
 log = logging.getLogger(__name__)
-TRIGGERS = ("bought_without", "no_login", "upsell_declined", "product_completed")
 
 
 def create_rule(session: Session, **fields) -> FollowUpRule:
@@ -77,8 +75,7 @@ def check_rule(session: Session, row: FollowUp, now: datetime) -> None:
     if why_not or rule is None:
         log.info("follow-up offer %s not sent: %s", row.id, why_not)
         return
-    queue_email(session, key=row.id, template=rule.template, to=row.to, customer_id=row.customer_id, marketing=True,
-                **follow_up_context(session, row, offer_id=rule.link_offer_id, step=None))
+    queue_follow_up(session, row, rule.template, offer_id=rule.link_offer_id, step=None)
 
 
 def _why_not(session: Session, rule: FollowUpRule, row: FollowUp) -> str | None:

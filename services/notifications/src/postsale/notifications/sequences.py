@@ -17,6 +17,7 @@ from postsale.notifications import access
 from postsale.notifications.adapters.tables import FollowUp, PurchaseRecord, Sequence
 from postsale.notifications.domain import followups as rules
 from postsale.notifications.emails import queue_email
+from postsale.notifications.rendering import TemplateProblem
 from postsale.runtime.scheduler import wake
 from postsale.runtime.settings import PublicUrls
 
@@ -54,9 +55,18 @@ def send_step(session: Session, row: FollowUp, now: datetime) -> None:
     if why_not or sequence is None or row.step is None or row.step > len(sequence.steps):
         log.info("follow-up %s not sent: %s", row.id, why_not or "the step was removed")
         return
-    queue_email(session, key=row.id, template=sequence.steps[row.step - 1]["template"], to=row.to,
-                customer_id=row.customer_id, marketing=True,
-                **follow_up_context(session, row, offer_id=row.offer_id or "", step=row.step))
+    queue_follow_up(session, row, sequence.steps[row.step - 1]["template"], offer_id=row.offer_id or "",
+                    step=row.step)
+
+
+def queue_follow_up(session: Session, row: FollowUp, template: str, *, offer_id: str, step: int | None) -> None:
+    """Queues a follow-up's email; one whose template cannot be rendered (the seller's own, removed or
+    broken, with no default to fall back on) is logged as not sent, never retried: retrying cannot help."""
+    try:
+        queue_email(session, key=row.id, template=template, to=row.to, customer_id=row.customer_id, marketing=True,
+                    **follow_up_context(session, row, offer_id=offer_id, step=step))
+    except (LookupError, TemplateProblem) as problem:
+        log.error("follow-up %s not sent: its template %s cannot be rendered: %s", row.id, template, problem)
 
 
 def follow_up_context(session: Session, row: FollowUp, *, offer_id: str, step: int | None) -> dict:

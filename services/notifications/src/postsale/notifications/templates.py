@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from postsale.contracts.events import ThemeChanged
 from postsale.notifications import catalogue, rendering
-from postsale.notifications.adapters.tables import StoreTheme, TemplateOverride
+from postsale.notifications.adapters.tables import FollowUpRule, Sequence, StoreTheme, TemplateOverride
 from postsale.notifications.emails import queue_rendered
 from postsale.notifications.rendering import Parts, TemplateProblem
 from postsale.runtime.clock import as_utc, utcnow
@@ -60,11 +60,22 @@ def save(session: Session, name: str, parts: Parts) -> TemplateOverride:
     return row
 
 
+class TemplateInUse(ValueError):
+    """A seller's own template that a follow-up still sends cannot be deleted."""
+
+
 def reset(session: Session, name: str) -> bool:
-    """Back to Postsale's default (a seller's own template is deleted). False when nothing was edited."""
+    """Back to Postsale's default (a seller's own template is deleted). False when nothing was edited.
+    Raises TemplateInUse for a template of the seller's own (no default) that a sequence or rule sends."""
     row = session.get(TemplateOverride, name)
     if row is None:
         return False
+    if rendering.default_parts(name) is None:
+        users = [f"sequence {s.id}" for s in session.exec(select(Sequence)).all()
+                 if any(step["template"] == name for step in s.steps)]
+        users += [f"rule {r.id}" for r in session.exec(select(FollowUpRule).where(FollowUpRule.template == name)).all()]
+        if users:
+            raise TemplateInUse(f"{', '.join(users)} still send {name}: change or delete them first")
     session.delete(row)
     return True
 

@@ -138,7 +138,11 @@ def put_template(body: TemplateIn, session: SessionDep, name: str = TemplateName
 @admin_templates.delete("/templates/{name}", status_code=204)
 def reset_template(session: SessionDep, name: str = TemplateName) -> None:
     """Back to Postsale's default (the seller's own template is deleted)."""
-    if not templates.reset(session, name):
+    try:
+        reset = templates.reset(session, name)
+    except templates.TemplateInUse as in_use:
+        raise HTTPException(status_code=409, detail=str(in_use)) from in_use
+    if not reset:
         raise HTTPException(status_code=404, detail=f"the template {name} was not edited")
     session.commit()
 
