@@ -121,6 +121,9 @@ def test_support_does_not_see_or_reach_what_only_the_owner_may_do(accounts):
                                                  "password": PASSWORD})
     assert added.status_code == 303
     assert "new@store.test may now log in" in owner.get(added.headers["location"]).text
+    twice = owner.post("/admin/staff/new", data={"email": "New@store.test", "name": "New", "role": "support",
+                                                 "password": PASSWORD})
+    assert twice.status_code == 409 and "is a staff member already" in twice.text
     weak = owner.post("/admin/staff/new", data={"email": "w@store.test", "role": "support", "password": "short"})
     assert weak.status_code == 422 and 'role="alert"' in weak.text
 

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from postsale.accounts.adapters.tables import StaffLogin, StaffMember
@@ -20,6 +21,10 @@ SESSION_LIFETIME = timedelta(hours=12)  # a staff session ends by itself after a
 
 class StaffRefused(ValueError):
     """Refused, with a message for the person at the form."""
+
+
+class StaffExists(StaffRefused):
+    """The email belongs to a staff member already."""
 
 
 def staff_by_email(session: Session, email: str) -> StaffMember | None:
@@ -36,11 +41,13 @@ def add_staff(session: Session, *, email: str, name: str, role: str, password: s
     problem = password_problem(password, password)
     if problem:
         raise StaffRefused(problem)
-    if session.exec(select(StaffMember).where(StaffMember.email == email)).first() is not None:
-        raise StaffRefused(f"{email} is a staff member already.")
     member = StaffMember(id=f"stf_{uuid.uuid4().hex[:16]}", email=email, name=name.strip(), role=role,
                          password_hash=hash_password(password))
-    session.add(member)
+    try:
+        with session.begin_nested():  # the email's unique key decides, also between two adds at once
+            session.add(member)
+    except IntegrityError as exc:
+        raise StaffExists(f"{email} is a staff member already.") from exc
     return member
 
 

@@ -130,7 +130,8 @@ def add_staff_member(body: NewStaffMember, session: SessionDep) -> StaffMemberOu
     try:
         member = staffing.add_staff(session, email=email, name=body.name, role=body.role, password=body.password)
     except staffing.StaffRefused as exc:
-        raise HTTPException(status_code=409 if "already" in str(exc) else 422, detail=str(exc)) from exc
+        raise HTTPException(status_code=409 if isinstance(exc, staffing.StaffExists) else 422,
+                            detail=str(exc)) from exc
     session.commit()
     return StaffMemberOut(id=member.id, email=member.email, name=member.name, role=member.role)
 

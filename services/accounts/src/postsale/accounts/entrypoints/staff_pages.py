@@ -148,6 +148,7 @@ def add_staff_member(request: Request, session: SessionDep, owner: OwnerDep, ema
                                     password=password[:MAX_PASSWORD_LENGTH + 1])
     except staffing.StaffRefused as exc:
         session.rollback()
-        return _staff_page(request, session, owner, error=str(exc), form=form, status_code=422)
+        return _staff_page(request, session, owner, error=str(exc), form=form,
+                           status_code=409 if isinstance(exc, staffing.StaffExists) else 422)
     session.commit()
     return RedirectResponse(f"/admin/staff?{urlencode({'added': member.email})}", status_code=303)
