@@ -15,8 +15,8 @@ from sqlmodel import Session, select
 from postsale.accounts.adapters.tables import Customer, LoginChallenge, LoginSession
 from postsale.accounts.domain import throttle
 from postsale.accounts.domain.passwords import hash_password
-from postsale.contracts import LoginLinkIssued, PasswordResetRequested, encode
-from postsale.contracts.events import CustomerEmailChanged, EmailChangeRequested, SessionEnded
+from postsale.contracts import (CustomerEmailChanged, EmailChangeRequested, LoginLinkIssued, PasswordResetRequested,
+                                SessionEnded, encode)
 from postsale.runtime.accounts_feed import AccountsFeed, CurrentTheme
 from postsale.runtime.auth import SESSION_COOKIE
 from test_accounts_setup import ACCOUNTS, LIBRARY, PASSWORD, Accounts

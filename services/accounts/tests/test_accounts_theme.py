@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from postsale.accounts.entrypoints import admin
-from postsale.contracts.events import ThemeChanged
+from postsale.contracts import ThemeChanged
 from postsale.runtime.accounts_feed import CurrentTheme
 from postsale.runtime.theme import Theme, contrast, css_variables, is_dark, problems, resolved
 from test_accounts_setup import Accounts

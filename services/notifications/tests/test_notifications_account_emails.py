@@ -9,8 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlmodel import Session, select
 
-from postsale.contracts import LoginLinkIssued, PasswordResetRequested
-from postsale.contracts.events import EmailChangeRequested
+from postsale.contracts import EmailChangeRequested, LoginLinkIssued, PasswordResetRequested
 from postsale.notifications.adapters.tables import Email
 from postsale.notifications.config import MIGRATIONS_DIR
 from postsale.notifications.entrypoints.consumers import SUBSCRIPTIONS

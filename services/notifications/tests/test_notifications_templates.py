@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from postsale.contracts import examples
-from postsale.contracts.events import ThemeChanged
+from postsale.contracts import ThemeChanged, examples
 from postsale.notifications import catalogue, templates
 from postsale.notifications.config import MIGRATIONS_DIR
 from postsale.notifications.rendering import Parts, TemplateProblem, default_parts

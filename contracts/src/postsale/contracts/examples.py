@@ -62,7 +62,7 @@ EXAMPLES: tuple[Event, ...] = (
                    offer_name="The Pricing Workbook", declined_at=AT),
     CheckoutAbandoned(checkout_id="att_4e6a8c0e2b4d6f8a", email="ann.lee@example.com", offer_id="offer_7a2b4c6d8e0f1a3b",
                       offer_name="Creator Membership: lifetime access", amount=PRICE,
-                      resume_url="https://shop.example.com/checkout/offer_7a2b4c6d8e0f1a3b?email=ann.lee%40example.com",
+                      resume_url="https://shop.example.com/offers/offer_7a2b4c6d8e0f1a3b?email=ann.lee%40example.com",
                       started_at=AT - timedelta(hours=1), abandoned_at=AT),
     ProductPublished(product_id="prod_1a2b3c4d5e6f7a8b", name="The Creator Membership",
                      description="Weekly lessons, the community and every recording.", delivery_type="membership",

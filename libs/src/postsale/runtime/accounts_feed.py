@@ -17,8 +17,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from postsale.contracts import DecodeError, UnknownEventType, decode, topics
-from postsale.contracts.events import SessionEnded, ThemeChanged
+from postsale.contracts import DecodeError, SessionEnded, ThemeChanged, UnknownEventType, decode, topics
 from postsale.runtime.auth import RevokedSessions
 from postsale.runtime.clock import as_utc
 from postsale.runtime.settings import KafkaSettings, kafka_settings

@@ -24,8 +24,8 @@ from postsale.accounts.domain.passwords import hash_password, verify_password
 from postsale.accounts.domain.setup import new_token, token_sha256, well_formed_token
 from postsale.accounts.handlers import AccountError
 from postsale.accounts.sessions import end_all_sessions
-from postsale.contracts import AccountActivated, LoginLinkIssued, PasswordResetRequested
-from postsale.contracts.events import CustomerEmailChanged, EmailChangeRequested
+from postsale.contracts import (AccountActivated, CustomerEmailChanged, EmailChangeRequested, LoginLinkIssued,
+                                PasswordResetRequested)
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH

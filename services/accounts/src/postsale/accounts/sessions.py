@@ -14,7 +14,8 @@ from sqlmodel import Session, select
 
 from postsale.accounts.adapters.tables import Customer, LoginSession
 from postsale.accounts.config import SERVICE
-from postsale.contracts.events import SessionEndReason, SessionEnded
+from postsale.contracts import SessionEnded
+from postsale.contracts.events import SessionEndReason
 from postsale.runtime.auth import CustomerSession
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later

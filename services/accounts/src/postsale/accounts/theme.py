@@ -11,7 +11,7 @@ from sqlmodel import Session
 from postsale.accounts.adapters.tables import StoreTheme
 from postsale.accounts.config import SERVICE
 from postsale.accounts.handlers import AccountError
-from postsale.contracts.events import ThemeChanged
+from postsale.contracts import ThemeChanged
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.theme import Theme, problems

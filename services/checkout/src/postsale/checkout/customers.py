@@ -18,13 +18,13 @@ from postsale.checkout.offers import offers_by_id
 from postsale.contracts import (
     AccessPolicy,
     AccountActivated,
+    CustomerEmailChanged,
     CustomerRegistered,
     Money,
     PurchaseCompleted,
     PurchasedProduct,
     delivery_fields,
 )
-from postsale.contracts.events import CustomerEmailChanged
 from postsale.runtime.messaging import publish_later
 
 log = logging.getLogger(__name__)

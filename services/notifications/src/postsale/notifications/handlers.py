@@ -7,9 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlmodel import Session, select
 
-from postsale.contracts import (AccountSetupLinkIssued, EmailFailed, EmailSent, LoginLinkIssued, PasswordResetRequested,
-                                PurchaseCompleted, PurchaseRefunded)
-from postsale.contracts.events import EmailChangeRequested
+from postsale.contracts import (AccountSetupLinkIssued, EmailChangeRequested, EmailFailed, EmailSent, LoginLinkIssued,
+                                PasswordResetRequested, PurchaseCompleted, PurchaseRefunded)
 from postsale.notifications import access, billing, rules, sequences, suppressions
 from postsale.notifications.adapters.tables import Email, EmailSettings, PurchaseRecord
 from postsale.notifications.config import SERVICE

@@ -7,7 +7,7 @@ import uuid
 
 from sqlmodel import Session, select
 
-from postsale.contracts.events import ThemeChanged
+from postsale.contracts import ThemeChanged
 from postsale.notifications import catalogue, rendering
 from postsale.notifications.adapters.tables import FollowUpRule, Sequence, StoreTheme, TemplateOverride
 from postsale.notifications.emails import queue_rendered

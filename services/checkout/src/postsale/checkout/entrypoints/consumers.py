@@ -2,8 +2,7 @@
 
 from postsale.checkout import customers, handlers
 from postsale.checkout.config import SERVICE
-from postsale.contracts import AccountActivated, CustomerRegistered, ProductPublished, topics
-from postsale.contracts.events import CustomerEmailChanged
+from postsale.contracts import AccountActivated, CustomerEmailChanged, CustomerRegistered, ProductPublished, topics
 from postsale.runtime.messaging import Subscription
 
 SUBSCRIPTIONS = [

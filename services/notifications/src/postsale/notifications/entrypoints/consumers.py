@@ -7,6 +7,8 @@ from postsale.contracts import (
     AccessSuspended,
     AccountSetupLinkIssued,
     CardExpiring,
+    EmailChangeRequested,
+    ThemeChanged,
     CheckoutAbandoned,
     CustomerActivity,
     DownloadLinkIssued,
@@ -28,7 +30,6 @@ from postsale.contracts import (
     UpsellDeclined,
     topics,
 )
-from postsale.contracts.events import EmailChangeRequested, ThemeChanged
 from postsale.notifications import access, billing, checkouts, deliveries, handlers, rules, templates
 from postsale.notifications.config import SERVICE
 from postsale.runtime.messaging import Subscription
