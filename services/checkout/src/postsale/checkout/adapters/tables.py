@@ -111,6 +111,8 @@ class CheckoutSession(Base, table=True):
     """One purchase attempt. Its id is the idempotency key of every charge it makes, upsells included."""
 
     __tablename__ = "checkout_sessions"
+    # The same email's later visits to an offer (recovery's look, once per abandoned attempt).
+    __table_args__ = (Index("ix_checkout_sessions_email_offer", "email", "offer_id", "created_at"),)
 
     id: str = Field(primary_key=True)
     offer_id: str = Field(foreign_key="offers.id")  # the primary offer (a cart's first)
