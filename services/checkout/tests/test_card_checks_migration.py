@@ -51,7 +51,7 @@ def test_live_billings_saved_before_0005_get_a_card_check_due_at_once(tmp_path):
                    {"t0": T0})
 
     before = datetime.now(timezone.utc)
-    upgrade(engine, "head")
+    upgrade(engine, "0006")
     with engine.connect() as db:
         checks = db.execute(text("SELECT subscription_id, customer_id, payment_method_id, due_at, done_at "
                                  "FROM card_expiry_checks WHERE id != 'cx_existing' ORDER BY subscription_id")).all()
