@@ -25,6 +25,8 @@ pytestmark = pytest.mark.unit
 class Relay:
     """An SMTP relay that accepts, or refuses, every email."""
 
+    host, port = "127.0.0.1", 25  # what the dispatcher's spans name
+
     def __init__(self, up: bool) -> None:
         self.up = up
 
