@@ -71,7 +71,9 @@ def test_a_page_sends_a_stranger_to_the_staff_login_and_the_right_password_lets_
 
     signed_in = browser.post("/admin/login", data={"email": OWNER, "password": PASSWORD,
                                                    "next": "https://evil.example/admin"})
-    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/admin/customers"  # no open redirect
+    # No open redirect: the back office's first page, checkout's dashboard, instead.
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == f"{accounts.app.state.urls.checkout_url}/admin/dashboard"
     assert "HttpOnly" in signed_in.headers["set-cookie"] and "SameSite=lax" in signed_in.headers["set-cookie"]
     home = browser.get("/admin/customers")
     assert home.status_code == 200 and 'data-staff-role="owner"' in home.text
@@ -151,9 +153,15 @@ def test_the_customer_pages_list_search_add_and_resend(accounts):
     profile = staff.get(added.headers["location"])
     assert profile.status_code == 200 and "welcome email with their login details is on its way" in profile.text
     assert 'data-activated="false"' in profile.text and "Resend the setup link" in profile.text
+    # What other services keep about the customer is one link away, on their own pages.
+    urls = accounts.app.state.urls
+    customer_id = added.headers["location"].split("/")[3]
+    for link in (f"{urls.checkout_url}/admin/sales?customer={customer_id}",
+                 f"{urls.entitlements_url}/admin/access/{customer_id}",
+                 f"{urls.notifications_url}/admin/mail/sent?to=mia%40example.com"):
+        assert f'href="{link}"' in profile.text
     [welcome] = [e for e in accounts.published() if isinstance(e, AccountSetupLinkIssued)]
     assert welcome.reason == "added_by_seller" and welcome.email == "mia@example.com"
-    customer_id = added.headers["location"].split("/")[3]
     again = staff.post("/admin/customers/new", data={"email": "mia@example.com", "first_name": "M", "last_name": "H"})
     assert again.status_code == 409 and "is a customer already" in again.text
 

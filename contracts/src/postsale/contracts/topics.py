@@ -59,7 +59,7 @@ PRODUCTS = Topic(
 ACCESS = Topic(
     "entitlements.access.v1", publisher="entitlements", key="customer id",
     description="The access ledger: every grant, revoke, suspension and restoration, with why and who.",
-    subscribers=("accounts", "notifications"),
+    subscribers=("checkout", "accounts", "notifications"),
 )
 CHECKOUTS = Topic(
     "checkout.checkouts.v1", publisher="checkout", key="buyer email",
@@ -104,7 +104,7 @@ ACCOUNT_LINKS = Topic(
 EMAILS = Topic(
     "notifications.emails.v1", publisher="notifications", key="recipient email",
     description="Every email handed to the SMTP relay, or given up on.",
-    subscribers=("accounts",),
+    subscribers=("checkout", "accounts"),
 )
 
 ALL: tuple[Topic, ...] = (

@@ -15,8 +15,9 @@ import threading
 from datetime import datetime, timedelta
 
 from fastapi import Request
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel
+
+from postsale.runtime.db import insert_for
 
 INTERVAL = timedelta(minutes=5)
 NO_PRODUCT = ""  # a library visit or a login: a primary key column cannot be null
@@ -29,11 +30,6 @@ class ActivityPublication(SQLModel):
     kind: str = Field(primary_key=True)
     product_id: str = Field(primary_key=True, default=NO_PRODUCT)
     published_at: datetime
-
-
-def _insert(session: Session, table):
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 class ActivityThrottle:
@@ -59,7 +55,7 @@ class ActivityThrottle:
         if last is not None and timedelta(0) <= now - last < self.interval:
             return False
         columns = table.__table__.c
-        statement = _insert(session, table.__table__).values(
+        statement = insert_for(session, table.__table__).values(
             customer_id=customer_id, kind=kind, product_id=product_id or NO_PRODUCT, published_at=now,
         ).on_conflict_do_update(
             index_elements=[columns.customer_id, columns.kind, columns.product_id],
@@ -85,6 +81,6 @@ def insert_once(session: Session, table: type[SQLModel], **values) -> bool:
     """Inserts a row unless one with its key exists; True when this call inserted it. What happens
     once (a product completed) rests on the table's key, not on a check before the insert."""
     key = table.__table__.primary_key.columns
-    statement = _insert(session, table.__table__).values(**values).on_conflict_do_nothing().returning(*key)
+    statement = insert_for(session, table.__table__).values(**values).on_conflict_do_nothing().returning(*key)
     # A row comes back only when inserted (the driver's rowcount cannot be trusted for an upsert).
     return session.execute(statement).first() is not None

@@ -13,16 +13,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from postsale.runtime.messaging import EventTooLarge
+from postsale.runtime.staff import backoffice_problem, is_backoffice_page
 
 TITLES = {400: "Something is wrong with this request", 401: "Please log in", 403: "Not allowed",
           404: "Not found", 409: "This cannot be done now", 410: "No longer available"}
 
 
 def html_errors_for_pages(app: FastAPI, *, templates: Jinja2Templates, api_prefixes: tuple[str, ...]) -> None:
-    """Render HTTP errors outside `api_prefixes` with the shared `error.html` page."""
+    """Render HTTP errors outside `api_prefixes` with the shared `error.html` page, and those of the
+    back office's pages (inside `/admin`) in the back office's layout."""
 
     @app.exception_handler(StarletteHTTPException)
     async def page_or_json(request: Request, exc: StarletteHTTPException):
+        if is_backoffice_page(request) and exc.status_code < 500:
+            return backoffice_problem(request, templates, exc.status_code, str(exc.detail),
+                                      getattr(exc, "headers", None))
         wants_json = "application/json" in request.headers.get("accept", "")
         if wants_json or request.url.path.startswith(api_prefixes) or exc.status_code >= 500:
             return await http_exception_handler(request, exc)

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 
 from postsale.contracts import topics as contract_topics
-from postsale.runtime import tracing
+from postsale.runtime import operations_pages, tracing
 from postsale.runtime.accounts_feed import AccountsFeed, CurrentTheme
 from postsale.runtime.activity import ActivityThrottle
 from postsale.runtime.auth import RevokedSessions, SessionVerifier
@@ -230,6 +230,7 @@ def create_service_app(
                                   subscriptions=subscriptions, background=background, observers=observers),
     )
     app.state.engine = engine
+    app.state.kafka = kafka  # for the pages that read Kafka during a request (operations_pages)
     app.state.urls = urls
     app.state.admin_token = admin_token
     app.state.service = service
@@ -243,4 +244,5 @@ def create_service_app(
     add_csrf_cookie(app)
     add_security_headers(app, content_security_policy)
     app.add_middleware(RefuseNulInAddress)
+    app.include_router(operations_pages.pages)  # the back office's operations page, of every service
     return app

@@ -10,7 +10,8 @@ cookie locally against accounts' published keys: a page of any service takes `St
 service within `TOKEN_LIFETIME`.
 
 The back-office pages share `backoffice/base.html` (layout, navigation, CSS) from the shared
-templates; `backoffice_context` gives it what it needs.
+templates; `backoffice_context` gives it what it needs. An error on a back-office page is a page in
+that layout (`backoffice_problem`), while the JSON admin API on the same paths keeps answering JSON.
 """
 
 from __future__ import annotations
@@ -138,7 +139,15 @@ class Section:
 
 # The back office's navigation, one entry per page as it lands, in the order a seller works.
 NAVIGATION: tuple[Section, ...] = (
+    Section("Dashboard", "checkout", "/admin/dashboard"),
+    Section("Sales", "checkout", "/admin/sales"),
     Section("Customers", "accounts", "/admin/customers"),
+    Section("Offers", "checkout", "/admin/offers"),
+    Section("Products", "entitlements", "/admin/products"),
+    Section("Emails", "notifications", "/admin/mail"),
+    Section("Webhooks", "notifications", "/admin/webhooks", owner_only=True),
+    Section("Theme", "accounts", "/admin/store-theme"),
+    Section("Operations", "checkout", "/admin/operations/checkout", owner_only=True),
     Section("Staff", "accounts", "/admin/staff", owner_only=True),
 )
 
@@ -157,3 +166,27 @@ def backoffice_context(request: Request, staff: StaffSession, active: str) -> di
                         "active": s.label == active} for s in NAVIGATION if staff.is_owner or not s.owner_only],
         "staff_logout_url": f"{accounts}/admin/logout",
     }
+
+
+def is_backoffice_page(request: Request) -> bool:
+    """A person's browser on a back-office page: it asks for HTML and sends no bearer token (the
+    JSON admin API shares the `/admin` paths and answers programs in JSON)."""
+    accept = request.headers.get("accept", "")
+    return (request.url.path.startswith("/admin/") and "text/html" in accept
+            and "application/json" not in accept and "authorization" not in request.headers)
+
+
+def backoffice_problem(request: Request, templates, status_code: int, message: str,
+                       headers: dict | None = None) -> Response:
+    """The back office's error page: a redirect stays a redirect (the way to the staff login); any
+    other error says what went wrong, in the layout when the staff member is logged in."""
+    if 300 <= status_code < 400:
+        return Response(status_code=status_code, headers=headers)
+    missing = status_code in (404, 405)
+    staff = current_staff(request)
+    return templates.TemplateResponse(request, "backoffice/problem.html", {
+        **(backoffice_context(request, staff, "") if staff else {}),
+        "title": "This page does not exist" if missing else ("This is not for you" if status_code in (401, 403)
+                                                              else "This did not work"),
+        "message": "The address may have been mistyped, or what it led to was removed." if missing else message,
+    }, status_code=status_code, headers=headers)

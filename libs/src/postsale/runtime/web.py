@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -16,7 +17,7 @@ from typing import Any, Callable
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
@@ -25,9 +26,16 @@ from pydantic import BaseModel, model_validator
 from postsale.runtime import http_telemetry
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging.outbox import observe_outbox
+from postsale.runtime.staff import backoffice_problem, is_backoffice_page
 from postsale.runtime.tracing import current_span_id, current_trace_id
 
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
+
+
+@functools.cache
+def shared_templates() -> Jinja2Templates:
+    """The shared templates alone: the pages a service's app renders without templates of its own."""
+    return templates_for(SHARED_TEMPLATES)
 
 
 def templates_for(service_templates: Path) -> Jinja2Templates:
@@ -85,11 +93,15 @@ def add_operational_routes(app: FastAPI, *, outbox_max_age: float = OUTBOX_MAX_A
     http_telemetry.install(app)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         # 422 with each problem spelled out; the default already does this, but keep the
-        # shape stable for clients: {"detail": [...], "message": "..."}.
+        # shape stable for clients: {"detail": [...], "message": "..."}. A back-office form
+        # that cannot be read is a page that says which field.
         errors = exc.errors()
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
+        if is_backoffice_page(request):
+            return backoffice_problem(request, shared_templates(), 422,
+                                      f"That form could not be read ({message}). Go back and send it again.")
         return JSONResponse({"message": message, "detail": jsonable(errors)}, status_code=422)
 
 

@@ -128,8 +128,8 @@ async def _read_to_end(kafka: KafkaSettings, topic: str, group_id: str | None) -
     Returns the consumer still open, so that the caller can commit once it has acted."""
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=group_id, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a broker that cannot be reached still gets its client closed
         # The consumer's own metadata must know the topic's partitions before `assign`; its public
         # `topics()` fetches them into a separate object, so refresh the client's metadata itself.
         await consumer._client.force_metadata_update()  # noqa: SLF001

@@ -8,19 +8,22 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
-from postsale.checkout.adapters.tables import CatalogProduct, Cart, Coupon, Offer, StoreSettings
+from postsale.checkout.adapters.tables import CatalogProduct, Cart, Coupon, Offer, StoreSettings, Subscription
 from postsale.checkout.domain.billing import BillingTerms, terms_problem
 from postsale.checkout.domain.billing_cycle import SelfService
 from postsale.checkout.domain.coupons import CouponRules, rules_problem
 from postsale.checkout.domain.funnel import MAX_STEPS, FunnelStep
 from postsale.checkout.domain.post_purchase import PostPurchase, settings_problem
 from postsale.checkout.errors import CheckoutError
+from postsale.checkout.records import offer_funnel, offer_terms
 from postsale.contracts import AccessPolicy
 from postsale.runtime.clock import utcnow
 
 MAX_CART_OFFERS = 20
+MAX_NAME_LENGTH = 200
+ENDED = ("cancelled", "completed")  # a subscription or payment plan in these is billed no more
 MAX_RECOVERY_DELAY_MINUTES = 7 * 24 * 60
 
 
@@ -38,12 +41,53 @@ def _require_offers(session: Session, offer_ids: list[str]) -> dict[str, Offer]:
     return offers
 
 
-def _check_add_on(offer: Offer, add_on: Offer, role: str) -> None:
+def _check_add_on(currency: str, add_on: Offer, role: str) -> None:
     """An order bump or an upsell is a one-time offer in the primary offer's currency."""
     if add_on.billing_type != "one_time":
         raise CheckoutError(f"The {role} {add_on.id} must be a one-time offer.")
-    if add_on.currency != offer.currency:
-        raise CheckoutError(f"The {role} {add_on.id} must be priced in {offer.currency}, as the offer is.")
+    if add_on.currency != currency:
+        raise CheckoutError(f"The {role} {add_on.id} must be priced in {currency}, as the offer is.")
+
+
+def _check_offer(session: Session, offer_id: str | None, *, name: str, terms: BillingTerms, product_ids: list[str],
+                 order_bump_offer_id: str | None, upsells: list[FunnelStep], post_purchase: PostPurchase) -> None:
+    """The rules every offer keeps, new or changed (`offer_id` None for a new one)."""
+    if not name.strip() or len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        raise CheckoutError(f"An offer needs a name of 1 to {MAX_NAME_LENGTH} characters.")
+    problem = terms_problem(terms) or settings_problem(post_purchase)
+    if problem:
+        raise CheckoutError(problem)
+    if not product_ids:
+        raise CheckoutError("Choose at least one product the offer sells.")
+    known = set(session.exec(select(CatalogProduct.id).where(CatalogProduct.id.in_(product_ids))).all())  # type: ignore[attr-defined]
+    unknown = [p for p in product_ids if p not in known]
+    if unknown:
+        raise CheckoutError(f"unknown product id(s): {', '.join(unknown)}")
+    if len(upsells) > MAX_STEPS:
+        raise CheckoutError(f"A funnel has at most {MAX_STEPS} upsell steps.")
+    add_ons = [order_bump_offer_id] if order_bump_offer_id else []
+    add_ons += [o for step in upsells for o in (step.offer_id, step.downsell_offer_id) if o]
+    if (upsells or order_bump_offer_id) and terms.type == "free":
+        raise CheckoutError("A free offer takes no payment, so it can have no order bump or upsells.")
+    if offer_id is not None and offer_id in add_ons:
+        raise CheckoutError("An offer cannot be its own order bump, upsell or downsell.")
+    for add_on_id, add_on in _require_offers(session, add_ons).items():
+        _check_add_on(terms.currency, add_on, "order bump" if add_on_id == order_bump_offer_id else "upsell")
+
+
+def _apply(offer: Offer, *, name: str, terms: BillingTerms, product_ids: list[str], order_bump_offer_id: str | None,
+           upsells: list[FunnelStep], post_purchase: PostPurchase, access_policy: AccessPolicy,
+           self_service: SelfService, send_confirmation_email: bool, send_recovery_email: bool) -> None:
+    offer.name, offer.billing_type, offer.price_amount, offer.currency = name, terms.type, terms.amount, terms.currency
+    offer.interval, offer.interval_count, offer.trial_days = terms.interval, terms.interval_count, terms.trial_days
+    offer.instalments, offer.minimum_amount = terms.instalments, terms.minimum
+    offer.product_ids = list(dict.fromkeys(product_ids))
+    offer.order_bump_offer_id = order_bump_offer_id
+    offer.upsells = [asdict(step) for step in upsells]
+    offer.post_purchase = asdict(post_purchase)
+    offer.access_policy = access_policy.model_dump(exclude_defaults=True)
+    offer.self_service = asdict(self_service)
+    offer.send_confirmation_email, offer.send_recovery_email = send_confirmation_email, send_recovery_email
 
 
 def create_offer(session: Session, *, name: str, terms: BillingTerms, product_ids: list[str],
@@ -51,32 +95,76 @@ def create_offer(session: Session, *, name: str, terms: BillingTerms, product_id
                  post_purchase: PostPurchase = PostPurchase(), access_policy: AccessPolicy = AccessPolicy(),
                  self_service: SelfService = SelfService(), send_confirmation_email: bool = True,
                  send_recovery_email: bool = True) -> Offer:
-    problem = terms_problem(terms) or settings_problem(post_purchase)
-    if problem:
-        raise CheckoutError(problem)
-    known = set(session.exec(select(CatalogProduct.id).where(CatalogProduct.id.in_(product_ids))).all())  # type: ignore[attr-defined]
-    unknown = [p for p in product_ids if p not in known]
-    if unknown:
-        raise CheckoutError(f"unknown product id(s): {', '.join(unknown)}")
-    if len(upsells) > MAX_STEPS:
-        raise CheckoutError(f"A funnel has at most {MAX_STEPS} upsell steps.")
-    offer = Offer(
-        id=f"offer_{uuid.uuid4().hex[:16]}", name=name, billing_type=terms.type, price_amount=terms.amount,
-        currency=terms.currency, interval=terms.interval, interval_count=terms.interval_count,
-        trial_days=terms.trial_days, instalments=terms.instalments, minimum_amount=terms.minimum,
-        product_ids=list(dict.fromkeys(product_ids)), order_bump_offer_id=order_bump_offer_id,
-        upsells=[asdict(step) for step in upsells], post_purchase=asdict(post_purchase),
-        access_policy=access_policy.model_dump(exclude_defaults=True), self_service=asdict(self_service),
-        send_confirmation_email=send_confirmation_email, send_recovery_email=send_recovery_email,
-    )
-    add_ons = [order_bump_offer_id] if order_bump_offer_id else []
-    add_ons += [o for step in upsells for o in (step.offer_id, step.downsell_offer_id) if o]
-    if (upsells or order_bump_offer_id) and terms.type == "free":
-        raise CheckoutError("A free offer takes no payment, so it can have no order bump or upsells.")
-    for add_on_id, add_on in _require_offers(session, add_ons).items():
-        _check_add_on(offer, add_on, "order bump" if add_on_id == order_bump_offer_id else "upsell")
+    upsells = list(upsells)
+    _check_offer(session, None, name=name, terms=terms, product_ids=product_ids,
+                 order_bump_offer_id=order_bump_offer_id, upsells=upsells, post_purchase=post_purchase)
+    offer = Offer(id=f"offer_{uuid.uuid4().hex[:16]}", name=name, price_amount=terms.amount, currency=terms.currency,
+                  product_ids=[])
+    _apply(offer, name=name, terms=terms, product_ids=product_ids, order_bump_offer_id=order_bump_offer_id,
+           upsells=upsells, post_purchase=post_purchase, access_policy=access_policy, self_service=self_service,
+           send_confirmation_email=send_confirmation_email, send_recovery_email=send_recovery_email)
     session.add(offer)
     return offer
+
+
+def update_offer(session: Session, offer: Offer, *, name: str, terms: BillingTerms, product_ids: list[str],
+                 order_bump_offer_id: str | None = None, upsells: list[FunnelStep] = (),  # type: ignore[assignment]
+                 post_purchase: PostPurchase = PostPurchase(), access_policy: AccessPolicy = AccessPolicy(),
+                 self_service: SelfService = SelfService(), send_confirmation_email: bool = True,
+                 send_recovery_email: bool = True) -> Offer:
+    """Changes an offer with the rules of a new one, plus what keeps its buyers' deals and the offers
+    around it sound: a new price counts for new buyers (a subscription keeps the amount it was sold
+    at), but the billing of live subscriptions reads the offer's interval and instalments, so those
+    stay while any lasts; and an offer others use as an order bump, upsell or in a cart keeps what
+    makes it fit there. Changes nothing when it raises."""
+    upsells = list(upsells)
+    _check_offer(session, offer.id, name=name, terms=terms, product_ids=product_ids,
+                 order_bump_offer_id=order_bump_offer_id, upsells=upsells, post_purchase=post_purchase)
+    current = offer_terms(offer)
+    if (terms.type, terms.interval, terms.interval_count, terms.instalments) != (
+            current.type, current.interval, current.interval_count, current.instalments):
+        live = session.exec(select(func.count()).select_from(Subscription).where(
+            Subscription.offer_id == offer.id, Subscription.status.not_in(ENDED))).one()  # type: ignore[attr-defined]
+        if live:
+            raise CheckoutError(
+                f"{live} subscription(s) or payment plan(s) of this offer are billed on its terms: its price model, "
+                f"interval and instalments stay as they are while any lasts (a new price is fine: it counts for "
+                f"new buyers). Create a new offer for other terms.")
+    if terms.type != "one_time" or terms.currency != offer.currency:
+        users = [o.id for o in session.exec(select(Offer).where(Offer.id != offer.id)).all()
+                 if offer.id in _add_ons_of(o)]
+        if users:
+            raise CheckoutError(f"This offer is the order bump or an upsell of {', '.join(users[:10])}: it must stay "
+                                f"a one-time offer in {offer.currency}.")
+    if terms.currency != offer.currency or terms.type == "pay_what_you_want":
+        carts = [c.id for c in session.exec(select(Cart)).all() if offer.id in c.offer_ids]
+        if carts:
+            raise CheckoutError(f"This offer is sold in the cart(s) {', '.join(carts[:10])}: it keeps its currency "
+                                f"and cannot become pay what you want.")
+    _apply(offer, name=name, terms=terms, product_ids=product_ids, order_bump_offer_id=order_bump_offer_id,
+           upsells=upsells, post_purchase=post_purchase, access_policy=access_policy, self_service=self_service,
+           send_confirmation_email=send_confirmation_email, send_recovery_email=send_recovery_email)
+    session.add(offer)
+    return offer
+
+
+def _add_ons_of(offer: Offer) -> set[str]:
+    steps = offer_funnel(offer)
+    return ({offer.order_bump_offer_id} if offer.order_bump_offer_id else set()) | {
+        o for step in steps for o in (step.offer_id, step.downsell_offer_id) if o}
+
+
+def offer_page(session: Session, page: int, per_page: int = 50) -> tuple[list[Offer], bool]:
+    """One page of the offers, newest first, and whether another follows."""
+    rows = session.exec(select(Offer).order_by(Offer.created_at.desc(), Offer.id)  # type: ignore[attr-defined]
+                        .offset((page - 1) * per_page).limit(per_page + 1)).all()
+    return list(rows[:per_page]), len(rows) > per_page
+
+
+def coupons_of_offer(session: Session, offer_id: str, limit: int = 200) -> list[Coupon]:
+    """The coupons a buyer of the offer may use: those naming it, and those for every offer."""
+    rows = session.exec(select(Coupon).order_by(Coupon.created_at.desc()).limit(2000)).all()  # type: ignore[attr-defined]
+    return [c for c in rows if not c.offer_ids or offer_id in c.offer_ids][:limit]
 
 
 def create_coupon(session: Session, rules: CouponRules) -> Coupon:

@@ -121,3 +121,15 @@ def ledger(session: Session, customer_id: str) -> list[AccessEntry]:
     return list(session.exec(
         select(AccessEntry).where(AccessEntry.customer_id == customer_id).order_by(AccessEntry.seq)
     ).all())
+
+
+LEDGER_PAGE_SIZE = 50
+
+
+def ledger_page(session: Session, customer_id: str, page: int = 1,
+                size: int = LEDGER_PAGE_SIZE) -> tuple[list[AccessEntry], bool]:
+    """One page of a customer's ledger, newest change first, and whether older entries follow."""
+    rows = session.exec(select(AccessEntry).where(AccessEntry.customer_id == customer_id)
+                        .order_by(AccessEntry.seq.desc())  # type: ignore[attr-defined]
+                        .offset((page - 1) * size).limit(size + 1)).all()
+    return list(rows[:size]), len(rows) > size

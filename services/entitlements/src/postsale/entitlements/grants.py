@@ -35,10 +35,12 @@ class EndInThePast(ValueError):
 
 def grant_by_seller(session: Session, *, customer_id: str, product_id: str, days: int | None = None,
                     expires_at: datetime | None = None, note: str | None = None, email: str | None = None,
-                    download_limit: int | None = None, now: datetime | None = None) -> Grant:
+                    download_limit: int | None = None, actor_id: str | None = None,
+                    now: datetime | None = None) -> Grant:
     """The seller gives a customer a product, for good, for `days` or until `expires_at`; billing is
-    not touched. Published as `AccessGranted`. The customer's email is the one entitlements knows
-    from their purchases; one it does not know needs `email`."""
+    not touched. Published as `AccessGranted`, with `actor_id` (the staff member) when given. The
+    customer's email is the one entitlements knows from their purchases; one it does not know
+    needs `email`."""
     now = now or utcnow()
     if expires_at is not None and as_utc(expires_at) <= now:
         raise EndInThePast(f"expires_at {expires_at.isoformat()} is not in the future")
@@ -56,17 +58,18 @@ def grant_by_seller(session: Session, *, customer_id: str, product_id: str, days
                   delivery_type=product.delivery_type, source="seller", status="active", reason=GRANTED_BY_SELLER,
                   granted_at=now, expires_at=expires_at, changed_at=now, last_seq=0, note=note,
                   download_limit=download_limit)
-    cause = Cause("seller", note=note)
+    cause = Cause("seller", note=note, actor_id=actor_id)
     record_change(session, customer, grant, "grant", GRANTED_BY_SELLER, cause, now)
     apply_policy(session, customer, [grant], now)  # schedules the end of its days
     return grant
 
 
 def revoke_by_seller(session: Session, *, customer_id: str, grant_id: str, note: str | None = None,
-                     effective_at: datetime | None = None, now: datetime | None = None) -> Grant:
-    """The seller takes one grant back (a purchase's or their own), now or as of `effective_at`;
-    billing is not touched and the customer's other grants of the product stay. Revoking a grant
-    already revoked (or to be revoked sooner) changes nothing."""
+                     effective_at: datetime | None = None, actor_id: str | None = None,
+                     now: datetime | None = None) -> Grant:
+    """The seller (the staff member `actor_id`, when given) takes one grant back (a purchase's or
+    their own), now or as of `effective_at`; billing is not touched and the customer's other grants
+    of the product stay. Revoking a grant already revoked (or to be revoked sooner) changes nothing."""
     now = now or utcnow()
     effective_at = as_utc(effective_at) if effective_at is not None and as_utc(effective_at) > now else None
     grant = session.get(Grant, grant_id)
@@ -79,9 +82,9 @@ def revoke_by_seller(session: Session, *, customer_id: str, grant_id: str, note:
     if any(f.effective_at is None or (effective_at is not None and as_utc(f.effective_at) <= effective_at)
            for f in earlier):
         return grant
-    cause = Cause("seller", note=note)
+    cause = Cause("seller", note=note, actor_id=actor_id)
     fact = AccessFact(id=new_id("fact"), grant_id=grant_id, kind="seller_revoke", occurred_at=now, actor="seller",
-                      effective_at=effective_at, note=note, recorded_at=now)
+                      actor_id=actor_id, effective_at=effective_at, note=note, recorded_at=now)
     session.add(fact)
     apply_policy(session, customer, [grant], now, cause=cause, trigger=domain_fact(fact))
     return grant

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Text
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.activity import ActivityPublication
@@ -195,3 +196,19 @@ class StaffLogin(Base, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     ended_at: datetime | None = None
+
+
+class CustomerImport(Base, table=True):
+    """A CSV of customers the owner uploaded, checked row by row and kept here between its preview
+    and its confirmation (the rows never travel back through the browser); then its report."""
+
+    __tablename__ = "customer_imports"
+
+    id: str = Field(primary_key=True)  # random: the address of the preview and the report
+    staff_id: str
+    file_name: str = ""
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    accepted: str = Field(sa_type=Text)  # JSON list of the rows to import (then: imported, with customer ids)
+    rejected: str = Field(sa_type=Text)  # JSON list of the rows refused, each with its reason
+    imported_at: datetime | None = None
+    imported: int = 0

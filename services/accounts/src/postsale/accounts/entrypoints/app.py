@@ -13,12 +13,12 @@ from postsale.accounts import theme as themes
 from postsale.accounts.adapters.signing import LocalSessionVerifier, SessionSigner
 from postsale.accounts.config import MIGRATIONS_DIR, SERVICE, Settings
 from postsale.accounts.domain.setup import MAX_FORM_BYTES
-from postsale.accounts.entrypoints import admin, api, customer_pages, login, staff_pages
+from postsale.accounts.entrypoints import admin, api, customer_pages, import_pages, login, staff_pages, theme_pages
 from postsale.accounts.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.runtime.csrf import CsrfRefused
 from postsale.runtime.security import STRICT_POLICY
 from postsale.runtime.service import create_service_app
-from postsale.runtime.staff import StaffVerifier, backoffice_context, current_staff
+from postsale.runtime.staff import StaffVerifier, backoffice_problem
 
 
 def create_app() -> FastAPI:
@@ -35,6 +35,8 @@ def create_app() -> FastAPI:
     # The back office's pages before the JSON admin API, whose `/admin/customers/{id}` would take `new`.
     app.include_router(staff_pages.pages)
     app.include_router(customer_pages.pages)
+    app.include_router(theme_pages.pages)
+    app.include_router(import_pages.pages)
     app.include_router(admin.admin)
     add_form_limits(app)
     return app
@@ -81,9 +83,10 @@ def add_form_limits(app: FastAPI) -> None:
 
     @app.middleware("http")
     async def refuse_oversized_forms(request: Request, call_next):
-        # Before the body is read: no field of any accounts form comes near this size.
+        # Before the body is read: no field of any accounts form comes near this size (but a CSV upload).
         length = request.headers.get("content-length", "")
-        if request.method == "POST" and length.isdigit() and int(length) > MAX_FORM_BYTES:
+        limit = import_pages.FORM_LIMITS.get(request.url.path, MAX_FORM_BYTES)
+        if request.method == "POST" and length.isdigit() and int(length) > limit:
             return _problem_page(request, "That form was far larger than any account form can be. Go back, "
                                           "shorten what you typed, and send it again.", 413)
         return await call_next(request)
@@ -99,16 +102,11 @@ def add_form_limits(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if 300 <= exc.status_code < 400:  # the back office's way to its login
             return Response(status_code=exc.status_code, headers=headers)
+        if request.url.path.startswith("/admin/") and not _wants_json(request) and exc.status_code < 500:
+            return backoffice_problem(request, api.templates, exc.status_code, str(exc.detail), headers)
         if _wants_json(request) or exc.status_code >= 500:
             return await http_exception_handler(request, exc)
         missing = exc.status_code in (404, 405)
-        if request.url.path.startswith("/admin/"):
-            staff = current_staff(request)
-            return api.templates.TemplateResponse(request, "backoffice/problem.html", {
-                **(backoffice_context(request, staff, "") if staff else {}),
-                "title": "This page does not exist" if missing else "This is not for you",
-                "message": "The address may have been mistyped." if missing else str(exc.detail),
-            }, status_code=exc.status_code, headers=headers)
         return api.templates.TemplateResponse(request, "message.html", {
             "title": "This page does not exist" if missing else "This did not work",
             "message": "The address may have been mistyped, or the link was cut short. Log in to reach your "

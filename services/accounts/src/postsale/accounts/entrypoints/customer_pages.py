@@ -122,8 +122,17 @@ def profile_page(customer_id: str, request: Request, session: SessionDep, staff:
         return _not_found(request, staff, customer_id)
     return templates.TemplateResponse(request, "backoffice/customer.html", {
         **backoffice_context(request, staff, "Customers"), "customer": customers.customer_view(session, customer),
-        "added": added == "1", "sent": SENT.get(sent),
+        "added": added == "1", "sent": SENT.get(sent), "elsewhere": _elsewhere(request, customer),
     })
+
+
+def _elsewhere(request: Request, customer: Customer) -> dict[str, str]:
+    """The customer's pages that other services serve from their own data: purchases in checkout,
+    access in entitlements, emails in notifications."""
+    urls = request.app.state.urls
+    return {"sales": f"{urls.checkout_url}/admin/sales?{urlencode({'customer': customer.id})}",
+            "access": f"{urls.entitlements_url}/admin/access/{customer.id}",
+            "emails": f"{urls.notifications_url}/admin/mail/sent?{urlencode({'to': customer.email})}"}
 
 
 @pages.post("/{customer_id}/resend", dependencies=[Depends(require_csrf)])

@@ -29,19 +29,23 @@ from postsale.runtime.web import normalize_email, templates_for
 
 templates = templates_for(Path(__file__).parents[1] / "templates")
 pages = APIRouter(prefix="/admin", include_in_schema=False)
-HOME = "/admin/customers"
+
+
+def _home(request: Request) -> str:
+    """The back office's first page: checkout's dashboard."""
+    return f"{request.app.state.urls.checkout_url}/admin/dashboard"
 
 
 def _safe_next(request: Request, next_url: str) -> str:
     """A page of one of our services (no open redirect); else the back office's first page."""
     if any(ord(c) < 32 for c in next_url):
-        return HOME
+        return _home(request)
     if next_url.startswith("/admin/") and not next_url.startswith("//") and len(next_url) <= rules.MAX_URL_LENGTH:
         return next_url
     if 0 < len(next_url) <= rules.MAX_URL_LENGTH and any(
             next_url == origin or next_url.startswith(origin + "/") for origin in our_origins(request)):
         return next_url
-    return HOME
+    return _home(request)
 
 
 def _signed_in(request: Request, member: StaffMember, login: StaffLogin, destination: str) -> RedirectResponse:

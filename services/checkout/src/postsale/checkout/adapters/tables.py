@@ -401,3 +401,19 @@ class SandboxPayment(Base, table=True):
     dispute_status: str | None = None  # open | won | lost, for the 0259 card
     dispute_reported: str | None = None  # the status checkout acknowledged
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PurchaseHappening(Base, table=True):
+    """What another service did about a purchase, as its events tell checkout (access granted or
+    taken, emails sent or given up), for the purchase's timeline in the back office: the page never
+    calls the other services. One row per event (its CloudEvents id), so a redelivery adds none."""
+
+    __tablename__ = "purchase_happenings"
+    __table_args__ = (Index("ix_purchase_happenings_purchase_at", "purchase_id", "at"),)
+
+    event_id: str = Field(primary_key=True)
+    purchase_id: str
+    at: datetime
+    service: str  # entitlements | notifications
+    kind: str  # access_granted, access_revoked, ..., email_sent, email_failed
+    summary: str  # what happened, as the seller reads it

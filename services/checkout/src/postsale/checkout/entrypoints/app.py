@@ -11,8 +11,9 @@ from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.payments.stripe import StripeProvider
 from postsale.checkout.adapters.tables import BillingJob, CardExpiryCheck, CheckoutRecovery, SimulatedClock, Subscription
 from postsale.checkout.config import MIGRATIONS_DIR, SERVICE, Settings
-from postsale.checkout.entrypoints import (admin, admin_billing, billing_pages, buyer, funnel_pages, pages,
-                                          returned_payments, webhooks)
+from postsale.checkout.entrypoints import (admin, admin_billing, backoffice_dashboard, backoffice_offers, backoffice_sales,
+                                           billing_pages, buyer, funnel_pages, pages,
+                                           returned_payments, webhooks)
 from postsale.checkout.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.runtime.errors import html_errors_for_pages
 from postsale.runtime import metrics
@@ -66,6 +67,9 @@ def create_app() -> FastAPI:
     app.include_router(funnel_pages.router)
     app.include_router(returned_payments.router)
     app.include_router(billing_pages.billing_pages)
+    app.include_router(backoffice_dashboard.pages)
+    app.include_router(backoffice_offers.pages)
+    app.include_router(backoffice_sales.pages)
     app.include_router(admin.admin)
     app.include_router(admin_billing.admin_billing)
     app.include_router(webhooks.webhooks)

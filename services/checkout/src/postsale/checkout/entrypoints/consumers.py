@@ -1,8 +1,9 @@
 """Every event checkout consumes, one line per event and use case."""
 
-from postsale.checkout import customers, handlers
+from postsale.checkout import customers, handlers, happenings
 from postsale.checkout.config import SERVICE
-from postsale.contracts import AccountActivated, CustomerEmailChanged, CustomerRegistered, ProductPublished, topics
+from postsale.contracts import (AccountActivated, CustomerEmailChanged, CustomerRegistered, EmailFailed, EmailSent,
+                                ProductPublished, topics)
 from postsale.runtime.messaging import Subscription
 
 SUBSCRIPTIONS = [
@@ -13,4 +14,9 @@ SUBSCRIPTIONS = [
                   CustomerEmailChanged: customers.follow_email_change},
                  description="Who already has an account (at which address), so a returning buyer logs in before "
                              "paying; the offers a seller grants to a customer added by hand."),
+    Subscription(SERVICE, topics.ACCESS.name,
+                 {event: happenings.access_changed for event in happenings.ACCESS_WORDS},
+                 description="A purchase's access granted, revoked, suspended or restored, for its timeline."),
+    Subscription(SERVICE, topics.EMAILS.name, {EmailSent: happenings.email_told, EmailFailed: happenings.email_told},
+                 description="The emails about a purchase, sent or given up on, for its timeline."),
 ]

@@ -26,6 +26,8 @@ class Product(Base, table=True):
     delivery_settings: dict = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # Archived: no longer put in new offers; customers who have it keep it. None: active.
+    archived_at: datetime | None = None
 
 
 class Customer(Base, table=True):

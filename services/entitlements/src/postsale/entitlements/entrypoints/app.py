@@ -6,10 +6,12 @@ from starlette.exceptions import HTTPException
 
 from postsale.entitlements.adapters.storage import LocalFolderStorage
 from postsale.entitlements.config import MIGRATIONS_DIR, SERVICE, Settings
-from postsale.entitlements.entrypoints import admin, admin_delivery, downloads, licenses, pages
+from postsale.entitlements.entrypoints import (admin, admin_delivery, backoffice_access, backoffice_operations,
+                                               backoffice_products, downloads, licenses, pages)
 from postsale.entitlements.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.entitlements.entrypoints.scheduler import access_reviews, deliveries, reconciliations
 from postsale.runtime.service import create_service_app
+from postsale.runtime.staff import backoffice_problem, is_backoffice_page
 
 
 def create_app() -> FastAPI:
@@ -22,6 +24,9 @@ def create_app() -> FastAPI:
     app.include_router(pages.router)
     app.include_router(downloads.router)
     app.include_router(licenses.router)
+    app.include_router(backoffice_products.pages)
+    app.include_router(backoffice_access.pages)
+    app.include_router(backoffice_operations.pages)
     app.include_router(admin.admin)
     app.include_router(admin_delivery.admin_delivery)
     add_problem_pages(app)
@@ -40,6 +45,9 @@ def add_problem_pages(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def page_or_json(request: Request, exc: HTTPException):
+        if is_backoffice_page(request) and exc.status_code < 500:
+            return backoffice_problem(request, pages.templates, exc.status_code, str(exc.detail),
+                                      getattr(exc, "headers", None))
         if request.url.path.startswith(API_PREFIXES) or exc.status_code >= 500 \
                 or "application/json" in request.headers.get("accept", ""):
             return await http_exception_handler(request, exc)

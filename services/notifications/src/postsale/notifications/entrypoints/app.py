@@ -4,7 +4,8 @@ from fastapi import FastAPI
 
 from postsale.notifications.adapters.smtp import SmtpSender
 from postsale.notifications.config import MIGRATIONS_DIR, SERVICE, Settings, WebhookSettings
-from postsale.notifications.entrypoints import admin_followups, admin_templates, api, pages
+from postsale.notifications.entrypoints import admin_followups, admin_templates, api, backoffice_emails, backoffice_webhooks, pages
+from postsale.notifications.entrypoints import backoffice_followups
 from postsale.notifications.entrypoints.consumers import SUBSCRIPTIONS
 from postsale.notifications.entrypoints.dispatcher import email_dispatcher
 from postsale.notifications.entrypoints.scheduler import follow_up_scheduler, follow_ups, reminders
@@ -28,6 +29,9 @@ def create_app() -> FastAPI:
                                          follow_ups(), webhook_sender(webhooks)])
     app.state.dev_mailbox_dir = settings.dev_mailbox_dir
     app.include_router(api.router)
+    app.include_router(backoffice_emails.pages)
+    app.include_router(backoffice_webhooks.pages)
+    app.include_router(backoffice_followups.pages)
     app.include_router(api.admin)
     app.include_router(admin_templates.admin_templates)
     app.include_router(admin_followups.admin_followups)

@@ -1,0 +1,254 @@
+"""A hosted membership's sections and lessons in the back office: add, edit, move and remove them.
+
+The pages call the admin API's content use cases (`delivery/membership.py`) and check what was typed
+with the API's own models (`admin_delivery.NewLesson`, ...), so a lesson saved here obeys the same
+rules. They live under `/admin/products/{id}/edit/content`: the API owns `/admin/products/{id}/content`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
+from sqlmodel import Session
+
+from postsale.entitlements.adapters.tables import Lesson, Product, Section
+from postsale.entitlements.delivery import membership
+from postsale.entitlements.entrypoints.admin_delivery import LessonChange, NewLesson, NewSection, SectionChange
+from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, FormError, find_product, is_id,
+                                                                missing_product, not_found, render, text,
+                                                                whole_number)
+from postsale.runtime.csrf import require_csrf
+from postsale.runtime.db import SessionDep
+from postsale.runtime.staff import StaffDep, StaffSession
+
+pages = APIRouter(include_in_schema=False)
+MAX_TITLE, MAX_BODY, MAX_URL = 200, 100_000, 2000
+LABELS = {"title": "Title", "body": "Text", "video_url": "Video link", "audio_url": "Audio link",
+          "drip_days": "Opens after (days)", "position": "Position", "section_id": "Section"}
+DONE = {"section_added": "The section is added.", "section_saved": "The section is saved.",
+        "section_removed": "The section and its lessons are removed.", "lesson_added": "The lesson is added.",
+        "lesson_saved": "The lesson is saved.", "lesson_removed": "The lesson is removed."}
+LessonForm = dict[str, str]
+
+
+def _content_url(product_id: str, done: str) -> str:
+    return f"/admin/products/{product_id}/edit/content?done={done}"
+
+
+def _membership(session: Session, request: Request, staff: StaffSession,
+                product_id: str) -> Product | Response:
+    product = find_product(session, product_id)
+    if product is None:
+        return missing_product(request, staff, product_id)
+    if product.delivery_type != "membership":
+        return not_found(request, staff, ACTIVE, "No sections and lessons here",
+                         f"{product.name} is not a hosted membership: it has no sections and lessons.")
+    return product
+
+
+def _checked(model: type[BaseModel], values: dict) -> BaseModel:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise FormError("; ".join(f"{LABELS.get(str(e['loc'][0]), 'Form') if e['loc'] else 'Form'}: "
+                                  f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())) from None
+
+
+def _lesson_values(typed: LessonForm) -> dict:
+    """A lesson form's fields as the API's models take them (an empty link or drip: none)."""
+    return {"title": text(typed["title"], label="Title", max_length=MAX_TITLE, required=True),
+            "body": text(typed["body"], label="Text", max_length=MAX_BODY),
+            "video_url": text(typed["video_url"], label="Video link", max_length=MAX_URL) or None,
+            "audio_url": text(typed["audio_url"], label="Audio link", max_length=MAX_URL) or None,
+            "drip_days": whole_number(typed["drip_days"], label="Opens after (days)", low=0, high=3650)}
+
+
+def _shown(typed: LessonForm) -> LessonForm:
+    return {name: value[:MAX_BODY if name == "body" else MAX_URL] for name, value in typed.items()}
+
+
+def content_page(request: Request, session: Session, staff: StaffSession, product: Product, *, done: str = "",
+                 error: str | None = None, error_form: str = "", typed: dict | None = None,
+                 status_code: int = 200) -> Response:
+    """`error_form` names the form the error is about, which shows it with what was typed."""
+    return render(request, staff, "product_content.html", ACTIVE, status_code=status_code, product=product,
+                  content=membership.content(session, product.id), done=DONE.get(done), error=error,
+                  error_form=error_form, typed=typed or {},
+                  limits={"title": MAX_TITLE, "body": MAX_BODY, "url": MAX_URL})
+
+
+@pages.get("/products/{product_id}/edit/content", response_class=HTMLResponse)
+def content(product_id: str, request: Request, session: SessionDep, staff: StaffDep, done: str = ""):
+    """The membership's sections in order, each with its lessons in order."""
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    return content_page(request, session, staff, product, done=done)
+
+
+@pages.post("/products/{product_id}/edit/content/sections", response_class=HTMLResponse,
+            dependencies=[Depends(require_csrf)])
+def add_section(product_id: str, request: Request, session: SessionDep, staff: StaffDep,
+                title: Annotated[str, Form()] = ""):
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    try:
+        clean = _checked(NewSection, {"title": text(title, label="Title", max_length=MAX_TITLE, required=True)})
+    except FormError as exc:
+        return content_page(request, session, staff, product, error=str(exc), error_form="new-section",
+                            typed={"title": title[:MAX_TITLE]}, status_code=422)
+    membership.add_section(session, product.id, title=clean.title)  # type: ignore[attr-defined]
+    session.commit()
+    return RedirectResponse(_content_url(product.id, "section_added"), status_code=303)
+
+
+def _section(session: Session, product_id: str, section_id: str) -> Section | None:
+    section = session.get(Section, section_id) if is_id(section_id) else None
+    return section if section is not None and section.product_id == product_id else None
+
+
+def _no_section(request: Request, staff: StaffSession, product: Product) -> Response:
+    return not_found(request, staff, ACTIVE, "No such section",
+                     f"{product.name} has no such section (it may be removed already).")
+
+
+@pages.post("/products/{product_id}/edit/content/sections/{section_id}", response_class=HTMLResponse,
+            dependencies=[Depends(require_csrf)])
+def save_section(product_id: str, section_id: str, request: Request, session: SessionDep, staff: StaffDep,
+                 title: Annotated[str, Form()] = "", position: Annotated[str, Form()] = ""):
+    """Renames the section or moves it (sections are shown by position)."""
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    section = _section(session, product.id, section_id)
+    if section is None:
+        return _no_section(request, staff, product)
+    try:
+        changes = _checked(SectionChange, {
+            "title": text(title, label="Title", max_length=MAX_TITLE, required=True),
+            "position": whole_number(position, label="Position", low=0, high=100_000)})
+    except FormError as exc:
+        return content_page(request, session, staff, product, error=str(exc), error_form=f"section-{section.id}",
+                            typed={"title": title[:MAX_TITLE], "position": position[:12]}, status_code=422)
+    membership.update_section(session, product.id, section.id,
+                              **changes.model_dump(exclude_none=True))
+    session.commit()
+    return RedirectResponse(_content_url(product.id, "section_saved"), status_code=303)
+
+
+@pages.post("/products/{product_id}/edit/content/sections/{section_id}/remove",
+            dependencies=[Depends(require_csrf)])
+def remove_section(product_id: str, section_id: str, request: Request, session: SessionDep,
+                   staff: StaffDep) -> Response:
+    """Removes the section and its lessons (asked for confirmation on the page)."""
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    if _section(session, product.id, section_id) is None:
+        return _no_section(request, staff, product)
+    membership.remove_section(session, product.id, section_id)
+    session.commit()
+    return RedirectResponse(_content_url(product.id, "section_removed"), status_code=303)
+
+
+@pages.post("/products/{product_id}/edit/content/sections/{section_id}/lessons", response_class=HTMLResponse,
+            dependencies=[Depends(require_csrf)])
+def add_lesson(product_id: str, section_id: str, request: Request, session: SessionDep, staff: StaffDep,
+               title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
+               video_url: Annotated[str, Form()] = "", audio_url: Annotated[str, Form()] = "",
+               drip_days: Annotated[str, Form()] = ""):
+    """A new lesson, last in its section; it opens `drip_days` after a customer's access began."""
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    section = _section(session, product.id, section_id)
+    if section is None:
+        return _no_section(request, staff, product)
+    typed = {"title": title, "body": body, "video_url": video_url, "audio_url": audio_url, "drip_days": drip_days}
+    try:
+        lesson = _checked(NewLesson, _lesson_values(typed))
+    except FormError as exc:
+        return content_page(request, session, staff, product, error=str(exc), error_form=f"new-lesson-{section.id}",
+                            typed=_shown(typed), status_code=422)
+    membership.add_lesson(session, product.id, section.id, **lesson.model_dump(exclude={"position"}))
+    session.commit()
+    return RedirectResponse(_content_url(product.id, "lesson_added"), status_code=303)
+
+
+def _lesson(session: Session, product_id: str, lesson_id: str) -> Lesson | None:
+    lesson = session.get(Lesson, lesson_id) if is_id(lesson_id) else None
+    return lesson if lesson is not None and lesson.product_id == product_id else None
+
+
+def _lesson_page(request: Request, session: Session, staff: StaffSession, product: Product, lesson: Lesson, *,
+                 typed: dict | None = None, error: str | None = None, status_code: int = 200) -> Response:
+    values = typed or {"title": lesson.title, "body": lesson.body, "video_url": lesson.video_url or "",
+                       "audio_url": lesson.audio_url or "", "section_id": lesson.section_id,
+                       "drip_days": "" if lesson.drip_days is None else str(lesson.drip_days),
+                       "position": str(lesson.position)}
+    return render(request, staff, "lesson.html", ACTIVE, status_code=status_code, product=product, lesson=lesson,
+                  form=values, error=error, sections=[s for s, _ in membership.content(session, product.id)],
+                  limits={"title": MAX_TITLE, "body": MAX_BODY, "url": MAX_URL})
+
+
+@pages.get("/products/{product_id}/edit/content/lessons/{lesson_id}", response_class=HTMLResponse)
+def lesson_page(product_id: str, lesson_id: str, request: Request, session: SessionDep, staff: StaffDep):
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    lesson = _lesson(session, product.id, lesson_id)
+    if lesson is None:
+        return not_found(request, staff, ACTIVE, "No such lesson",
+                         f"{product.name} has no such lesson (it may be removed already).")
+    return _lesson_page(request, session, staff, product, lesson)
+
+
+@pages.post("/products/{product_id}/edit/content/lessons/{lesson_id}", response_class=HTMLResponse,
+            dependencies=[Depends(require_csrf)])
+def save_lesson(product_id: str, lesson_id: str, request: Request, session: SessionDep, staff: StaffDep,
+                title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
+                video_url: Annotated[str, Form()] = "", audio_url: Annotated[str, Form()] = "",
+                drip_days: Annotated[str, Form()] = "", section_id: Annotated[str, Form()] = "",
+                position: Annotated[str, Form()] = ""):
+    """Changes the lesson; an emptied link or drip is taken away."""
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    lesson = _lesson(session, product.id, lesson_id)
+    if lesson is None:
+        return not_found(request, staff, ACTIVE, "No such lesson",
+                         f"{product.name} has no such lesson (it may be removed already).")
+    typed = {"title": title, "body": body, "video_url": video_url, "audio_url": audio_url, "drip_days": drip_days,
+             "section_id": section_id, "position": position}
+    try:
+        if _section(session, product.id, section_id) is None:
+            raise FormError("Section: choose one of this product's sections.")
+        changes = _checked(LessonChange, {**_lesson_values(typed), "section_id": section_id,
+                                          "position": whole_number(position, label="Position", low=0, high=100_000)})
+    except FormError as exc:
+        return _lesson_page(request, session, staff, product, lesson, typed=_shown(typed), error=str(exc),
+                            status_code=422)
+    values = changes.model_dump()
+    if values["position"] is None:
+        del values["position"]
+    membership.update_lesson(session, product.id, lesson.id, **values)
+    session.commit()
+    return RedirectResponse(_content_url(product.id, "lesson_saved"), status_code=303)
+
+
+@pages.post("/products/{product_id}/edit/content/lessons/{lesson_id}/remove", dependencies=[Depends(require_csrf)])
+def remove_lesson(product_id: str, lesson_id: str, request: Request, session: SessionDep,
+                  staff: StaffDep) -> Response:
+    product = _membership(session, request, staff, product_id)
+    if isinstance(product, Response):
+        return product
+    if _lesson(session, product.id, lesson_id) is None:
+        return not_found(request, staff, ACTIVE, "No such lesson",
+                         f"{product.name} has no such lesson (it may be removed already).")
+    membership.remove_lesson(session, product.id, lesson_id)
+    session.commit()
+    return RedirectResponse(_content_url(product.id, "lesson_removed"), status_code=303)
