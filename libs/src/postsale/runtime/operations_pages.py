@@ -16,7 +16,7 @@ import json
 from datetime import datetime
 from typing import Any, Awaitable, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -28,7 +28,13 @@ from postsale.runtime.settings import KafkaSettings, kafka_settings
 from postsale.runtime.staff import OWNER_ONLY, StaffDep, StaffSession, backoffice_context, backoffice_problem
 from postsale.runtime.web import shared_templates
 
-pages = APIRouter(prefix="/admin", include_in_schema=False)
+# Included by `create_service_app` under `operations_path(service)`: a path of each service's own,
+# so that one Ingress host routes each service's page to it.
+pages = APIRouter(include_in_schema=False)
+
+
+def operations_path(service: str) -> str:
+    return f"/admin/operations/{service}"
 SERVICES = {"checkout": "Checkout", "entitlements": "Entitlements", "accounts": "Accounts",
             "notifications": "Notifications"}
 # Pages of one service that belong with its operations, linked from every service's page.
@@ -171,14 +177,7 @@ async def _page(request: Request, staff: StaffSession, *, page: str = "1", parke
     }, status_code=status_code)
 
 
-def this_service(service: str, request: Request) -> None:
-    """Each service's page sits on a path of its own, `/admin/operations/<service>`, so that one
-    Ingress host routes each to its service."""
-    if service != request.app.state.service:
-        raise HTTPException(status_code=404, detail="There is no such operations page.")
-
-
-@pages.get("/operations/{service}", response_class=HTMLResponse, dependencies=[Depends(this_service)])
+@pages.get("", response_class=HTMLResponse)
 async def operations_page(request: Request, staff: StaffDep, page: str = "1", parked_page: str = "1",
                           done: str = "", count: str = ""):
     """This service's dead letters and parked outbox events (owner only)."""
@@ -186,8 +185,7 @@ async def operations_page(request: Request, staff: StaffDep, page: str = "1", pa
                                                    done=_done(done, count))
 
 
-@pages.post("/operations/{service}/replay", response_class=HTMLResponse,
-            dependencies=[Depends(this_service), Depends(require_csrf)])
+@pages.post("/replay", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 async def replay(request: Request, staff: StaffDep):
     """Every dead letter not replayed before goes back to the topic it came from, unchanged (its
     consumers' inboxes make that safe)."""
@@ -204,8 +202,7 @@ async def replay(request: Request, staff: StaffDep):
                             status_code=303)
 
 
-@pages.post("/operations/{service}/release", response_class=HTMLResponse,
-            dependencies=[Depends(this_service), Depends(require_csrf)])
+@pages.post("/release", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 async def release(request: Request, staff: StaffDep):
     """Puts parked outbox events back in the queue (`ids`, or every one with `all`), once what made
     the broker refuse them is fixed; the relay publishes them next."""

@@ -244,5 +244,6 @@ def create_service_app(
     add_csrf_cookie(app)
     add_security_headers(app, content_security_policy)
     app.add_middleware(RefuseNulInAddress)
-    app.include_router(operations_pages.pages)  # the back office's operations page, of every service
+    # The back office's operations page, of every service.
+    app.include_router(operations_pages.pages, prefix=operations_pages.operations_path(service))
     return app

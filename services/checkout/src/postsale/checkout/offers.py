@@ -59,10 +59,16 @@ def _check_offer(session: Session, offer_id: str | None, *, name: str, terms: Bi
         raise CheckoutError(problem)
     if not product_ids:
         raise CheckoutError("Choose at least one product the offer sells.")
-    known = set(session.exec(select(CatalogProduct.id).where(CatalogProduct.id.in_(product_ids))).all())  # type: ignore[attr-defined]
+    known = {product.id: product for product in session.exec(
+        select(CatalogProduct).where(CatalogProduct.id.in_(product_ids))).all()}  # type: ignore[attr-defined]
     unknown = [p for p in product_ids if p not in known]
     if unknown:
         raise CheckoutError(f"unknown product id(s): {', '.join(unknown)}")
+    # An archived product stays in the offers that had it; no offer takes it anew.
+    already = set(session.get(Offer, offer_id).product_ids) if offer_id else set()
+    archived = [known[p].name for p in product_ids if known[p].archived_at is not None and p not in already]
+    if archived:
+        raise CheckoutError(f"{', '.join(archived)} is archived: bring it back in Products before offering it.")
     if len(upsells) > MAX_STEPS:
         raise CheckoutError(f"A funnel has at most {MAX_STEPS} upsell steps.")
     add_ons = [order_bump_offer_id] if order_bump_offer_id else []

@@ -24,6 +24,7 @@ class CatalogProduct(Base, table=True):
     description: str = ""
     delivery_type: str
     updated_at: datetime = Field(default_factory=utcnow)
+    archived_at: datetime | None = None  # no new offer may take it
 
 
 class Customer(Base, table=True):

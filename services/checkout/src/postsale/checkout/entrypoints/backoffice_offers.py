@@ -78,7 +78,10 @@ def offers_page(request: Request, session: SessionDep, staff: StaffDep, page: st
 def _choices(session: Session, offer: Offer | None) -> dict:
     """What the form lets the seller pick: the catalogue's products, and the one-time offers that
     may be an order bump, upsell or downsell."""
-    products = session.exec(select(CatalogProduct).order_by(CatalogProduct.name).limit(MAX_CHOICES)).all()
+    kept = offer.product_ids if offer else []  # an archived product stays in the offers that had it
+    products = session.exec(select(CatalogProduct)
+                            .where(CatalogProduct.archived_at.is_(None) | CatalogProduct.id.in_(kept))  # type: ignore[union-attr,attr-defined]
+                            .order_by(CatalogProduct.name).limit(MAX_CHOICES)).all()
     add_ons = session.exec(select(Offer).where(Offer.billing_type == "one_time")
                            .order_by(Offer.created_at.desc()).limit(MAX_CHOICES)).all()  # type: ignore[attr-defined]
     return {"products": products,

@@ -3,12 +3,14 @@
 from postsale.checkout import customers, handlers, happenings
 from postsale.checkout.config import SERVICE
 from postsale.contracts import (AccountActivated, CustomerEmailChanged, CustomerRegistered, EmailFailed, EmailSent,
-                                ProductPublished, topics)
+                                ProductArchived, ProductPublished, ProductUpdated, topics)
 from postsale.runtime.messaging import Subscription
 
 SUBSCRIPTIONS = [
-    Subscription(SERVICE, topics.PRODUCTS.name, {ProductPublished: handlers.update_catalog},
-                 description="The catalog read model: which products offers can grant."),
+    Subscription(SERVICE, topics.PRODUCTS.name,
+                 {ProductPublished: handlers.update_catalog, ProductUpdated: handlers.update_catalog,
+                  ProductArchived: handlers.archive_in_catalog},
+                 description="The catalog read model: which products offers can grant, and which are archived."),
     Subscription(SERVICE, topics.CUSTOMERS.name,
                  {CustomerRegistered: customers.remember_customer, AccountActivated: customers.remember_customer,
                   CustomerEmailChanged: customers.follow_email_change},

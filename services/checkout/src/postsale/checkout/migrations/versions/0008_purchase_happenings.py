@@ -1,4 +1,4 @@
-"""What other services did about a purchase, for its timeline
+"""What other services did about a purchase, for its timeline; archived products in the catalogue
 
 Revision ID: 0008
 Revises: 0007
@@ -26,8 +26,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('event_id'),
     )
     op.create_index('ix_purchase_happenings_purchase_at', 'purchase_happenings', ['purchase_id', 'at'])
+    with op.batch_alter_table('catalog_products') as table:
+        table.add_column(sa.Column('archived_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('catalog_products') as table:
+        table.drop_column('archived_at')
     op.drop_index('ix_purchase_happenings_purchase_at', table_name='purchase_happenings')
     op.drop_table('purchase_happenings')
