@@ -176,7 +176,7 @@ def test_the_customer_pages_list_search_add_and_resend(accounts):
                EmailSent(email_key="account-setup:x", template="account_setup", to="mia@example.com",
                          customer_id=customer_id, sent_at=now), uuid.uuid4().hex)
     profile = staff.get(f"/admin/customers/{customer_id}/profile").text
-    assert re.search(r'data-kind="lesson"><time datetime="' + re.escape(now.isoformat()), profile)
+    assert re.search(r'data-kind="lesson"><time datetime="' + re.escape(now.strftime("%Y-%m-%dT%H:%M:%SZ")), profile)
     assert re.search(r'data-kind="download">never<', profile)
     assert 'data-template="account_setup" data-relay-accepted="true"' in profile
 

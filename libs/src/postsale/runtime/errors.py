@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from postsale.runtime.messaging import EventTooLarge
 from postsale.runtime.staff import backoffice_problem, is_backoffice_page
+from postsale.runtime.web import shared_templates
 
 TITLES = {400: "Something is wrong with this request", 401: "Please log in", 403: "Not allowed",
           404: "Not found", 409: "This cannot be done now", 410: "No longer available"}
@@ -36,6 +37,19 @@ def html_errors_for_pages(app: FastAPI, *, templates: Jinja2Templates, api_prefi
             {"title": TITLES.get(exc.status_code, "Sorry"), "message": exc.detail},
             status_code=exc.status_code, headers=getattr(exc, "headers", None),
         )
+
+
+def backoffice_errors(app: FastAPI) -> None:
+    """Every service's default: an error on a back-office page is a page in its layout, any other
+    error JSON. A service whose customer pages need more registers its own handler instead (see
+    `html_errors_for_pages`), which replaces this one."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def page_or_json(request: Request, exc: StarletteHTTPException):
+        if is_backoffice_page(request) and exc.status_code < 500:
+            return backoffice_problem(request, shared_templates(), exc.status_code, str(exc.detail),
+                                      getattr(exc, "headers", None))
+        return await http_exception_handler(request, exc)
 
 
 def refuse_oversized_events(app: FastAPI) -> None:

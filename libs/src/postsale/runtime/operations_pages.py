@@ -20,12 +20,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from postsale.runtime.backoffice import page_number, page_of_list
 from postsale.runtime.clock import as_utc
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.messaging.deadletters import DeadLetter, dead_letter_topic, list_dead_letters, replay_dead_letters
 from postsale.runtime.messaging.outbox import OutboxMessage, parked_messages, release_parked
 from postsale.runtime.settings import KafkaSettings, kafka_settings
-from postsale.runtime.staff import OWNER_ONLY, StaffDep, StaffSession, backoffice_context, backoffice_problem
+from postsale.runtime.staff import OwnerDep, StaffSession, backoffice_context
 from postsale.runtime.web import shared_templates
 
 # Included by `create_service_app` under `operations_path(service)`: a path of each service's own,
@@ -83,15 +84,6 @@ def _kafka(request: Request) -> KafkaSettings:
     return getattr(request.app.state, "kafka", None) or kafka_settings()
 
 
-def _number(value: str) -> int:
-    return int(value) if value.isascii() and value.isdigit() and 0 < len(value) <= 5 and int(value) > 0 else 1
-
-
-def _paged(rows: list, page: str) -> tuple[list, int, bool]:
-    number = min(_number(page), max(1, -(-len(rows) // PAGE_SIZE)))
-    return rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE], number, len(rows) > number * PAGE_SIZE
-
-
 def _when(text: str) -> str:
     try:
         return as_utc(datetime.fromisoformat(text)).strftime("%d %b %Y, %H:%M:%S UTC")
@@ -124,7 +116,7 @@ def parked_view(row: OutboxMessage) -> dict[str, Any]:
 
 
 def _done(done: str, count: str) -> str | None:
-    n = _number(count) if count not in ("", "0") else 0
+    n = page_number(count) if count not in ("", "0") else 0
     if done == "replayed":
         return (f"{n} dead letter{'' if n == 1 else 's'} went back to the topics they came from: each consumer "
                 f"handles them again (and skips any it had handled)." if n else
@@ -134,10 +126,6 @@ def _done(done: str, count: str) -> str | None:
                 f"{'it' if n == 1 else 'them'} within moments." if n else
                 "There was nothing left to release: those events were released already.")
     return None
-
-
-def _refused(request: Request, staff: StaffSession) -> Response | None:
-    return None if staff.is_owner else backoffice_problem(request, shared_templates(), 403, OWNER_ONLY)
 
 
 async def _page(request: Request, staff: StaffSession, *, page: str = "1", parked_page: str = "1",
@@ -152,8 +140,8 @@ async def _page(request: Request, staff: StaffSession, *, page: str = "1", parke
         kafka_problem = None
     except KafkaSilent as exc:
         letters, kafka_problem = [], str(exc)
-    shown, number, more = _paged(letters, page)
-    shown_parked, parked_number, more_parked = _paged(parked, parked_page)
+    shown, number, more = page_of_list(letters, page_number(page), PAGE_SIZE)
+    shown_parked, parked_number, more_parked = page_of_list(parked, page_number(parked_page), PAGE_SIZE)
 
     def url(**query) -> str:
         return f"/admin/operations/{service}?" + "&".join(f"{k}={v}" for k, v in
@@ -178,20 +166,16 @@ async def _page(request: Request, staff: StaffSession, *, page: str = "1", parke
 
 
 @pages.get("", response_class=HTMLResponse)
-async def operations_page(request: Request, staff: StaffDep, page: str = "1", parked_page: str = "1",
+async def operations_page(request: Request, staff: OwnerDep, page: str = "1", parked_page: str = "1",
                           done: str = "", count: str = ""):
     """This service's dead letters and parked outbox events (owner only)."""
-    return _refused(request, staff) or await _page(request, staff, page=page, parked_page=parked_page,
-                                                   done=_done(done, count))
+    return await _page(request, staff, page=page, parked_page=parked_page, done=_done(done, count))
 
 
 @pages.post("/replay", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-async def replay(request: Request, staff: StaffDep):
+async def replay(request: Request, staff: OwnerDep):
     """Every dead letter not replayed before goes back to the topic it came from, unchanged (its
     consumers' inboxes make that safe)."""
-    refused = _refused(request, staff)
-    if refused is not None:
-        return refused
     try:
         letters = await within(replay_dead_letters(_kafka(request), request.app.state.service), REPLAY_SECONDS,
                                "the replay may not have finished (replaying again is safe: each consumer skips "
@@ -203,12 +187,9 @@ async def replay(request: Request, staff: StaffDep):
 
 
 @pages.post("/release", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-async def release(request: Request, staff: StaffDep):
+async def release(request: Request, staff: OwnerDep):
     """Puts parked outbox events back in the queue (`ids`, or every one with `all`), once what made
     the broker refuse them is fixed; the relay publishes them next."""
-    refused = _refused(request, staff)
-    if refused is not None:
-        return refused
     form = await request.form()
     everything = form.get("all") == "1"
     raw = [value for value in form.getlist("ids") if isinstance(value, str)]

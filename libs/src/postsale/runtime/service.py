@@ -23,7 +23,7 @@ from postsale.runtime.activity import ActivityThrottle
 from postsale.runtime.auth import RevokedSessions, SessionVerifier
 from postsale.runtime.csrf import add_csrf_cookie
 from postsale.runtime.db import make_engine
-from postsale.runtime.errors import refuse_oversized_events
+from postsale.runtime.errors import backoffice_errors, refuse_oversized_events
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
 from postsale.runtime.messaging.consumer import LagMonitor
 from postsale.runtime.messaging.deadletters import dead_letter_topic
@@ -239,6 +239,7 @@ def create_service_app(
     app.state.theme = CurrentTheme()
     app.state.session_verifier = SessionVerifier(f"{urls.accounts_url}/.well-known/jwks.json",
                                                  revoked=app.state.revoked_sessions)
+    backoffice_errors(app)
     refuse_oversized_events(app)
     add_operational_routes(app, outbox_max_age=OperationsSettings().outbox_max_age_seconds)
     add_csrf_cookie(app)

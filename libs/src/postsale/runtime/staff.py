@@ -177,16 +177,19 @@ def is_backoffice_page(request: Request) -> bool:
 
 
 def backoffice_problem(request: Request, templates, status_code: int, message: str,
-                       headers: dict | None = None) -> Response:
+                       headers: dict | None = None, *, title: str | None = None) -> Response:
     """The back office's error page: a redirect stays a redirect (the way to the staff login); any
     other error says what went wrong, in the layout when the staff member is logged in."""
     if 300 <= status_code < 400:
         return Response(status_code=status_code, headers=headers)
-    missing = status_code in (404, 405)
+    no_route = message in ("Not Found", "Method Not Allowed")  # Starlette's words for an address nothing serves
     staff = current_staff(request)
     return templates.TemplateResponse(request, "backoffice/problem.html", {
         **(backoffice_context(request, staff, "") if staff else {}),
-        "title": "This page does not exist" if missing else ("This is not for you" if status_code in (401, 403)
-                                                              else "This did not work"),
-        "message": "The address may have been mistyped, or what it led to was removed." if missing else message,
+        "title": title or ("This page does not exist" if status_code in (404, 405) else
+                           "This is not for you" if status_code in (401, 403) else "This did not work"),
+        "message": "The address may have been mistyped, or what it led to was removed." if no_route else message,
+        # Back to this page after logging in; after a refused form, to the back office's first page.
+        "login_url": staff_login_url(request) if request.method == "GET"
+        else f"{_service_url(request, 'accounts')}/admin/login",
     }, status_code=status_code, headers=headers)

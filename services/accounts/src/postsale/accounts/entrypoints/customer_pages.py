@@ -20,6 +20,7 @@ from postsale.accounts import customers
 from postsale.accounts.adapters.tables import Customer
 from postsale.accounts.domain import setup as rules
 from postsale.accounts.entrypoints.staff_pages import templates
+from postsale.runtime.backoffice import not_found, page_number
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OWNER_ONLY, StaffDep, backoffice_context
@@ -27,20 +28,14 @@ from postsale.runtime.web import normalize_email
 
 pages = APIRouter(prefix="/admin/customers", include_in_schema=False)
 MAX_SEARCH = 200
-MAX_PAGE = 10_000
 OFFER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 SENT = {"setup_link": "A new setup link", "login_link": "A login link and code"}
-
-
-def _page_number(page: str) -> int:
-    # isascii: "²" is a digit to str.isdigit but not to int()
-    return min(int(page), MAX_PAGE) if page.isascii() and page.isdigit() and 0 < len(page) <= 5 and int(page) > 0 else 1
 
 
 @pages.get("", response_class=HTMLResponse)
 def customers_page(request: Request, session: SessionDep, staff: StaffDep, q: str = "", page: str = "1"):
     """Every customer, newest first, or those whose email or name contains `q`."""
-    q, number = q[:MAX_SEARCH].replace("\x00", ""), _page_number(page)
+    q, number = q[:MAX_SEARCH].replace("\x00", ""), page_number(page)
     found, more = customers.search(session, q, number)
 
     def page_url(n: int) -> str:
@@ -106,11 +101,9 @@ def _customer(session: Session, customer_id: str) -> Customer | None:
     return session.get(Customer, customer_id) if len(customer_id) <= 100 and "\x00" not in customer_id else None
 
 
-def _not_found(request: Request, staff, customer_id: str) -> Response:
-    return templates.TemplateResponse(request, "backoffice/problem.html", {
-        **backoffice_context(request, staff, "Customers"), "title": "No such customer",
-        "message": f"There is no customer {customer_id[:100]}. Search the customers list instead.",
-    }, status_code=404)
+def _not_found(request: Request, customer_id: str) -> Response:
+    return not_found(request, templates, f"There is no customer {customer_id[:100]}. Search the customers list "
+                                         f"instead.", title="No such customer")
 
 
 @pages.get("/{customer_id}/profile", response_class=HTMLResponse)
@@ -119,7 +112,7 @@ def profile_page(customer_id: str, request: Request, session: SessionDep, staff:
     """Who the customer is, whether the account is set up, what they did last, and the account emails."""
     customer = _customer(session, customer_id)
     if customer is None:
-        return _not_found(request, staff, customer_id)
+        return _not_found(request, customer_id)
     return templates.TemplateResponse(request, "backoffice/customer.html", {
         **backoffice_context(request, staff, "Customers"), "customer": customers.customer_view(session, customer),
         "added": added == "1", "sent": SENT.get(sent), "elsewhere": _elsewhere(request, customer),
@@ -140,7 +133,7 @@ def resend_link(customer_id: str, request: Request, session: SessionDep, staff: 
     """A new setup link, or a login link and code once the account is set up."""
     customer = _customer(session, customer_id)
     if customer is None:
-        return _not_found(request, staff, customer_id)
+        return _not_found(request, customer_id)
     sent = customers.resend_link(session, customer)
     session.commit()
     return RedirectResponse(f"/admin/customers/{customer.id}/profile?sent={sent}", status_code=303)

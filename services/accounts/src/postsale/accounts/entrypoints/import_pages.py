@@ -22,26 +22,17 @@ from starlette.datastructures import UploadFile
 from postsale.accounts import customer_imports as imports
 from postsale.accounts.entrypoints.staff_pages import templates
 from postsale.runtime.csrf import require_csrf
+from postsale.runtime.backoffice import page_number, page_of_list
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OwnerDep, backoffice_context
 
 pages = APIRouter(prefix="/admin", include_in_schema=False)
 UPLOAD_PATH = "/admin/customers/import"
-PAGE_SIZE = 50
 MAX_REQUEST_BYTES = imports.MAX_FILE_BYTES + 64 * 1024  # the file, its multipart framing and the token
 # accounts' form-size guard (app.py) lets the upload through up to this; `_upload_size` answers below it.
 FORM_LIMITS = {UPLOAD_PATH: 16 * imports.MAX_FILE_BYTES}
 TOO_LARGE = (f"The file is larger than {imports.MAX_FILE_BYTES // 1_000_000} MB, so it was not read. Split it into "
              f"files of at most {imports.MAX_ROWS:,} customers and import them one after the other.")
-
-
-def _page_number(page: str) -> int:
-    return int(page) if page.isascii() and page.isdigit() and 0 < len(page) <= 5 and int(page) > 0 else 1
-
-
-def _paged(rows: list[dict], page: str) -> tuple[list[dict], int, bool]:
-    number = min(_page_number(page), max(1, -(-len(rows) // PAGE_SIZE)))
-    return rows[(number - 1) * PAGE_SIZE:number * PAGE_SIZE], number, len(rows) > number * PAGE_SIZE
 
 
 def _upload_page(request: Request, session: Session, owner, *, error: str | None = None,
@@ -103,8 +94,8 @@ def _batch(request: Request, session: Session, import_id: str):
 def _batch_page(request: Request, session: Session, owner, batch, *, page: str = "1", rejected_page: str = "1",
                 done: bool = False, error: str | None = None, status_code: int = 200) -> Response:
     accepted, rejected = json.loads(batch.accepted), json.loads(batch.rejected)
-    shown, number, more = _paged(accepted, page)
-    shown_rejected, rejected_number, more_rejected = _paged(rejected, rejected_page)
+    shown, number, more = page_of_list(accepted, page_number(page))
+    shown_rejected, rejected_number, more_rejected = page_of_list(rejected, page_number(rejected_page))
     base = f"{UPLOAD_PATH}/{batch.id}"
 
     def url(**query) -> str:

@@ -15,6 +15,7 @@ from postsale.checkout.entrypoints import (admin, admin_billing, backoffice_dash
                                            billing_pages, buyer, funnel_pages, pages,
                                            returned_payments, webhooks)
 from postsale.checkout.entrypoints.consumers import SUBSCRIPTIONS
+from postsale.runtime.db import make_engine
 from postsale.runtime.errors import html_errors_for_pages
 from postsale.runtime import metrics
 from postsale.runtime.scheduler import Scheduler
@@ -48,7 +49,10 @@ def create_app() -> FastAPI:
     if settings.payment_provider == "stripe":
         payments = StripeProvider(settings.stripe_api_key, settings.stripe_api_base, settings.stripe_webhook_secret)
     else:
-        payments = SandboxProvider(app.state.engine, action_base_url=app.state.urls.checkout_url)
+        # The sandbox stands for a provider outside, so it keeps its payments through connections of
+        # its own: a payment request holding one of the service's connections never waits for a
+        # second from the same pool (with every connection so held, none would come).
+        payments = SandboxProvider(make_engine(settings.database_url), action_base_url=app.state.urls.checkout_url)
     app.state.payments = payments
     # Renewals, retries and cancellations as they fall due; a test customer of the lifecycle
     # simulator is left to the simulator, which runs their time forward on request.

@@ -1,0 +1,80 @@
+"""What every service's back-office pages share besides the layout (`postsale.runtime.staff`):
+page numbers and paging, a form's problem in words, text fields checked at the edge, and a
+one-time token that makes a form's second submission change nothing.
+
+The templates' shared macros are in `backoffice/_macros.html` of the shared templates:
+`{% from "backoffice/_macros.html" import when, pager %}`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Sequence, TypeVar
+
+from fastapi import Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from postsale.runtime.staff import backoffice_problem
+
+PER_PAGE = 50
+MAX_PAGE = 10_000
+T = TypeVar("T")
+
+
+class FormError(ValueError):
+    """What the staff member must fix in a form, in a sentence: the page shows the form again with
+    it (422) and what was typed, and changes nothing."""
+
+
+def page_number(raw: str) -> int:
+    """A list's page from the address; anything that is not a page number is the first page."""
+    # isascii: "²" is a digit to str.isdigit but not to int()
+    ok = raw.isascii() and raw.isdigit() and 0 < len(raw) <= 5 and int(raw) > 0
+    return min(int(raw), MAX_PAGE) if ok else 1
+
+
+def page_of_query(session: Session, query, page: int, per_page: int = PER_PAGE) -> tuple[list, bool]:
+    """One page of an ordered query, and whether another follows."""
+    rows = list(session.exec(query.offset((page - 1) * per_page).limit(per_page + 1)).all())
+    return rows[:per_page], len(rows) > per_page
+
+
+def page_of_list(rows: Sequence[T], page: int, per_page: int = PER_PAGE) -> tuple[list[T], int, bool]:
+    """One page of rows already in memory (the last page when `page` is past the end), its number,
+    and whether another follows."""
+    number = min(page, max(1, -(-len(rows) // per_page)))
+    return list(rows[(number - 1) * per_page:number * per_page]), number, len(rows) > number * per_page
+
+
+def form_text(value: str, *, label: str, max_length: int, required: bool = False) -> str:
+    """A text field as typed, without the spaces around it, or FormError saying what is wrong."""
+    value = value.strip()
+    if "\x00" in value:
+        raise FormError(f"{label} cannot hold NUL characters.")
+    if required and not value:
+        raise FormError(f"Enter the {label[:1].lower()}{label[1:]}.")
+    if len(value) > max_length:
+        raise FormError(f"{label} can be at most {max_length} characters.")
+    return value
+
+
+def typed_again(value: str, max_length: int) -> str:
+    """What was typed, cut to what the field takes, to fill a refused form in again."""
+    return value[:max_length].replace("\x00", "")
+
+
+def submission_token() -> str:
+    """A token for one submission of a form that creates or moves something: the form carries it
+    in a hidden `submission` field, and the use case stores it under a unique constraint (or uses it
+    as the provider's idempotency key), so a double click or a reload after posting does it once."""
+    return secrets.token_urlsafe(18)
+
+
+def is_submission_token(value: str) -> bool:
+    return 16 <= len(value) <= 64 and value.isascii() and all(c.isalnum() or c in "-_" for c in value)
+
+
+def not_found(request: Request, templates, message: str, *, title: str = "This page does not exist") -> Response:
+    """A 404 page in the back office's layout: `message` says what does not exist and where to look."""
+    return backoffice_problem(request, templates, 404, message, title=title)
