@@ -1,7 +1,8 @@
 """The back office's Emails pages as notifications serves them, over HTTP without a browser: the
 template editor (variables, preview, a draft refused with its line, test send, back to the
-default), the email settings, follow-up sequences and rules, and the emails sent with their
-delivery. Any staff member may use them; a stranger is sent to the staff login."""
+default), the email settings, and the emails sent with their delivery. The owner changes them
+(support only reads: test_notifications_backoffice_support.py); a stranger is sent to the staff
+login. Follow-ups: test_notifications_backoffice_followups.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from postsale.notifications import rendering
-from postsale.notifications.adapters.tables import Email, EmailSettings, FollowUpRule, Sequence, TemplateOverride
+from postsale.notifications.adapters.tables import Email, EmailSettings, Sequence, TemplateOverride
 from postsale.notifications.config import MIGRATIONS_DIR
 from postsale.notifications.emails import queue_rendered
 from postsale.notifications.entrypoints.app import create_app
@@ -40,6 +41,12 @@ class Browser(TestClient):
     def csrf_token(self) -> str:
         page = self.get("/admin/mail")
         return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+    def submission(self, url: str) -> str:
+        """The submission token of the (first) form on the page at `url`."""
+        page = self.get(url)
+        assert page.status_code == 200, page.text
+        return re.search(r'name="submission" value="([^"]+)"', page.text).group(1)
 
     def text(self, url: str, **kwargs) -> str:
         """The page as a person reads it (entities decoded)."""
@@ -100,7 +107,7 @@ def test_a_stranger_is_sent_to_the_staff_login_and_changes_nothing(app):
     assert saved(app, "purchase_confirmation") is None
 
 
-def test_the_emails_page_links_to_each_part_and_support_may_use_it(app):
+def test_the_emails_page_links_to_each_part_and_support_may_read_them(app):
     support = browser(app, "support")
     page = support.get("/admin/mail")
     assert page.status_code == 200 and 'data-staff-role="support"' in page.text
@@ -113,7 +120,7 @@ def test_the_emails_page_links_to_each_part_and_support_may_use_it(app):
 
 
 def test_the_editor_lists_the_variables_and_previews_the_email_in_a_sandboxed_frame(app):
-    staff = browser(app, "support")
+    staff = browser(app)
     listing = staff.text("/admin/mail/templates")
     for name in rendering.DEFAULTS.glob("*.subject.txt"):
         template = name.name.removesuffix(".subject.txt")
@@ -132,7 +139,7 @@ def test_the_editor_lists_the_variables_and_previews_the_email_in_a_sandboxed_fr
 
 
 def test_a_draft_is_previewed_without_saving_then_saved_and_used(app):
-    staff = browser(app, "support")
+    staff = browser(app)
     url = "/admin/mail/templates/purchase_confirmation"
     draft = {"subject": "Welcome to {{ purchase.offer_name }}!", "html": "<p>Start at {{ library_url }}</p>",
              "text": "Start at {{ library_url }}"}
@@ -163,7 +170,7 @@ def test_a_draft_is_previewed_without_saving_then_saved_and_used(app):
 ])
 @pytest.mark.parametrize("action", ["save", "preview"])
 def test_a_template_that_does_not_render_is_shown_with_its_line_and_nothing_changes(app, part, source, says, action):
-    staff = browser(app, "support")
+    staff = browser(app)
     form = {"subject": "Hi", "html": "<p>Hi</p>", "text": "Hi", part: source, "action": action}
     refused = staff.post("/admin/mail/templates/purchase_confirmation", data=form)
     assert refused.status_code == 422
@@ -174,23 +181,41 @@ def test_a_template_that_does_not_render_is_shown_with_its_line_and_nothing_chan
     assert saved(app, "purchase_confirmation") is None
 
 
-def test_a_test_send_queues_the_email_to_the_address_given(app):
-    staff = browser(app, "support")
+def test_a_test_send_queues_the_email_to_the_address_given_once_per_submission(app):
+    staff = browser(app)
     url = "/admin/mail/templates/login_link"
-    assert 'value="support@store.test"' in staff.text(url)  # the staff member's own address, to start with
-    refused = staff.post(f"{url}/test-send", data={"to": "not an address"})
+    assert 'value="owner@store.test"' in staff.text(url)  # the staff member's own address, to start with
+    token = staff.submission(url)
+    refused = staff.post(f"{url}/test-send", data={"to": "not an address", "submission": token})
     assert refused.status_code == 422 and "Send to: 'not an address' is not an email address" in \
         html.unescape(refused.text)
+    untokened = staff.post(f"{url}/test-send", data={"to": "me@store.test"})
+    assert untokened.status_code == 422 and "This form was not sent as the page made it" in \
+        html.unescape(untokened.text)
     assert rows(app, Email) == []
-    sent = staff.post(f"{url}/test-send", data={"to": "me@store.test"})
-    assert sent.status_code == 303
+    sent = staff.post(f"{url}/test-send", data={"to": "me@store.test", "submission": token})
+    again = staff.post(f"{url}/test-send", data={"to": "me@store.test", "submission": token})  # a double click
+    assert sent.status_code == again.status_code == 303 and sent.headers["location"] == again.headers["location"]
     assert "A test email is queued for me@store.test" in staff.text(sent.headers["location"])
     [email] = rows(app, Email)
     assert email.to == "me@store.test" and email.subject.startswith("[Test] ") and email.status == "queued"
 
 
+def test_a_notice_names_only_what_the_database_holds(app):
+    """A link cannot make a page announce what did not happen: the address's words are not shown."""
+    staff = browser(app)
+    url = "/admin/mail/templates/login_link"
+    for query in ({"done": "test-sent", "to": "attacker@evil.test"},
+                  {"done": "test-sent", "email": "test-send:login_link:not-a-real-key-000"},
+                  {"done": "test-sent", "email": "purchase-confirmation:pur_1"}):
+        page = staff.text(url, params=query)
+        assert "A test email is queued" not in page and "attacker@evil.test" not in page, query
+    listing = staff.text("/admin/mail/templates", params={"done": "deleted", "name": "Your account was closed"})
+    assert "The template is deleted." in listing and "Your account was closed" not in listing
+
+
 def test_reset_asks_first_and_brings_the_default_back(app):
-    staff = browser(app, "support")
+    staff = browser(app)
     url = "/admin/mail/templates/refund_confirmation"
     assert "Reset to Postsale's default" not in staff.text(url)  # nothing to reset yet
     staff.post(url, data={"subject": "Refunded", "html": "<p>Done</p>", "text": "Done", "action": "save"})
@@ -208,8 +233,9 @@ def test_an_unknown_template_or_page_is_a_404_in_the_back_office(app):
         missing = staff.get(path)
         assert missing.status_code == 404, path
         assert missing.headers["content-type"].startswith("text/html") and 'data-staff-role="support"' in missing.text
-    assert "No such email template" in staff.get("/admin/mail/templates/no_such_email").text
-    assert staff.post("/admin/mail/templates/no_such_email/test-send", data={"to": "a@b.test"}).status_code == 404
+        assert "This page does not exist" in missing.text
+    assert browser(app).post("/admin/mail/templates/no_such_email/test-send", data={"to": "a@b.test"}).status_code \
+        == 404
     nowhere = staff.get("/admin/mail/nothing-here")
     assert nowhere.status_code == 404 and "This page does not exist" in nowhere.text
     assert 'data-staff-role="support"' in nowhere.text  # in the back office's layout
@@ -222,8 +248,8 @@ def test_a_form_without_its_token_changes_nothing(app):
     assert refused.status_code == 403 and saved(app, "purchase_confirmation") is None
 
 
-def test_a_sellers_own_template_is_created_and_deleted_unless_a_sequence_sends_it(app):
-    staff = browser(app, "support")
+def test_a_sellers_own_template_is_created_once_and_deleted_unless_a_sequence_sends_it(app):
+    staff = browser(app)
     form = staff.text("/admin/mail/templates/new")
     assert 'name="name"' in form and "offer_url" in form  # the follow-up variables
     bad = staff.post("/admin/mail/templates/new", data={"name": "Week One!", "subject": "S", "html": "<p>H</p>",
@@ -232,25 +258,31 @@ def test_a_sellers_own_template_is_created_and_deleted_unless_a_sequence_sends_i
     taken = staff.post("/admin/mail/templates/new", data={"name": "login_link", "subject": "S", "html": "<p>H</p>",
                                                           "text": "T"})
     assert taken.status_code == 409 and "there is a template login_link already" in taken.text
-    created = staff.post("/admin/mail/templates/new", data={
-        "name": "week-one", "subject": "How is {{ offer_name }}?", "html": "<p>{{ offer_url }}</p>", "text": "Hi"})
-    assert created.status_code == 303 and created.headers["location"] == "/admin/mail/templates/week-one?done=created"
+    week_one = {"name": "week-one", "subject": "How is {{ offer_name }}?", "html": "<p>{{ offer_url }}</p>",
+                "text": "Hi"}
+    created = staff.post("/admin/mail/templates/new", data=week_one)
+    again = staff.post("/admin/mail/templates/new", data=week_one)  # the same form sent twice: the same answer
+    assert created.status_code == again.status_code == 303
+    assert created.headers["location"] == again.headers["location"] == "/admin/mail/templates/week-one?done=created"
     assert "your own" in staff.text("/admin/mail/templates")
+    other = staff.post("/admin/mail/templates/new", data={**week_one, "subject": "Another"})
+    assert other.status_code == 409 and saved(app, "week-one").subject == week_one["subject"]
 
-    made = staff.post("/admin/mail/sequences/new", data={"name": "Onboarding", "offer_id": "off_1",
-                                                         "delay": ["3"], "unit": ["days"], "template": ["week-one"]})
+    made = staff.post("/admin/mail/sequences/new", data={
+        "name": "Onboarding", "offer_id": "off_1", "delay": ["3"], "unit": ["days"], "template": ["week-one"],
+        "submission": staff.submission("/admin/mail/sequences/new")})
     assert made.status_code == 303
     in_use = staff.post("/admin/mail/templates/week-one/reset", data={})
     assert in_use.status_code == 409 and "still send week-one" in html.unescape(in_use.text)
     assert saved(app, "week-one") is not None
     staff.post(f"/admin/mail/sequences/{rows(app, Sequence)[0].id}/delete", data={})
     deleted = staff.post("/admin/mail/templates/week-one/reset", data={})
-    assert deleted.status_code == 303 and "The template week-one is deleted" in staff.text(deleted.headers["location"])
+    assert deleted.status_code == 303 and "The template is deleted" in staff.text(deleted.headers["location"])
     assert saved(app, "week-one") is None
 
 
 def test_the_email_settings_are_saved_and_a_bad_address_changes_nothing(app):
-    staff = browser(app, "support")
+    staff = browser(app)
     page = staff.text("/admin/mail/settings")
     assert "NOTIFICATIONS_SELLER_EMAILS" in page and 'name="notify_each_sale"' in page
     done = staff.post("/admin/mail/settings", data={"seller_addresses": "sales@store.test\nowner@store.test"})
@@ -264,72 +296,10 @@ def test_the_email_settings_are_saved_and_a_bad_address_changes_nothing(app):
                                                        "notify_each_sale": "yes"})
     assert refused.status_code == 422 and "'nope' is not an email address" in html.unescape(refused.text)
     assert "sales@store.test, nope" in html.unescape(refused.text)
+    nul = staff.post("/admin/mail/settings", data={"seller_addresses": "sales@store.test\x00"})
+    assert nul.status_code == 422 and "Seller's addresses cannot hold NUL characters." in html.unescape(nul.text)
     [row] = rows(app, EmailSettings)
     assert row.seller_addresses == ["sales@store.test", "owner@store.test"] and not row.notify_each_sale
-
-
-def test_sequences_are_listed_created_with_steps_and_deleted_after_confirmation(app):
-    staff = browser(app, "support")
-    assert "No follow-up sequence yet" in staff.text("/admin/mail/sequences")
-    form = staff.text("/admin/mail/sequences/new")
-    assert form.count('name="delay"') == 5 and 'value="access_ending"' in form
-    for data, says in (
-        ({"name": "N", "offer_id": "off_1", "delay": ["", ""], "unit": ["days", "days"], "template": ["", ""]},
-         "Steps: give at least one step"),
-        ({"name": "N", "offer_id": "off_1", "delay": ["x"], "unit": ["days"], "template": ["login_link"]},
-         "Step 1: give the delay as a whole number"),
-        ({"name": "N", "offer_id": "off_1", "delay": ["800"], "unit": ["days"], "template": ["login_link"]},
-         "Step 1: input should be less than or equal to 730"),
-        ({"name": "N", "offer_id": "off 1", "delay": ["1"], "unit": ["days"], "template": ["login_link"]},
-         "Offer: give the offer's id"),
-        ({"name": "", "offer_id": "off_1", "delay": ["1"], "unit": ["days"], "template": ["login_link"]},
-         "Name: string should have at least 1 character"),
-        ({"name": "N", "offer_id": "off_1", "delay": ["1"], "unit": ["days"], "template": ["nothing-here"]},
-         "There is no email template nothing-here"),
-    ):
-        refused = staff.post("/admin/mail/sequences/new", data=data)
-        assert refused.status_code == 422, data
-        assert says in html.unescape(refused.text), (data, refused.text)
-    assert rows(app, Sequence) == []
-
-    made = staff.post("/admin/mail/sequences/new", data={
-        "name": "Welcome", "offer_id": "off_1", "delay": ["7", "12", ""], "unit": ["days", "hours", "days"],
-        "template": ["access_ending", "login_link", ""]})
-    assert made.status_code == 303
-    page = staff.text(made.headers["location"])
-    assert "The sequence is saved" in page
-    [sequence] = rows(app, Sequence)
-    assert sequence.steps == [{"delay_hours": 12, "template": "login_link"},
-                              {"delay_hours": 168, "template": "access_ending"}]
-    assert f'data-sequence-id="{sequence.id}"' in page and "12 hours after" in page and "7 days after" in page
-    assert "Yes, delete “Welcome”" in page
-    deleted = staff.post(f"/admin/mail/sequences/{sequence.id}/delete", data={})
-    assert deleted.status_code == 303 and "The sequence is deleted" in staff.text(deleted.headers["location"])
-    assert rows(app, Sequence) == []
-    assert staff.post(f"/admin/mail/sequences/{sequence.id}/delete", data={}).status_code == 404
-
-
-def test_rules_are_created_with_clear_refusals_and_deleted(app):
-    staff = browser(app, "support")
-    rule = {"trigger": "bought_without", "offer_id": "off_1", "other_offer_id": "off_2", "days": "3",
-            "template": "access_ending", "link_offer_id": "off_2"}
-    for change, says in (({"other_offer_id": ""}, "Second offer: this kind of rule needs it"),
-                         ({"days": "0"}, "Days: this kind of rule needs 1 or more"),
-                         ({"days": "x"}, "Days: give a whole number"),
-                         ({"trigger": "whenever"}, "When: choose what the customer did"),
-                         ({"template": "nothing"}, "there is no template nothing"),
-                         ({"link_offer_id": "off\x002"}, "Offers and products are ids")):
-        refused = staff.post("/admin/mail/rules/new", data={**rule, **change})
-        assert refused.status_code == 422 and says in html.unescape(refused.text), change
-    assert rows(app, FollowUpRule) == []
-    made = staff.post("/admin/mail/rules/new", data=rule)
-    assert made.status_code == 303
-    page = staff.text(made.headers["location"])
-    [saved_rule] = rows(app, FollowUpRule)
-    assert "The rule is saved" in page and f'data-rule-id="{saved_rule.id}"' in page
-    assert "Bought off_1 but not off_2 within 3 days" in re.sub(r"<[^>]+>", "", page)
-    assert staff.post(f"/admin/mail/rules/{saved_rule.id}/delete", data={}).status_code == 303
-    assert rows(app, FollowUpRule) == []
 
 
 def test_the_emails_sent_are_paginated_filtered_by_recipient_and_open_as_sent(app):

@@ -1,15 +1,19 @@
 """The back office's Webhooks pages as notifications serves them, over HTTP without a browser: the
-owner adds an endpoint and sees its signing secret once, edits it, rotates the secret, disables
-and enables it, reads its deliveries a page at a time, replays dead letters, and deletes it after
-confirming. Support neither sees nor reaches any of it; bad input changes nothing."""
+owner adds an endpoint (once, however often the form is sent) and sees its signing secret once,
+edits it, rotates the secret, disables and enables it, reads its deliveries a page at a time,
+replays dead letters, and deletes it after confirming. Support neither sees nor reaches any of
+it; bad input changes nothing."""
 
 from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from sqlmodel import Session, select
+
+from postsale.runtime.clock import utcnow
 
 from postsale.notifications.webhooks.tables import WebhookDelivery, WebhookEndpoint
 from test_notifications_backoffice_emails import ACCOUNTS, NOTIFICATIONS, browser, service_app
@@ -35,13 +39,23 @@ def delivery_rows(app) -> list[WebhookDelivery]:
         return list(session.exec(select(WebhookDelivery).order_by(WebhookDelivery.seq)).all())
 
 
-def add(owner, **fields):
+def add(owner, submission: str | None = None, **fields):
+    """Posts the endpoint form as its page made it (or with `submission`), without following the answer."""
+    token = owner.submission("/admin/webhooks/new") if submission is None else submission
     return owner.post("/admin/webhooks/new", data={"url": URL, "event_types": [COMPLETED], "description": "CRM",
-                                                   "alert_emails": "Ops@Seller.test", **fields})
+                                                   "alert_emails": "Ops@Seller.test", "submission": token, **fields})
 
 
 def secret_of(page) -> str:
     return re.search(r"data-signing-secret[^>]*>(whsec_[^<]+)<", page.text).group(1)
+
+
+def shown(owner, answer):
+    """The page the form's answer leads to, where the secret is shown once."""
+    assert answer.status_code == 303, answer.text
+    page = owner.get(answer.headers["location"])
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    return page
 
 
 def test_support_neither_sees_nor_reaches_the_webhooks(app):
@@ -51,12 +65,13 @@ def test_support_neither_sees_nor_reaches_the_webhooks(app):
         refused = support.get(path)
         assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
         assert "Only the store's owner may do this" in html.unescape(refused.text)
-    assert add(support).status_code == 403
+    assert add(support, submission="a" * 24).status_code == 403
     assert endpoint_rows(app) == []
 
     owner = browser(app)
-    secret_page = add(owner)
+    secret_page = shown(owner, add(owner))
     endpoint_id = endpoint_rows(app)[0].id
+    assert support.get(f"/admin/webhooks/{endpoint_id}/secret").status_code == 403
     for path in ("/edit", "/rotate-secret", "/delete", "/disable", "/replay-failed"):
         method = support.get if path == "/edit" else support.post
         assert method(f"/admin/webhooks/{endpoint_id}{path}", **({} if path == "/edit" else {"data": {}})) \
@@ -79,18 +94,53 @@ def test_the_owner_adds_an_endpoint_and_sees_its_secret_once(app):
     assert f'value="{COMPLETED}"' in form and "A customer paid for an offer" in form
     assert "postsale.login_link.issued" not in form  # restricted events are never offered
 
-    created = add(owner, event_types=[COMPLETED, REFUNDED])
-    assert created.status_code == 201
-    secret = secret_of(created)
+    answer = add(owner, event_types=[COMPLETED, REFUNDED])
     [endpoint] = endpoint_rows(app)
+    assert answer.status_code == 303 and endpoint.secret not in answer.text
+    assert answer.headers["location"] == f"/admin/webhooks/{endpoint.id}/secret?made=created"
+    created = shown(owner, answer)
+    secret = secret_of(created)
+    assert "The endpoint is added" in created.text and f"Events go to {URL} from now on" in created.text
     assert endpoint.secret == secret and endpoint.event_types == [COMPLETED, REFUNDED]
     assert endpoint.alert_emails == ["ops@seller.test"]
     assert f'href="/admin/webhooks/{endpoint.id}"' in created.text
 
+    reloaded = shown(owner, answer)  # a reload of the secret's page: nothing new, nothing changed
+    assert secret not in reloaded.text and "was shown once, when it was made" in reloaded.text
+    assert endpoint_rows(app)[0].secret == secret and len(endpoint_rows(app)) == 1
     page = owner.get(f"/admin/webhooks/{endpoint.id}")
     assert page.status_code == 200 and URL in page.text and REFUNDED in page.text
     assert secret not in page.text and secret not in owner.get("/admin/webhooks").text  # shown once only
     assert f'data-endpoint-id="{endpoint.id}"' in owner.get("/admin/webhooks").text
+
+
+def test_the_endpoint_form_sent_twice_adds_one_endpoint(app):
+    owner = browser(app)
+    token = owner.submission("/admin/webhooks/new")
+    first, second = add(owner, submission=token), add(owner, submission=token)  # a double click
+    [endpoint] = endpoint_rows(app)
+    assert first.headers["location"] == second.headers["location"] == f"/admin/webhooks/{endpoint.id}/secret?made=created"
+    assert secret_of(shown(owner, second)) == endpoint.secret  # whichever answer the browser keeps, shown once
+    assert "data-signing-secret" not in shown(owner, first).text
+    assert add(owner).status_code == 303 and len(endpoint_rows(app)) == 2  # a new form adds a new one
+
+    for bad in ("", "short", "not a token!!!!!!!!!"):
+        refused = add(owner, submission=bad)
+        assert refused.status_code == 422 and "This form was not sent as the page made it" in html.unescape(refused.text)
+        assert re.search(r'name="submission" value="[A-Za-z0-9_-]{16,64}"', refused.text)
+    assert len(endpoint_rows(app)) == 2
+
+
+def test_a_secret_not_shown_within_minutes_is_not_shown_later(app):
+    owner = browser(app)
+    answer = add(owner)
+    with Session(app.state.engine) as session:
+        [endpoint] = session.exec(select(WebhookEndpoint)).all()
+        endpoint.show_secret_until = utcnow() - timedelta(seconds=1)
+        session.add(endpoint)
+        session.commit()
+    later = shown(owner, answer)
+    assert "data-signing-secret" not in later.text and "was shown once" in later.text
 
 
 @pytest.mark.parametrize(("fields", "says"), [
@@ -116,7 +166,7 @@ def test_bad_input_is_refused_with_a_clear_message_and_nothing_is_added(app, fie
 
 def test_the_owner_edits_rotates_disables_and_deletes_after_confirming(app):
     owner = browser(app)
-    first_secret = secret_of(add(owner))
+    first_secret = secret_of(shown(owner, add(owner)))
     endpoint_id = endpoint_rows(app)[0].id
     url = f"/admin/webhooks/{endpoint_id}"
 
@@ -134,9 +184,16 @@ def test_the_owner_edits_rotates_disables_and_deletes_after_confirming(app):
     page = html.unescape(owner.get(url).text)
     assert "Rotate the signing secret…" in page and "Yes, make a new secret" in page
     assert "Yes, delete https://crm.seller.test/in" in page and "Yes, disable it" in page
-    rotated = owner.post(f"{url}/rotate-secret", data={})
-    assert rotated.status_code == 200 and secret_of(rotated) != first_secret
+    assert owner.post(f"{url}/rotate-secret", data={}).status_code == 422  # not sent as the page made it
+    assert endpoint_rows(app)[0].secret == first_secret
+    token = owner.submission(url)
+    answer = owner.post(f"{url}/rotate-secret", data={"submission": token})
+    again = owner.post(f"{url}/rotate-secret", data={"submission": token})  # a double click: rotated once
+    assert answer.headers["location"] == again.headers["location"] == f"{url}/secret?made=rotated"
+    rotated = shown(owner, again)
+    assert "A new signing secret" in rotated.text and secret_of(rotated) != first_secret
     assert endpoint_rows(app)[0].secret == secret_of(rotated)
+    assert "data-signing-secret" not in shown(owner, answer).text  # shown once
 
     disabled = owner.post(f"{url}/disable", data={})
     assert disabled.status_code == 303 and "The endpoint is disabled" in owner.get(disabled.headers["location"]).text
@@ -149,9 +206,10 @@ def test_the_owner_edits_rotates_disables_and_deletes_after_confirming(app):
     assert deleted.status_code == 303 and "The endpoint is deleted" in owner.get(deleted.headers["location"]).text
     assert endpoint_rows(app) == []
     gone = owner.get(url)
-    assert gone.status_code == 404 and "No such webhook endpoint" in gone.text
+    assert gone.status_code == 404 and "This page does not exist" in gone.text
     assert 'data-staff-role="owner"' in gone.text  # in the back office's layout
-    assert owner.post(f"{url}/rotate-secret", data={}).status_code == 404
+    assert owner.post(f"{url}/rotate-secret", data={"submission": token}).status_code == 404
+    assert owner.get(f"{url}/secret").status_code == 404
 
 
 def test_deliveries_are_paginated_and_dead_letters_are_replayed(app):
@@ -187,7 +245,8 @@ def test_deliveries_are_paginated_and_dead_letters_are_replayed(app):
     assert owner.post(f"{url}/deliveries/msg_nothing/replay", data={}).status_code == 404
 
     rest = owner.post(f"{url}/replay-failed", data={})
-    assert rest.status_code == 303 and "51 failed deliveries are being sent again" in owner.get(rest.headers["location"]).text
+    assert rest.status_code == 303 and rest.headers["location"] == f"{url}?done=replayed"
+    assert "The failed deliveries are being sent again" in owner.get(rest.headers["location"]).text
     assert {d.status for d in delivery_rows(app)} == {"pending"}
     for bad in ("msg_gone", "x" * 500, "²"):  # a cursor that names nothing: the newest page, never an error
         assert owner.get(url, params={"before": bad, "status": bad}).status_code == 200

@@ -190,6 +190,8 @@ class Sequence(Base, table=True):
     name: str
     steps: list[dict] = Field(sa_column=Column(JSON, nullable=False))  # [{"delay_hours": int, "template": str}]
     created_at: datetime = Field(default_factory=utcnow)
+    # The back-office form submission that made it: the same form sent twice makes one sequence.
+    submission: str | None = Field(default=None, unique=True)
 
 
 class FollowUpRule(Base, table=True):
@@ -206,6 +208,8 @@ class FollowUpRule(Base, table=True):
     template: str
     link_offer_id: str  # the offer the email links to
     created_at: datetime = Field(default_factory=utcnow)
+    # The back-office form submission that made it: the same form sent twice makes one rule.
+    submission: str | None = Field(default=None, unique=True)
 
 
 class LastLogin(Base, table=True):

@@ -1,8 +1,11 @@
 """The back office's follow-ups, served by notifications: follow-up sequences (emails at delays after
 an offer's purchase) and follow-up rules (an email with an offer when a customer did, or did not do,
-something). Any staff member may list, create and delete them; deleting asks first.
+something). Any staff member may list them; only the owner creates and deletes them (OwnerDep),
+as they decide what customers are emailed. Deleting asks first.
 
-Input is checked with the JSON admin API's models (`admin_followups`), so both refuse the same
+A creation form carries a submission token, stored unique on the row it makes: the form sent
+twice (a double click, a reload after posting) makes one sequence or rule, and both answers lead
+to the same page. Input is checked with the JSON admin API's models (`admin_followups`), so both refuse the same
 things, and stored with the same use cases (`sequences`, `rules`).
 """
 
@@ -13,17 +16,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from postsale.notifications import rendering, rules, sequences, templates
 from postsale.notifications.adapters.tables import FollowUpRule, Sequence
 from postsale.notifications.domain.followups import MAX_DELAY_HOURS, MAX_STEPS
 from postsale.notifications.entrypoints import admin_followups
-from postsale.notifications.entrypoints.backoffice_forms import (holds_nul, kept, missing, page_number, paged,
-                                                                 problem_of, show)
+from postsale.notifications.entrypoints.backoffice_forms import RESENT, problem_of, show, submission_of
+from postsale.notifications.entrypoints.pages import templates as page_templates
+from postsale.runtime.backoffice import is_submission_token, not_found, page_number, page_of_query, typed_again
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
-from postsale.runtime.staff import StaffDep, StaffSession
+from postsale.runtime.staff import OwnerDep, StaffDep, StaffSession
 
 pages = APIRouter(prefix="/admin/mail", include_in_schema=False)
 ACTIVE = "Emails"
@@ -43,29 +48,47 @@ LABELS = {"offer_id": "Offer", "name": "Name", "steps": "Steps", "trigger": "Whe
 
 
 def _ids_ok(*values: str) -> bool:
-    return all(len(v) <= MAX_ID and not holds_nul(v) for v in values)
+    return all(len(v) <= MAX_ID and "\x00" not in v for v in values)
+
+
+def _base(model) -> str:
+    return "/admin/mail/sequences" if model is Sequence else "/admin/mail/rules"
 
 
 def _listed(request: Request, session: Session, staff: StaffSession, model, template: str, page: str,
             done: str | None) -> Response:
     number = page_number(page)
-    found, more = paged(session, select(model).order_by(model.created_at.desc(), model.id), number)
-    base = "/admin/mail/sequences" if model is Sequence else "/admin/mail/rules"
+    found, more = page_of_query(session, select(model).order_by(model.created_at.desc(), model.id), number)
+    base = _base(model)
     return show(request, staff, ACTIVE, template, {
         "rows": found, "done": done, "triggers": TRIGGERS, "page": number,
         "previous_url": f"{base}?page={number - 1}" if number > 1 else None,
         "next_url": f"{base}?page={number + 1}" if more else None})
 
 
-def _delete(request: Request, session: Session, staff: StaffSession, model, row_id: str, what: str) -> Response:
+def _delete(request: Request, session: Session, model, row_id: str, what: str) -> Response:
     row = session.get(model, row_id) if _ids_ok(row_id) else None
     if row is None:
-        return missing(request, staff, ACTIVE, f"No such {what}", f"There is no {what} {row_id[:MAX_ID]}: it may "
-                                                                  "have been deleted already.")
+        return not_found(request, page_templates, f"There is no {what} {row_id[:MAX_ID]}: it may have been deleted "
+                                                  "already.")
     session.delete(row)
     session.commit()
-    base = "/admin/mail/sequences" if model is Sequence else "/admin/mail/rules"
-    return RedirectResponse(f"{base}?done=deleted", status_code=303)
+    return RedirectResponse(f"{_base(model)}?done=deleted", status_code=303)
+
+
+def _made_once(session: Session, model, row, submission: str) -> Response:
+    """Stores `row` under the form's submission; the same submission made one already (a second
+    click, a reload after posting): nothing more, and the same page as the first answer."""
+    row.submission = submission
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+    return RedirectResponse(f"{_base(model)}?done=created", status_code=303)
+
+
+def _made_already(session: Session, model, submission: str) -> bool:
+    return session.exec(select(model.id).where(model.submission == submission)).first() is not None
 
 
 # --- sequences ---------------------------------------------------------------------------------
@@ -79,26 +102,28 @@ def sequences_page(request: Request, session: SessionDep, staff: StaffDep, page:
     return _listed(request, session, staff, Sequence, "backoffice/mail_sequences.html", page, said)
 
 
-def _sequence_form(request: Request, session: Session, staff: StaffSession, *, form: dict | None = None,
-                   rows: int = STEP_ROWS, error: str | None = None, status_code: int = 200) -> Response:
+def _sequence_form(request: Request, session: Session, owner: StaffSession, *, form: dict | None = None,
+                   rows: int = STEP_ROWS, error: str | None = None, status_code: int = 200,
+                   submission: str = "") -> Response:
     form = form or {"offer_id": "", "name": "", "steps": []}
     steps = form["steps"] + [{"delay": "", "unit": "days", "template": ""}] * max(0, rows - len(form["steps"]))
-    return show(request, staff, ACTIVE, "backoffice/mail_sequence_new.html", {
+    return show(request, owner, ACTIVE, "backoffice/mail_sequence_new.html", {
         "form": form, "steps": steps, "templates": templates.names(session), "error": error,
-        "more_rows": len(steps) < MORE_STEP_ROWS, "max_days": MAX_DELAY_HOURS // 24}, status_code=status_code)
+        "submission": submission_of(submission), "more_rows": len(steps) < MORE_STEP_ROWS,
+        "max_days": MAX_DELAY_HOURS // 24}, status_code=status_code)
 
 
 @pages.get("/sequences/new", response_class=HTMLResponse)
-def new_sequence_page(request: Request, session: SessionDep, staff: StaffDep, rows: str = ""):
-    return _sequence_form(request, session, staff, rows=MORE_STEP_ROWS if rows == "more" else STEP_ROWS)
+def new_sequence_page(request: Request, session: SessionDep, owner: OwnerDep, rows: str = ""):
+    return _sequence_form(request, session, owner, rows=MORE_STEP_ROWS if rows == "more" else STEP_ROWS)
 
 
 def _steps(delays: list[str], units: list[str], names: list[str]) -> tuple[list[dict], list, str | None]:
     """The rows typed (to show again), the steps they make, and what is wrong with them."""
     typed, steps = [], []
     for number, (delay, unit, name) in enumerate(zip(delays[:MORE_STEP_ROWS], units, names), start=1):
-        typed.append({"delay": kept(delay, 6), "unit": unit if unit in ("days", "hours") else "days",
-                      "template": kept(name, MAX_ID)})
+        typed.append({"delay": typed_again(delay, 6), "unit": unit if unit in ("days", "hours") else "days",
+                      "template": typed_again(name, MAX_ID)})
         if not delay.strip() and not name:
             continue
         if not (delay.strip().isascii() and delay.strip().isdigit() and len(delay.strip()) <= 6):
@@ -115,14 +140,19 @@ def _steps(delays: list[str], units: list[str], names: list[str]) -> tuple[list[
 
 
 @pages.post("/sequences/new", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-def create_sequence(request: Request, session: SessionDep, staff: StaffDep, offer_id: Annotated[str, Form()] = "",
+def create_sequence(request: Request, session: SessionDep, owner: OwnerDep, offer_id: Annotated[str, Form()] = "",
                     name: Annotated[str, Form()] = "", delay: Annotated[list[str], Form()] = [],  # noqa: B006
-                    unit: Annotated[list[str], Form()] = [], template: Annotated[list[str], Form()] = []):  # noqa: B006
-    """A sequence for the offer's purchases from now on, its steps sorted by delay."""
+                    unit: Annotated[list[str], Form()] = [], template: Annotated[list[str], Form()] = [],  # noqa: B006
+                    submission: Annotated[str, Form()] = ""):
+    """A sequence for the offer's purchases from now on, its steps sorted by delay; once per submission."""
+    if is_submission_token(submission) and _made_already(session, Sequence, submission):
+        return RedirectResponse("/admin/mail/sequences?done=created", status_code=303)
     typed, steps, error = _steps(delay, unit, template)
-    form = {"offer_id": kept(offer_id, MAX_ID), "name": kept(name, MAX_NAME), "steps": typed}
+    form = {"offer_id": typed_again(offer_id, MAX_ID), "name": typed_again(name, MAX_NAME), "steps": typed}
     body = None
-    if error is None:
+    if not is_submission_token(submission):
+        error = RESENT
+    elif error is None:
         try:
             body = admin_followups.SequenceIn(offer_id=offer_id.strip(), name=name.strip(), steps=steps)
         except ValidationError as invalid:
@@ -134,18 +164,17 @@ def create_sequence(request: Request, session: SessionDep, staff: StaffDep, offe
         if unknown:
             error = f"There is no email template {', '.join(unknown)}: create it first."
     if error is not None or body is None:
-        return _sequence_form(request, session, staff, form=form, rows=max(STEP_ROWS, len(typed)), error=error,
-                              status_code=422)
-    sequences.create_sequence(session, offer_id=body.offer_id, name=body.name, steps=[
+        return _sequence_form(request, session, owner, form=form, rows=max(STEP_ROWS, len(typed)), error=error,
+                              status_code=422, submission=submission)
+    sequence = sequences.create_sequence(session, offer_id=body.offer_id, name=body.name, steps=[
         {"delay_hours": s.hours, "template": s.template} for s in sorted(body.steps, key=lambda s: s.hours)])
-    session.commit()
-    return RedirectResponse("/admin/mail/sequences?done=created", status_code=303)
+    return _made_once(session, Sequence, sequence, submission)
 
 
 @pages.post("/sequences/{sequence_id}/delete", dependencies=[Depends(require_csrf)])
-def delete_sequence(sequence_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
+def delete_sequence(sequence_id: str, request: Request, session: SessionDep, owner: OwnerDep) -> Response:
     """Stops the sequence: its steps still due send nothing."""
-    return _delete(request, session, staff, Sequence, sequence_id, "sequence")
+    return _delete(request, session, Sequence, sequence_id, "sequence")
 
 
 # --- rules -------------------------------------------------------------------------------------
@@ -159,33 +188,38 @@ def rules_page(request: Request, session: SessionDep, staff: StaffDep, page: str
     return _listed(request, session, staff, FollowUpRule, "backoffice/mail_rules.html", page, said)
 
 
-def _rule_form(request: Request, session: Session, staff: StaffSession, *, form: dict | None = None,
-               error: str | None = None, status_code: int = 200) -> Response:
+def _rule_form(request: Request, session: Session, owner: StaffSession, *, form: dict | None = None,
+               error: str | None = None, status_code: int = 200, submission: str = "") -> Response:
     form = form or {"trigger": "bought_without", "offer_id": "", "other_offer_id": "", "product_id": "", "days": "3",
                     "template": "", "link_offer_id": ""}
-    return show(request, staff, ACTIVE, "backoffice/mail_rule_new.html", {
-        "form": form, "triggers": TRIGGERS, "templates": templates.names(session), "error": error},
-        status_code=status_code)
+    return show(request, owner, ACTIVE, "backoffice/mail_rule_new.html", {
+        "form": form, "triggers": TRIGGERS, "templates": templates.names(session), "error": error,
+        "submission": submission_of(submission)}, status_code=status_code)
 
 
 @pages.get("/rules/new", response_class=HTMLResponse)
-def new_rule_page(request: Request, session: SessionDep, staff: StaffDep):
-    return _rule_form(request, session, staff)
+def new_rule_page(request: Request, session: SessionDep, owner: OwnerDep):
+    return _rule_form(request, session, owner)
 
 
 @pages.post("/rules/new", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-def create_rule(request: Request, session: SessionDep, staff: StaffDep, trigger: Annotated[str, Form()] = "",
+def create_rule(request: Request, session: SessionDep, owner: OwnerDep, trigger: Annotated[str, Form()] = "",
                 offer_id: Annotated[str, Form()] = "", other_offer_id: Annotated[str, Form()] = "",
                 product_id: Annotated[str, Form()] = "", days: Annotated[str, Form()] = "0",
-                template: Annotated[str, Form()] = "", link_offer_id: Annotated[str, Form()] = ""):
-    """A follow-up offer by what a customer does from now on."""
+                template: Annotated[str, Form()] = "", link_offer_id: Annotated[str, Form()] = "",
+                submission: Annotated[str, Form()] = ""):
+    """A follow-up offer by what a customer does from now on; once per submission."""
+    if is_submission_token(submission) and _made_already(session, FollowUpRule, submission):
+        return RedirectResponse("/admin/mail/rules?done=created", status_code=303)
     typed = {"trigger": trigger, "offer_id": offer_id, "other_offer_id": other_offer_id, "product_id": product_id,
              "days": days, "template": template, "link_offer_id": link_offer_id}
-    form = {key: kept(value, MAX_ID).strip() for key, value in typed.items()}
+    form = {key: typed_again(value, MAX_ID).strip() for key, value in typed.items()}
 
     def refused(message: str) -> Response:
-        return _rule_form(request, session, staff, form=form, error=message, status_code=422)
+        return _rule_form(request, session, owner, form=form, error=message, status_code=422, submission=submission)
 
+    if not is_submission_token(submission):
+        return refused(RESENT)
     if trigger not in TRIGGERS:
         return refused("When: choose what the customer did.")
     if not _ids_ok(*typed.values()):
@@ -208,11 +242,9 @@ def create_rule(request: Request, session: SessionDep, staff: StaffDep, trigger:
         return refused(problem_of(invalid, LABELS))
     if rendering.current_parts(session, body.template) is None:
         return refused(f"Email template: there is no template {body.template}: create it first.")
-    rules.create_rule(session, **body.model_dump())
-    session.commit()
-    return RedirectResponse("/admin/mail/rules?done=created", status_code=303)
+    return _made_once(session, FollowUpRule, rules.create_rule(session, **body.model_dump()), submission)
 
 
 @pages.post("/rules/{rule_id}/delete", dependencies=[Depends(require_csrf)])
-def delete_rule(rule_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
-    return _delete(request, session, staff, FollowUpRule, rule_id, "rule")
+def delete_rule(rule_id: str, request: Request, session: SessionDep, owner: OwnerDep) -> Response:
+    return _delete(request, session, FollowUpRule, rule_id, "rule")

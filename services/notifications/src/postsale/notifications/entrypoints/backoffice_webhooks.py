@@ -3,8 +3,12 @@ each one's deliveries with their attempts, replays of dead letters. Owner only, 
 API's bearer token: an endpoint receives every customer's events, so it is the owner's call where
 they go, and who holds the signing secret.
 
-The signing secret is shown once, on the answer to the form that made it (creation, rotation),
-never on a page one can come back to. Pages sit under `/admin/webhooks`, beside the admin API's
+The signing secret is shown once, after the form that made it (adding the endpoint, rotating its
+secret): the form's answer redirects to `/admin/webhooks/<id>/secret`, which shows the secret the
+first time it is opened within a few minutes, and clears the endpoint's "to show" mark as it does:
+a reload, or coming back later, shows nothing and changes nothing. Each of those forms carries a
+submission token, stored on the endpoint (unique for the one that added it): sent twice, the form
+adds one endpoint, or rotates the secret once. Pages sit under `/admin/webhooks`, beside the admin API's
 `/admin/webhook-endpoints`, and change things through the same use cases (`webhooks.endpoints`,
 `webhooks.deliveries`) after the same checks (`webhooks.api`'s models, `webhooks.targets`).
 """
@@ -12,6 +16,7 @@ never on a page one can come back to. Pages sit under `/admin/webhooks`, beside 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -19,14 +24,17 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from postsale.notifications.entrypoints.backoffice_forms import (PER_PAGE, holds_nul, kept, missing, page_number,
-                                                                 paged, problem_of, show, split_list)
+from postsale.notifications.entrypoints.backoffice_forms import RESENT, problem_of, show, split_list, submission_of
+from postsale.notifications.entrypoints.pages import templates as page_templates
 from postsale.notifications.webhooks import api as webhooks_api
 from postsale.notifications.webhooks import deliveries, domain, endpoints, targets
 from postsale.notifications.webhooks.tables import WebhookDelivery, WebhookEndpoint
-from postsale.runtime.clock import utcnow
+from postsale.runtime.backoffice import (PER_PAGE, is_submission_token, not_found, page_number, page_of_query,
+                                         submission_token, typed_again)
+from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OwnerDep, StaffSession
@@ -38,6 +46,8 @@ STATUSES = {"waiting": "waiting (an earlier event of the same customer goes firs
 LABELS = {"url": "URL", "event_types": "Events", "description": "Description", "alert_emails": "Alert emails"}
 MAX_ID = 64
 PAYLOAD_SHOWN = 20_000
+SECRET_SHOWN_FOR = timedelta(minutes=10)  # the secret page is opened at once, by the form's redirect
+NO_STORE = {"Cache-Control": "no-store"}
 NOBODY_TOLD = ("Alert emails: nobody would be told if this endpoint were disabled. Give an alert email, or set the "
                "seller's addresses under Emails, Email settings.")
 
@@ -49,15 +59,14 @@ def _choices() -> list[dict]:
 
 
 def _endpoint(session: Session, endpoint_id: str, *, lock: bool = False) -> WebhookEndpoint | None:
-    if len(endpoint_id) > MAX_ID or holds_nul(endpoint_id):
+    if len(endpoint_id) > MAX_ID or "\x00" in endpoint_id:
         return None
     return session.get(WebhookEndpoint, endpoint_id, with_for_update=lock)
 
 
-def _no_endpoint(request: Request, staff: StaffSession, endpoint_id: str) -> Response:
-    return missing(request, staff, ACTIVE, "No such webhook endpoint",
-                   f"There is no webhook endpoint {endpoint_id[:MAX_ID]}: it may have been deleted. "
-                   "Pick one from the list of endpoints.")
+def _no_endpoint(request: Request, endpoint_id: str) -> Response:
+    return not_found(request, page_templates, f"There is no webhook endpoint {endpoint_id[:MAX_ID]}: it may have "
+                                              "been deleted. Pick one from the list of endpoints.")
 
 
 def endpoint_url(endpoint_id: str, **query) -> str:
@@ -68,7 +77,7 @@ def endpoint_url(endpoint_id: str, **query) -> str:
 def endpoints_page(request: Request, session: SessionDep, owner: OwnerDep, page: str = "1", done: str = ""):
     """Where the store's events go."""
     number = page_number(page)
-    found, more = paged(session, select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id),
+    found, more = page_of_query(session, select(WebhookEndpoint).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id),
                         number)
     return show(request, owner, ACTIVE, "backoffice/webhooks.html", {
         "endpoints": found, "deleted": done == "deleted", "page": number,
@@ -80,7 +89,8 @@ def endpoints_page(request: Request, session: SessionDep, owner: OwnerDep, page:
 
 
 def _form(request: Request, owner: StaffSession, *, endpoint: WebhookEndpoint | None = None,
-          form: dict | None = None, error: str | None = None, status_code: int = 200) -> Response:
+          form: dict | None = None, error: str | None = None, status_code: int = 200,
+          submission: str = "") -> Response:
     if form is None:
         form = {"url": endpoint.url, "event_types": list(endpoint.event_types), "description": endpoint.description,
                 "alert_emails": "\n".join(endpoint.alert_emails)} if endpoint else \
@@ -88,6 +98,7 @@ def _form(request: Request, owner: StaffSession, *, endpoint: WebhookEndpoint | 
     return show(request, owner, ACTIVE, "backoffice/webhook_form.html", {
         "endpoint": endpoint, "form": form, "error": error, "choices": _choices(),
         "action": f"/admin/webhooks/{endpoint.id}/edit" if endpoint else "/admin/webhooks/new",
+        "submission": None if endpoint else submission_of(submission),
         "max_alert_emails": webhooks_api.MAX_ALERT_EMAILS}, status_code=status_code)
 
 
@@ -96,7 +107,7 @@ def _checked(request: Request, url: str, event_types: list[str], description: st
     """The form as the admin API's model, with the URL checked as the API checks it; or what is wrong."""
     if not event_types:
         return None, "Events: choose at least one event type."
-    if len(event_types) > len(domain.EVENT_TYPES) or holds_nul(url, alert_emails, *event_types):
+    if len(event_types) > len(domain.EVENT_TYPES) or any("\x00" in v for v in (url, alert_emails, *event_types)):
         return None, "Events: choose event types from the list."
     if len(alert_emails) > 2000:
         return None, f"Alert emails: at most {webhooks_api.MAX_ALERT_EMAILS} addresses, one a line."
@@ -114,14 +125,26 @@ def _checked(request: Request, url: str, event_types: list[str], description: st
 
 
 def _typed(url: str, event_types: list[str], description: str, alert_emails: str) -> dict:
-    return {"url": kept(url, targets.MAX_URL_LENGTH), "event_types": [kept(t, 100) for t in event_types[:100]],
-            "description": kept(description, 500), "alert_emails": kept(alert_emails, 2000)}
+    return {"url": typed_again(url, targets.MAX_URL_LENGTH),
+            "event_types": [typed_again(t, 100) for t in event_types[:100]],
+            "description": typed_again(description, 500), "alert_emails": typed_again(alert_emails, 2000)}
 
 
-def _secret_page(request: Request, owner: StaffSession, endpoint: WebhookEndpoint, *, created: bool) -> Response:
-    """The only page that shows the signing secret: the answer to the form that made it."""
-    return show(request, owner, ACTIVE, "backoffice/webhook_secret.html", {"endpoint": endpoint, "created": created},
-                status_code=201 if created else 200)
+def secret_url(endpoint_id: str, made: str) -> str:
+    return f"/admin/webhooks/{endpoint_id}/secret?made={made}"
+
+
+def _to_show(endpoint: WebhookEndpoint, submission: str, field: str) -> None:
+    """Marks the endpoint's new secret as made by this submission, to show once from now on."""
+    setattr(endpoint, field, submission)
+    endpoint.show_secret_until = utcnow() + SECRET_SHOWN_FOR
+
+
+def _added_by(session: Session, submission: str) -> WebhookEndpoint | None:
+    """The endpoint this submission of the form added already, if it did."""
+    if not is_submission_token(submission):
+        return None
+    return session.exec(select(WebhookEndpoint).where(WebhookEndpoint.submission == submission)).first()
 
 
 @pages.get("/new", response_class=HTMLResponse)
@@ -132,9 +155,15 @@ def new_endpoint_page(request: Request, owner: OwnerDep):
 @pages.post("/new", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 def create_endpoint(request: Request, session: SessionDep, owner: OwnerDep, url: Annotated[str, Form()] = "",
                     event_types: Annotated[list[str], Form()] = [],  # noqa: B006
-                    description: Annotated[str, Form()] = "", alert_emails: Annotated[str, Form()] = ""):
-    """Registers the endpoint; the answer shows its signing secret, once."""
-    body, error = _checked(request, url, event_types, description, alert_emails)
+                    description: Annotated[str, Form()] = "", alert_emails: Annotated[str, Form()] = "",
+                    submission: Annotated[str, Form()] = ""):
+    """Registers the endpoint, once per submission, and goes to the page that shows its signing
+    secret once."""
+    added = _added_by(session, submission)
+    if added is not None:
+        return RedirectResponse(secret_url(added.id, "created"), status_code=303)
+    body, error = (None, RESENT) if not is_submission_token(submission) else \
+        _checked(request, url, event_types, description, alert_emails)
     if body is not None:
         try:
             endpoint = endpoints.create(session, url=body.url, event_types=body.event_types,
@@ -144,16 +173,42 @@ def create_endpoint(request: Request, session: SessionDep, owner: OwnerDep, url:
             error = NOBODY_TOLD if "nobody would be told" in str(refused) else f"{str(refused).capitalize()}."
     if body is None or error is not None:
         return _form(request, owner, form=_typed(url, event_types, description, alert_emails), error=error,
-                     status_code=422)
-    session.commit()
-    return _secret_page(request, owner, endpoint, created=True)
+                     status_code=422, submission=submission)
+    _to_show(endpoint, submission, "submission")
+    endpoint_id = endpoint.id
+    try:
+        session.commit()
+    except IntegrityError:  # the same submission, added meanwhile
+        session.rollback()
+        added = _added_by(session, submission)
+        if added is None:
+            raise
+        endpoint_id = added.id
+    return RedirectResponse(secret_url(endpoint_id, "created"), status_code=303)
+
+
+@pages.get("/{endpoint_id}/secret", response_class=HTMLResponse)
+def secret_page(endpoint_id: str, request: Request, session: SessionDep, owner: OwnerDep, made: str = ""):
+    """The signing secret the last form made, the first time this page is opened (and within a
+    few minutes); after that, that it was shown, and nothing else."""
+    endpoint = _endpoint(session, endpoint_id, lock=True)
+    if endpoint is None:
+        return _no_endpoint(request, endpoint_id)
+    until = as_utc(endpoint.show_secret_until)
+    secret = endpoint.secret if until is not None and utcnow() < until else None
+    if endpoint.show_secret_until is not None:
+        endpoint.show_secret_until = None
+        session.add(endpoint)
+        session.commit()
+    return show(request, owner, ACTIVE, "backoffice/webhook_secret.html", {
+        "endpoint": endpoint, "secret": secret, "created": made == "created"}, headers=NO_STORE)
 
 
 @pages.get("/{endpoint_id}/edit", response_class=HTMLResponse)
 def edit_endpoint_page(endpoint_id: str, request: Request, session: SessionDep, owner: OwnerDep):
     endpoint = _endpoint(session, endpoint_id)
     if endpoint is None:
-        return _no_endpoint(request, owner, endpoint_id)
+        return _no_endpoint(request, endpoint_id)
     return _form(request, owner, endpoint=endpoint)
 
 
@@ -163,7 +218,7 @@ def change_endpoint(endpoint_id: str, request: Request, session: SessionDep, own
                     description: Annotated[str, Form()] = "", alert_emails: Annotated[str, Form()] = ""):
     endpoint = _endpoint(session, endpoint_id, lock=True)
     if endpoint is None:
-        return _no_endpoint(request, owner, endpoint_id)
+        return _no_endpoint(request, endpoint_id)
     body, error = _checked(request, url, event_types, description, alert_emails)
     if body is not None:
         try:
@@ -186,7 +241,7 @@ def _detail(request: Request, session: Session, owner: StaffSession, endpoint: W
             status: str = "", before: str = "", done: str | None = None, error: str | None = None,
             status_code: int = 200) -> Response:
     status = status if status in STATUSES else ""
-    before = before if before.startswith("msg_") and len(before) <= MAX_ID and not holds_nul(before) else ""
+    before = before if before.startswith("msg_") and len(before) <= MAX_ID and "\x00" not in before else ""
     try:
         found = endpoints.deliveries_of(session, endpoint.id, status=status or None, before=before or None,
                                         limit=PER_PAGE + 1)
@@ -206,7 +261,7 @@ def _detail(request: Request, session: Session, owner: StaffSession, endpoint: W
     filters = {"status": status} if status else {}
     return show(request, owner, ACTIVE, "backoffice/webhook.html", {
         "endpoint": endpoint, "rows": rows, "status": status, "statuses": STATUSES, "failed": failed,
-        "done": done, "error": error,
+        "done": done, "error": error, "submission": submission_token(),
         "newest_url": endpoint_url(endpoint.id, **filters) if before else None,
         "older_url": endpoint_url(endpoint.id, **filters, before=shown[-1][0].id) if len(found) > PER_PAGE else None,
     }, status_code=status_code)
@@ -214,16 +269,15 @@ def _detail(request: Request, session: Session, owner: StaffSession, endpoint: W
 
 @pages.get("/{endpoint_id}", response_class=HTMLResponse)
 def endpoint_page(endpoint_id: str, request: Request, session: SessionDep, owner: OwnerDep, status: str = "",
-                  before: str = "", done: str = "", count: str = ""):
+                  before: str = "", done: str = ""):
     """The endpoint, what it takes, and its deliveries newest first (`status=failed`: its dead letters)."""
     endpoint = _endpoint(session, endpoint_id)
     if endpoint is None:
-        return _no_endpoint(request, owner, endpoint_id)
-    number = count if count.isascii() and count.isdigit() and len(count) <= 5 else "0"
+        return _no_endpoint(request, endpoint_id)
     said = {"saved": "Saved.", "enabled": "The endpoint is enabled again: new events go to it.",
             "disabled": "The endpoint is disabled: it gets no more events, and what it had not received is now "
                         "failed (replay it once the endpoint is enabled again).",
-            "replayed": f"{number} failed deliveries are being sent again.",
+            "replayed": "The failed deliveries are being sent again (the oldest 1000 at a time).",
             "replayed-one": "The delivery is being sent again, with the same webhook-id."}.get(done)
     return _detail(request, session, owner, endpoint, status=status, before=before, done=said)
 
@@ -233,7 +287,7 @@ def _acted(request: Request, session: Session, owner: StaffSession, endpoint_id:
     an action the endpoint's state does not allow is told on its page, and changes nothing."""
     endpoint = _endpoint(session, endpoint_id, lock=True)
     if endpoint is None:
-        return _no_endpoint(request, owner, endpoint_id)
+        return _no_endpoint(request, endpoint_id)
     try:
         done = action(endpoint)
     except deliveries.Conflict as conflict:
@@ -266,20 +320,23 @@ def disable_endpoint(endpoint_id: str, request: Request, session: SessionDep, ow
 @pages.post("/{endpoint_id}/replay-failed", dependencies=[Depends(require_csrf)])
 def replay_failed(endpoint_id: str, request: Request, session: SessionDep, owner: OwnerDep) -> Response:
     """The endpoint's dead letters sent again, in their order per customer (the oldest 1000)."""
-    return _acted(request, session, owner, endpoint_id, lambda endpoint: {
-        "done": "replayed", "count": deliveries.replay_failed(session, endpoint.id, utcnow())})
+    def replay(endpoint: WebhookEndpoint) -> dict:
+        deliveries.replay_failed(session, endpoint.id, utcnow())
+        return {"done": "replayed"}
+
+    return _acted(request, session, owner, endpoint_id, replay)
 
 
 @pages.post("/{endpoint_id}/deliveries/{delivery_id}/replay", dependencies=[Depends(require_csrf)])
 def replay_delivery(endpoint_id: str, delivery_id: str, request: Request, session: SessionDep,
                     owner: OwnerDep) -> Response:
     """One dead letter sent again, with the same `webhook-id` and a fresh three days of retries."""
-    delivery = None if len(delivery_id) > MAX_ID or holds_nul(delivery_id) else session.exec(
+    delivery = None if len(delivery_id) > MAX_ID or "\x00" in delivery_id else session.exec(
         select(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
                                       WebhookDelivery.endpoint_id == endpoint_id[:MAX_ID])).first()
     if delivery is None:
-        return missing(request, owner, ACTIVE, "No such delivery",
-                       "This endpoint has no such delivery: it may have been delivered and cleaned up since.")
+        return not_found(request, page_templates,
+                         "This endpoint has no such delivery: it may have been delivered and cleaned up since.")
 
     def replay(_endpoint: WebhookEndpoint) -> dict:
         deliveries.replay(session, delivery, utcnow())
@@ -289,14 +346,21 @@ def replay_delivery(endpoint_id: str, delivery_id: str, request: Request, sessio
 
 
 @pages.post("/{endpoint_id}/rotate-secret", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-def rotate_secret(endpoint_id: str, request: Request, session: SessionDep, owner: OwnerDep):
-    """A new signing secret, shown once; the old one signs nothing from the next attempt on."""
+def rotate_secret(endpoint_id: str, request: Request, session: SessionDep, owner: OwnerDep,
+                  submission: Annotated[str, Form()] = ""):
+    """A new signing secret, once per submission, shown once on the page it goes to; the old one
+    signs nothing from the next attempt on."""
     endpoint = _endpoint(session, endpoint_id, lock=True)
     if endpoint is None:
-        return _no_endpoint(request, owner, endpoint_id)
-    endpoints.rotate_secret(session, endpoint, utcnow())
-    session.commit()
-    return _secret_page(request, owner, endpoint, created=False)
+        return _no_endpoint(request, endpoint_id)
+    if not is_submission_token(submission):
+        session.rollback()
+        return _detail(request, session, owner, endpoint, error=RESENT, status_code=422)
+    if endpoint.rotation_submission != submission:
+        endpoints.rotate_secret(session, endpoint, utcnow())
+        _to_show(endpoint, submission, "rotation_submission")
+        session.commit()
+    return RedirectResponse(secret_url(endpoint_id, "rotated"), status_code=303)
 
 
 @pages.post("/{endpoint_id}/delete", dependencies=[Depends(require_csrf)])
@@ -305,7 +369,7 @@ def delete_endpoint(endpoint_id: str, request: Request, session: SessionDep, own
     # Not locked, as in the admin API: an attempt running now locks the endpoint when it ends.
     endpoint = _endpoint(session, endpoint_id)
     if endpoint is None:
-        return _no_endpoint(request, owner, endpoint_id)
+        return _no_endpoint(request, endpoint_id)
     endpoints.remove(session, endpoint)
     session.commit()
     return RedirectResponse("/admin/webhooks?done=deleted", status_code=303)

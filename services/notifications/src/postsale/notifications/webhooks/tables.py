@@ -33,6 +33,12 @@ class WebhookEndpoint(Base, table=True):
     last_success_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    # The back-office form submissions that added the endpoint, and that last rotated its secret:
+    # the same form sent twice adds one endpoint, or rotates once.
+    submission: str | None = Field(default=None, unique=True)
+    rotation_submission: str | None = None
+    # Until when the back office may show the secret it just made, once: cleared when shown.
+    show_secret_until: datetime | None = None
 
 
 class WebhookDelivery(Base, table=True):
