@@ -129,8 +129,10 @@ def test_the_dashboard_counts_sales_refunds_subscriptions_churn_upsells_and_dunn
     assert re.search(r'Renewals and instalments, last 30 days</h3> <p class="figure">1</p> <p>Collected: 12.00 USD', text)
     assert re.search(r'Active subscriptions</h3> <p class="figure">4</p> <p>1 in a free trial; 1 payment plan', text)
     assert '<p class="figure">20.00 EUR, 52.00 USD</p>' in metric(text, "mrr")
-    # Active on 14 Feb: the two paying, the past due and the one cancelled since (5 days ago) = 4; 1 cancelled.
-    assert '<p class="figure">25.0%</p> <p>1 cancelled; 4 active on 14 Feb.' in metric(text, "churn")
+    assert "Past due subscriptions, still being retried, are included" in metric(text, "mrr")
+    # Paying on 14 Feb: the two paying, the past due and the one cancelled since (5 days ago) = 4; 1 cancelled.
+    assert '<p class="figure">25.0%</p> <p>1 cancelled of 4 paying on 14 Feb.</p>' in metric(text, "churn")
+    assert "Those started since are left out" in metric(text, "churn")
     assert '<p class="figure">50.0%</p> <p>1 accepted of 2 upsells' in metric(text, "upsell-take-rate")
     assert '<p class="figure">1</p> <p>Past due, being retried: 12.00 USD' in metric(text, "dunning")
 
@@ -140,6 +142,34 @@ def test_the_dashboard_counts_sales_refunds_subscriptions_churn_upsells_and_dunn
     assert 'role="img" aria-labelledby="chart-title chart-desc"' in text
     assert re.search(r'data-day="2026-03-15"><th scope="row">Sun 15 Mar 2026</th> <td>2</td>', text)
     assert re.search(r'data-day="2026-02-14"><th scope="row">Sat 14 Feb 2026</th> <td>0</td>', text)
+
+
+def test_churn_counts_only_the_subscriptions_paying_when_the_window_began(store):
+    with store.session() as session:
+        subscription(session, 1000)  # paying since before the window, still paying
+        subscription(session, 1000, status="cancelled", ended=NOW - timedelta(days=3))  # churned
+        for days in (20, 10, 5):  # started and cancelled within the window: neither counted nor churned
+            subscription(session, 1000, status="cancelled", started=NOW - timedelta(days=days),
+                         ended=NOW - timedelta(days=days - 2))
+        trial = subscription(session, 3000, status="cancelled", started=NOW - timedelta(days=40),
+                             ended=NOW - timedelta(days=25))  # in its free trial on 14 Feb, never paid
+        trial.trial_end = NOW - timedelta(days=26)
+        session.add(trial)
+        session.commit()
+    churn = figures.dashboard(store.session(), NOW).churn
+    assert (churn.part, churn.whole) == (1, 2) and churn.percent == 50.0
+
+
+def test_the_mrr_leaves_out_subscriptions_ending_with_a_cancellation_scheduled(store):
+    with store.session() as session:
+        subscription(session, 1000)
+        ending = subscription(session, 5000)
+        ending.cancel_at = NOW + timedelta(days=10)
+        session.add(ending)
+        subscription(session, 2000, status="paused")
+        subscription(session, 700, status="past_due")  # still being retried: counted
+        session.commit()
+    assert figures.dashboard(store.session(), NOW).mrr == {"EUR": 1700}
 
 
 def test_a_subscription_price_is_brought_to_a_month():

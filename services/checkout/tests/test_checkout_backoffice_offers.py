@@ -192,6 +192,10 @@ def test_support_sees_offers_read_only_and_cannot_change_them(store):
 
 @pytest.mark.parametrize(("fields", "message"), [
     ({"price": "forty"}, "Enter the price as an amount in EUR"),
+    ({"price": "²"}, "Enter the price as an amount in EUR"),  # a digit to str.isdigit, not to int()
+    ({"price": "1,000"}, "The price: “1,000” has 3 decimals and EUR has 2"),
+    ({"price": "1.000,00"}, "one decimal mark at most and no separator"),
+    ({"price": "49.50", "currency": "JPY"}, "JPY has no decimals"),
     ({"price": "0"}, "The price must be more than 0."),
     ({"currency": "EURO"}, "The currency is a three-letter code"),
     ({"currency": "XYZ"}, "is not an ISO 4217 currency code"),
@@ -216,6 +220,20 @@ def test_a_refused_form_says_why_keeps_what_was_typed_and_creates_nothing(store,
     if fields.get("price"):
         assert f'value="{fields["price"]}"' in answer.text
     assert store.offer_count() == 0
+
+
+def test_a_price_typed_with_a_decimal_comma_is_that_price(store):
+    owner = store.browser("owner")
+    offer_id = created_id(owner.post("/admin/offers/new", data=offer_form(price="10,50")))
+    assert store.api(f"/admin/offers/{offer_id}").json()["price"]["amount"] == 1050
+    yen = created_id(owner.post("/admin/offers/new", data=offer_form(price="1500", currency="JPY")))
+    assert store.api(f"/admin/offers/{yen}").json()["price"] == {"amount": 1500, "currency": "JPY"}
+    added = owner.post(f"/admin/offers/{offer_id}/coupons", data={
+        "coupon_code": "FIVE", "coupon_kind": "fixed", "amount_off": "2,50", "duration": "once"})
+    assert added.status_code == 303 and "2.50 EUR off the first payment" in owner.get(added.headers["location"]).text
+    refused = owner.post(f"/admin/offers/{offer_id}/coupons", data={
+        "coupon_code": "BIG", "coupon_kind": "fixed", "amount_off": "1,000", "duration": "once"})
+    assert refused.status_code == 422 and "The amount off: “1,000” has 3 decimals" in text(refused)
 
 
 def test_an_upsell_must_be_a_one_time_offer_in_the_same_currency(store):

@@ -1,8 +1,9 @@
 """The back office's sales pages as a seller uses them, over HTTP on a migrated SQLite database and
 the sandbox provider: purchases made through checkout's own buyer pages, then found in the list,
-read on their information page (the order, the payments, the timeline), refunded in part, and their
-subscription cancelled at the period's end and undone, paused, resumed and run forward on the
-sandbox's test clock. Support is refused refunds."""
+read on their information page (the order, the payments, the timeline), refunded in part (a
+confirmation posted twice refunds once: test_checkout_backoffice_refunds), and their subscription cancelled at the period's end and
+undone, paused (confirmed first when that suspends access), resumed and run forward on the sandbox's
+test clock. Support is refused refunds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from postsale.checkout import happenings, sales
 from postsale.checkout.adapters.tables import CatalogProduct, Purchase, Refund, Subscription
@@ -114,6 +115,19 @@ def happened(page) -> list[tuple[str, str]]:
     return [(at, title) for at, title, scheduled in timeline(page) if not scheduled]
 
 
+def confirmed_refund(owner: Browser, purchase: Purchase, amount: str, reason: str = "") -> dict:
+    """The refund confirmation's form, as the page renders it for `amount`: what its button posts."""
+    page = owner.get(f"/admin/sales/{purchase.id}/refund", params={"amount": amount, "reason": reason})
+    assert page.status_code == 200, page.text
+    form = page.text.split('action="/admin/sales/')[1].split("</form>")[0]
+    return {name: html.unescape(value) for name, value in re.findall(r'name="(\w+)" value="([^"]*)"', form)}
+
+
+def refund_count(store: Store) -> int:
+    with Session(store.app.state.engine) as session:
+        return session.exec(select(func.count()).select_from(Refund)).one()
+
+
 def monthly(store: Store) -> str:
     return store.offer("Club", 1900, ["prod_club"], billing={"type": "subscription", "interval": "month"})
 
@@ -204,11 +218,17 @@ def test_a_partial_refund_is_confirmed_then_done_and_on_the_timeline(store):
     page = owner.get(f"/admin/sales/{purchase.id}")
     assert 'name="amount"' in page.text and "Review the refund" in page.text
 
+    submission = confirmed_refund(owner, purchase, "12")["submission"]
     for typed, message in (("twelve", "Enter the amount to refund, like 49.00"),
-                           ("50.00", "At most 49.00 EUR is left to refund"), ("0", "Enter the amount to refund")):
+                           ("50.00", "At most 49.00 EUR is left to refund"), ("0", "Enter the amount to refund"),
+                           ("²", "Enter the amount to refund, like 49.00"),  # a digit to str.isdigit, not to int()
+                           ("1,000", "“1,000” has 3 decimals and EUR has 2"),
+                           ("1.000,50", "write the amount with one decimal mark at most and no separator")):
         refused = owner.get(f"/admin/sales/{purchase.id}/refund", params={"amount": typed})
         assert refused.status_code == 422 and message in text(refused) and f'value="{typed}"' in refused.text
-        assert owner.post(f"/admin/sales/{purchase.id}/refund", data={"amount": typed}).status_code == 422
+        posted = owner.post(f"/admin/sales/{purchase.id}/refund", data={"amount": typed, "submission": submission})
+        assert posted.status_code == 422 and message in text(posted)
+    assert "Yes, refund 10.50 EUR" in owner.get(f"/admin/sales/{purchase.id}/refund", params={"amount": "10,50"}).text
 
     full = owner.get(f"/admin/sales/{purchase.id}/refund", params={"amount": ""})
     assert "Yes, refund 49.00 EUR" in full.text and "A full refund removes the customer's access" in text(full)
@@ -226,7 +246,9 @@ def test_a_partial_refund_is_confirmed_then_done_and_on_the_timeline(store):
             purchase_id=purchase.id, granted_at=as_utc(purchase.completed_at)), "evt-granted-1")
         session.commit()
 
-    done = owner.post(f"/admin/sales/{purchase.id}/refund", data={"amount": "12.00", "reason": "late delivery"})
+    form = confirmed_refund(owner, purchase, "12", "late delivery")
+    assert form["amount"] == "12.00" and form["reason"] == "late delivery" and len(form["submission"]) >= 16
+    done = owner.post(f"/admin/sales/{purchase.id}/refund", data=form)
     assert done.status_code == 303 and done.headers["location"] == f"/admin/sales/{purchase.id}?done=refunded"
     after = owner.get(done.headers["location"])
     assert "Refunded 12.00 EUR to ann@example.com. 37.00 EUR is left to refund." in text(after)
@@ -249,7 +271,8 @@ def test_support_is_refused_refunds_and_sees_no_refund_button(store):
     assert "Only the store's owner can refund" in text(page)
     refused = support.get(f"/admin/sales/{purchase.id}/refund", params={"amount": "10"})
     assert refused.status_code == 403 and "Only the store's owner may do this" in text(refused)
-    forged = support.post(f"/admin/sales/{purchase.id}/refund", data={"amount": "10.00"})
+    token = confirmed_refund(store.browser("owner"), purchase, "10")["submission"]
+    forged = support.post(f"/admin/sales/{purchase.id}/refund", data={"amount": "10.00", "submission": token})
     assert forged.status_code == 403
     with Session(store.app.state.engine) as session:
         assert session.get(Purchase, purchase.id).refunded == 0
@@ -321,6 +344,31 @@ def test_a_later_cancellation_is_confirmed_when_the_offer_ends_access_as_soon_as
         assert session.get(Subscription, purchase.subscription_id).cancel_at is None
     done = owner.post(f"/admin/sales/{purchase.id}/cancel", data={"when": "date", "at": "2040-01-31", "confirm": "yes"})
     assert "will end on 31 Jan 2040" in text(owner.get(done.headers["location"]))
+
+
+def test_a_pause_that_suspends_access_is_confirmed_first(store):
+    club = store.offer("Club", 1900, ["prod_club"], billing={"type": "subscription", "interval": "month"},
+                       access_policy={"on_pause": "suspend"})
+    store.buy(club, "ann@example.com")
+    purchase = store.purchase("ann@example.com", club)
+    support = store.browser("support")
+    page = support.get(f"/admin/sales/{purchase.id}")
+    assert f'href="/admin/sales/{purchase.id}/pause" data-action="pause"' in page.text  # a link to the question
+    assert f'action="/admin/sales/{purchase.id}/pause"' not in page.text
+    asked = support.get(f"/admin/sales/{purchase.id}/pause")
+    assert asked.status_code == 200 and "data-pause-confirmation" in asked.text
+    assert "the customer loses access to Club now, until you resume the subscription" in text(asked)
+    assert "Yes, pause it and suspend access" in asked.text
+    unconfirmed = support.post(f"/admin/sales/{purchase.id}/pause", data={})  # a form posted without the question
+    assert unconfirmed.status_code == 200 and "data-pause-confirmation" in unconfirmed.text
+    with Session(store.app.state.engine) as session:
+        assert session.get(Subscription, purchase.subscription_id).status == "active"  # nothing changed yet
+    paused = support.post(f"/admin/sales/{purchase.id}/pause", data={"confirm": "yes"})
+    assert paused.status_code == 303
+    after = text(support.get(paused.headers["location"]))
+    assert "The subscription is paused" in after and "The customer's access is suspended meanwhile." in after
+    with Session(store.app.state.engine) as session:
+        assert session.get(Subscription, purchase.subscription_id).status == "paused"
 
 
 def test_a_one_time_purchase_has_no_billing_to_change(store):

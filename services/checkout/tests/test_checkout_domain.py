@@ -9,7 +9,8 @@ import pytest
 from postsale.checkout.domain.billing import BillingTerms, add_months, chosen_amount_problem, terms_problem
 from postsale.checkout.domain.coupons import CouponRules, redeem_problem, rules_problem
 from postsale.checkout.domain.funnel import FunnelStep, Position, next_position, offer_at, start
-from postsale.checkout.domain.money import amount_problem, format_major, format_money, max_amount, parse_major
+from postsale.checkout.domain.money import (AmountError, NotAnAmount, amount_problem, format_major, format_money,
+                                            max_amount, parse_major, read_major)
 from postsale.checkout.domain.post_purchase import PostPurchase, next_step, settings_problem
 from postsale.checkout.domain.quote import make_quote
 
@@ -22,11 +23,42 @@ def test_amounts_follow_each_currencys_minor_units_and_a_sane_maximum():
     assert format_money(4900, "JPY") == "4,900 JPY"
     assert format_money(4900, "KWD") == "4.900 KWD"
     assert format_major(2550, "EUR") == "25.50"
-    assert parse_major("25.5", "EUR") == 2550 and parse_major("1,000", "EUR") == 100000
+    assert parse_major("25.5", "EUR") == 2550 and parse_major("25,50", "EUR") == 2550
+    assert parse_major("1,000", "EUR") is None and parse_major("1 000", "EUR") is None  # no thousands separators
     assert parse_major("12.345", "EUR") is None and parse_major("abc", "EUR") is None and parse_major("", "EUR") is None
     assert max_amount("EUR") == 100_000_000
     assert amount_problem(2**63, "EUR") == "The amount may be at most 1,000,000.00 EUR."
     assert amount_problem(0, "EUR") == "The amount must be more than 0."
+
+
+@pytest.mark.parametrize(("typed", "currency", "minor"), [
+    ("10,50", "EUR", 1050), ("10.50", "EUR", 1050), (" 10.5 ", "EUR", 1050), ("10", "EUR", 1000), ("0,99", "USD", 99),
+    ("1500", "JPY", 1500), ("1.5", "KWD", 1500), ("0,500", "KWD", 500), ("01.500", "KWD", 1500), ("1500", "KWD", 1500000),
+])
+def test_an_amount_takes_one_decimal_mark_a_point_or_a_comma(typed, currency, minor):
+    assert read_major(typed, currency) == minor
+
+
+@pytest.mark.parametrize(("typed", "currency", "problem"), [
+    ("1,000", "EUR", "“1,000” has 3 decimals and EUR has 2: write thousands without a separator"),
+    ("1.000", "EUR", "“1.000” has 3 decimals and EUR has 2"),
+    ("1.000,50", "EUR", "has a thousands separator or more than one mark"),
+    ("1,000.50", "USD", "has a thousands separator or more than one mark"),
+    ("1 000", "EUR", "has a thousands separator or more than one mark"),
+    ("10.50", "JPY", "JPY has no decimals: enter a whole amount without separators"),
+    ("1,500", "JPY", "JPY has no decimals"),
+    ("1,500", "KWD", "“1,500” could mean 1.500 or 1500 KWD: write 1500 for the thousands, or 01.500 for the decimals."),
+])
+def test_an_ambiguous_amount_is_refused_with_the_reason(typed, currency, problem):
+    with pytest.raises(AmountError) as refused:
+        read_major(typed, currency)
+    assert problem in str(refused.value) and not isinstance(refused.value, NotAnAmount)
+
+
+@pytest.mark.parametrize("typed", ["", "twelve", "-5", "²", "١٢", "1e3", "5 EUR", ".", "9" * 21])
+def test_what_is_not_a_number_is_not_an_amount(typed):
+    with pytest.raises(NotAnAmount):
+        read_major(typed, "EUR")
 
 
 @pytest.mark.parametrize(("terms", "problem"), [

@@ -131,8 +131,9 @@ def run_billing_job(session: Session, job: BillingJob, now: datetime, *, provide
         store(session, subscription, cycle, now)  # nothing due (paused, moved): reschedule only
 
 
-def _period_amount(session: Session, subscription: Subscription) -> int:
-    """The period's price, less the coupon while its periods last."""
+def period_amount(session: Session, subscription: Subscription) -> int:
+    """The period's price, less the coupon while its periods last: what the next charge asks (the
+    dashboard's MRR and a purchase's payments due read it too)."""
     if not subscription.coupon_code or subscription.discounted_periods_left == 0:
         return subscription.amount
     coupon = session.exec(select(Coupon).where(Coupon.code == subscription.coupon_code)).first()
@@ -143,7 +144,7 @@ def _period_amount(session: Session, subscription: Subscription) -> int:
 
 def _charge(session: Session, subscription: Subscription, cycle: Cycle, charge: ChargeDue, now: datetime, *,
             provider: PaymentProvider) -> None:
-    amount = _period_amount(session, subscription)
+    amount = period_amount(session, subscription)
     purchase = session.get(Purchase, subscription.purchase_id)
     key = f"{subscription.id}:period:{charge.period_start.isoformat()}:attempt:{cycle.failures + 1}"
     result = provider.charge_saved(payment_method_id=subscription.payment_method_id or "",
@@ -258,26 +259,44 @@ def refundable(purchase: Purchase) -> int:
     return purchase.amount - purchase.refunded
 
 
+def refund_of_submission(session: Session, submission: str) -> Refund | None:
+    """The refund a confirmed refund form (its one-time `submission` token) already made."""
+    return session.exec(select(Refund).where(Refund.submission == submission)).first()
+
+
 def refund_purchase(session: Session, purchase: Purchase, *, amount: int | None, reason: str | None,
-                    provider: PaymentProvider, now: datetime) -> Refund:
+                    provider: PaymentProvider, now: datetime, submission: str | None = None) -> Refund:
     """Refunds the purchase in full (no amount) or in part through the provider, and publishes
-    `PurchaseRefunded`. Raises BillingError when there is nothing (or not that much) to refund."""
+    `PurchaseRefunded`. Raises BillingError when there is nothing (or not that much) to refund.
+
+    `submission`, the one-time token of the back office's refund form, makes a form posted twice
+    refund once: the refund it already made is returned, the provider's idempotency key is the
+    token (not the amount refunded so far, which the first refund changed), and the refunds
+    table holds it under a unique constraint. Without one (the JSON admin API), the key is the
+    purchase's refunded total and the amount, as before."""
+    if submission is not None:
+        done = refund_of_submission(session, submission)
+        if done is not None:
+            if done.purchase_id != purchase.id:
+                raise BillingError("This refund form belongs to another purchase.")
+            return done
     left = refundable(purchase)
     amount = left if amount is None else amount
     if not purchase.provider_payment_id or left <= 0:
         raise BillingError("There is nothing left to refund on this purchase.")
     if not 0 < amount <= left:
         raise BillingError(f"A refund of this purchase may be from 1 to {left} (minor units).")
-    result = provider.refund(payment_id=purchase.provider_payment_id, amount=amount,
-                             idempotency_key=f"refund:{purchase.id}:{purchase.refunded}:{amount}")
+    key = (f"refund:{purchase.id}:submission:{submission}" if submission is not None
+           else f"refund:{purchase.id}:{purchase.refunded}:{amount}")
+    result = provider.refund(payment_id=purchase.provider_payment_id, amount=amount, idempotency_key=key)
     if not result.succeeded:
         raise BillingError(result.message or "The payment provider refused the refund.")
     return record_refund(session, purchase, provider=provider.name, provider_refund_id=result.refund_id,
-                         amount=amount, actor="seller", reason=reason, now=now)
+                         amount=amount, actor="seller", reason=reason, now=now, submission=submission)
 
 
 def record_refund(session: Session, purchase: Purchase, *, provider: str, provider_refund_id: str, amount: int,
-                  actor: Actor, reason: str | None, now: datetime) -> Refund:
+                  actor: Actor, reason: str | None, now: datetime, submission: str | None = None) -> Refund:
     """Records a refund the provider made (asked here, or in the provider's own dashboard).
     Safe to repeat: one refund per provider refund id."""
     existing = session.exec(select(Refund).where(Refund.provider_refund_id == provider_refund_id)).first()
@@ -286,7 +305,7 @@ def record_refund(session: Session, purchase: Purchase, *, provider: str, provid
     amount = min(amount, refundable(purchase))
     refund = Refund(id=f"re_{uuid.uuid4().hex[:16]}", purchase_id=purchase.id, provider=provider,
                     provider_refund_id=provider_refund_id, amount=amount, currency=purchase.currency, reason=reason,
-                    actor=actor, refunded_at=now)
+                    actor=actor, refunded_at=now, submission=submission)
     purchase.refunded += amount
     session.add_all([refund, purchase])
     publish_later(session, PurchaseRefunded(

@@ -27,7 +27,9 @@ from postsale.runtime.messaging.outbox import OutboxMessage
 WINDOW_DAYS = 30
 # How many months one billing interval lasts, to bring every subscription's price to a month.
 MONTHS_IN = {"day": 12 / 365, "week": 12 / 52, "month": 1.0, "year": 12.0}
-PAYING = ("active", "past_due")  # trialing subscriptions pay nothing yet; paused ones pay nothing now
+# In the MRR: past due ones too, still being retried; trialing ones pay nothing yet, paused ones
+# nothing now, and those with a cancellation scheduled renew no more.
+PAYING = ("active", "past_due")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ class Dashboard:
     active_subscriptions: int  # trialing, active or past due
     trialing: int
     payment_plans: int  # payment plans still being paid
-    mrr: dict[str, int]
-    churn: Rate  # cancelled over the window / active at its start
+    mrr: dict[str, int]  # active and past due subscriptions, without a cancellation scheduled
+    churn: Rate  # of those paying at the window's start, cancelled since / all of them
     upsells: Rate  # accepted / accepted + declined, over the window
     past_due: Money  # subscriptions and payment plans in dunning, and what their next charge asks
 
@@ -126,18 +128,22 @@ def dashboard(session: Session, now: datetime) -> Dashboard:
 
     mrr: dict[str, int] = defaultdict(int)
     for subscription in session.exec(select(Subscription).where(Subscription.kind == "subscription",
-                                                                 Subscription.status.in_(PAYING))):  # type: ignore[attr-defined]
-        # What the next renewal charges (the coupon while it lasts), as billing charges it.
-        amount = billing._period_amount(session, subscription)
+                                                                 Subscription.status.in_(PAYING),  # type: ignore[attr-defined]
+                                                                 Subscription.cancel_at.is_(None))):  # type: ignore[union-attr]
+        # What the next renewal charges (the coupon while it lasts), as billing charges it; one
+        # whose cancellation is scheduled has no next renewal to count.
+        amount = billing.period_amount(session, subscription)
         mrr[subscription.currency] += monthly_amount(amount, subscription.interval, subscription.interval_count)
 
-    is_subscription = Subscription.kind == "subscription"
+    # Churn: of the subscriptions paying when the window began (started before it, past any free
+    # trial, not ended), those cancelled since. Subscriptions started within the window are
+    # neither counted nor churned, so the rate never passes 100%.
+    paying_at_start = (Subscription.kind == "subscription", Subscription.created_at < start,
+                       or_(Subscription.ended_at.is_(None), Subscription.ended_at >= start),  # type: ignore[union-attr,operator]
+                       or_(Subscription.trial_end.is_(None), Subscription.trial_end <= start))  # type: ignore[union-attr,operator]
+    active_at_start = session.exec(select(func.count()).select_from(Subscription).where(*paying_at_start)).one()
     cancelled = session.exec(select(func.count()).select_from(Subscription).where(
-        is_subscription, Subscription.status == "cancelled", Subscription.ended_at >= start,  # type: ignore[operator]
-        Subscription.ended_at < end)).one()  # type: ignore[operator]
-    active_at_start = session.exec(select(func.count()).select_from(Subscription).where(
-        is_subscription, Subscription.created_at < start,
-        or_(Subscription.ended_at.is_(None), Subscription.ended_at >= start))).one()  # type: ignore[union-attr,operator]
+        *paying_at_start, Subscription.status == "cancelled", Subscription.ended_at < end)).one()  # type: ignore[operator]
 
     accepted = session.exec(select(func.count()).select_from(Payment).where(
         Payment.step.startswith("upsell:"), Payment.paid_at >= start, Payment.paid_at < end)).one()  # type: ignore[attr-defined]
@@ -146,7 +152,7 @@ def dashboard(session: Session, now: datetime) -> Dashboard:
         OutboxMessage.headers.contains(f'"ce_type": "{UpsellDeclined.event_type}"', autoescape=True),  # type: ignore[attr-defined]
         OutboxMessage.created_at >= start, OutboxMessage.created_at < end)).one()
 
-    past_due = _grouped((s.currency, 1, billing._period_amount(session, s)) for s in session.exec(
+    past_due = _grouped((s.currency, 1, billing.period_amount(session, s)) for s in session.exec(
         select(Subscription).where(Subscription.status == "past_due")))
 
     return Dashboard(

@@ -30,10 +30,11 @@ from postsale.checkout.records import offer_terms
 from postsale.contracts import (CardExpiring, DecodeError, SubscriptionCancellationScheduled,
                                 SubscriptionCancellationUndone, SubscriptionCancelled, SubscriptionPastDue,
                                 SubscriptionPaused, SubscriptionResumed, UpsellDeclined, decode, topics)
+from postsale.runtime.backoffice import PER_PAGE, page_of_query
 from postsale.runtime.clock import as_utc
 from postsale.runtime.messaging.outbox import OutboxMessage
 
-PAGE_SIZE = 50
+PAGE_SIZE = PER_PAGE
 MAX_OUTBOX_EVENTS = 2000  # of one customer, newest first: far more than one order ever publishes
 RENEWALS_SHOWN = 3
 ELSEWHERE = {"access_granted": "Access granted", "access_revoked": "Access revoked",
@@ -100,9 +101,8 @@ def search(session: Session, *, email: str = "", customer_id: str = "", page: in
         query = query.where(func.lower(Purchase.email).contains(email.lower(), autoescape=True))
     if customer_id:
         query = query.where(Purchase.customer_id == customer_id)
-    found = list(session.exec(query.order_by(Purchase.completed_at.desc(), Purchase.id.desc())  # type: ignore[attr-defined]
-                              .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all())
-    more, found = len(found) > PAGE_SIZE, found[:PAGE_SIZE]
+    found, more = page_of_query(session, query.order_by(Purchase.completed_at.desc(), Purchase.id.desc()),  # type: ignore[attr-defined]
+                                page, PAGE_SIZE)
     offers = offers_by_id(session, list({p.offer_id for p in found}))
     parents = _by_id(session, Purchase, {p.parent_purchase_id for p in found if p.parent_purchase_id})
     subscriptions = _by_id(session, Subscription, {p.subscription_id for p in found if p.subscription_id})
@@ -150,7 +150,6 @@ class DuePayment:
 @dataclass
 class Sale:
     purchase: Purchase
-    checkout: CheckoutSession
     offer: Offer | None
     customer_has_account: bool
     items: list[dict]  # each purchase of the order: purchase, offer, role, products, price, statuses
@@ -159,7 +158,6 @@ class Sale:
     disputes: list[Dispute]
     returned: list[ReturnedPayment]
     subscription: Subscription | None
-    cycle: Cycle | None
     due: list[DuePayment]
     timeline: list[Entry]
     refundable: int
@@ -209,13 +207,13 @@ def sale(session: Session, purchase: Purchase) -> Sale:
     customer = session.get(Customer, purchase.email)
     clock = session.get(SimulatedClock, purchase.customer_id)
     return Sale(
-        purchase=purchase, checkout=checkout, offer=offers.get(purchase.offer_id),
+        purchase=purchase, offer=offers.get(purchase.offer_id),
         customer_has_account=bool(customer and customer.has_account), items=items,
         payments=[(p, _payment_label(p, order, offers, subscriptions)) for p in reversed(payments)],
         refunds=[(r, _offer_name(offers, by_id[r.purchase_id].offer_id)) for r in reversed(refunds)],
         disputes=disputes, returned=list(session.exec(select(ReturnedPayment).where(
             ReturnedPayment.checkout_session_id == checkout.id).order_by(ReturnedPayment.returned_at)).all()),
-        subscription=subscription, cycle=cycle,
+        subscription=subscription,
         due=payments_due(session, subscription, cycle) if subscription and cycle else [],
         timeline=timeline(session, checkout, order, offers, subscriptions, payments, refunds, disputes),
         refundable=billing.refundable(purchase) if purchase.provider_payment_id else 0,
@@ -246,7 +244,7 @@ def payments_due(session: Session, subscription: Subscription, cycle: Cycle) -> 
     if at is None:
         return []
     full = subscription.amount
-    discounted = billing._period_amount(session, subscription)  # the coupon's price while its periods last
+    discounted = billing.period_amount(session, subscription)  # the coupon's price while its periods last
     if cycle.status == "past_due":
         return [DuePayment(at, discounted, subscription.currency, "Retry of the failed payment")]
     due, number = [], subscription.instalments_paid

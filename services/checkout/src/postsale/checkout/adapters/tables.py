@@ -335,6 +335,8 @@ class Refund(Base, table=True):
     reason: str | None = None
     actor: str  # seller | provider
     refunded_at: datetime
+    # The back office's refund form's one-time token: the same form posted twice refunds once.
+    submission: str | None = Field(default=None, unique=True)
 
 
 class Dispute(Base, table=True):

@@ -61,13 +61,55 @@ def format_major(amount: int, currency: str) -> str:
     return f"{amount / 10 ** exponent:.{exponent}f}"
 
 
-def parse_major(text: str, currency: str) -> int | None:
-    """What a buyer typed ("25", "25.50", "1,000") in minor units; None when it is not an amount."""
-    cleaned = text.strip().replace(",", "").replace(" ", "")
-    if not cleaned or len(cleaned) > 20:
-        return None
-    whole, _, fraction = cleaned.partition(".")
+MAX_AMOUNT_TEXT = 20  # characters: "1000000.000" and spaces around it fit
+
+
+class AmountError(ValueError):
+    """Why the text typed is not an amount, in a sentence for whoever typed it."""
+
+
+class NotAnAmount(AmountError):
+    """The text is not a number at all (letters, a sign, digits other than 0-9, too long): the
+    caller may say what it expected in its own words."""
+
+
+def read_major(text: str, currency: str) -> int:
+    """What a person typed ("25", "25.50", "25,50") in minor units, or AmountError saying why not.
+
+    One decimal mark, a point or a comma: "10,50" and "10.50" are both 10.50 EUR. Thousands
+    separators are refused, not guessed ("1,000" could be a thousand or one): spaces, apostrophes
+    or two marks are refused; a currency with two decimals refuses three digits after the mark; one
+    with three decimals (KWD) refuses "1,500" as ambiguous (typed "1500" or "01.500" it is not);
+    one without decimals (JPY) refuses any mark."""
+    cleaned = text.strip()
     exponent = minor_exponent(currency)
-    if not whole.isdigit() and whole != "" or (fraction and not fraction.isdigit()) or len(fraction) > exponent:
+    example = format_major(4900 * 10 ** exponent // 100 if exponent else 4900, currency)
+    if len(cleaned) > MAX_AMOUNT_TEXT:
+        raise NotAnAmount(f"Enter an amount in {currency or 'the currency'}, such as {example}.")
+    grouped = cleaned.replace(" ", "").replace("\u00a0", "").replace("'", "")
+    # isascii: "²" and "٣" are digits to str.isdigit but not amounts
+    if not grouped.isascii() or not all(c.isdigit() or c in ".," for c in grouped) \
+            or not any(c.isdigit() for c in grouped):
+        raise NotAnAmount(f"Enter an amount in {currency or 'the currency'}, such as {example}.")
+    marks = sum(cleaned.count(mark) for mark in ".,")
+    if grouped != cleaned or marks > 1:
+        raise AmountError(f"“{cleaned}” has a thousands separator or more than one mark: write the amount with one "
+                          f"decimal mark at most and no separator, such as {example}.")
+    if marks and exponent == 0:
+        raise AmountError(f"{currency} has no decimals: enter a whole amount without separators, such as {example}.")
+    whole, _, fraction = cleaned.replace(",", ".").partition(".")
+    if len(fraction) > exponent:
+        raise AmountError(f"“{cleaned}” has {len(fraction)} decimals and {currency} has {exponent}: write "
+                          f"thousands without a separator, such as 1000.")
+    if exponent == 3 and len(fraction) == 3 and 0 < len(whole) <= 3 and not whole.startswith("0"):
+        raise AmountError(f"“{cleaned}” could mean {whole}.{fraction} or {whole}{fraction} {currency}: write "
+                          f"{whole}{fraction} for the thousands, or 0{whole}.{fraction} for the decimals.")
+    return int(whole or "0") * 10 ** exponent + int(fraction.ljust(exponent, "0") or "0")
+
+
+def parse_major(text: str, currency: str) -> int | None:
+    """`read_major`, or None when the text is not an amount."""
+    try:
+        return read_major(text, currency)
+    except AmountError:
         return None
-    return int(whole or "0") * 10 ** exponent + int((fraction or "0").ljust(exponent, "0") or "0")

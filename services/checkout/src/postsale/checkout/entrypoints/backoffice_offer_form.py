@@ -19,10 +19,11 @@ from postsale.checkout.domain.billing import BillingTerms
 from postsale.checkout.domain.billing_cycle import SelfService
 from postsale.checkout.domain.coupons import CouponRules, normalize_code
 from postsale.checkout.domain.funnel import MAX_STEPS, FunnelStep
-from postsale.checkout.domain.money import format_major, format_money, parse_major
+from postsale.checkout.domain.money import AmountError, NotAnAmount, format_major, format_money, read_major
 from postsale.checkout.domain.post_purchase import MAX_URL_LENGTH, PostPurchase
 from postsale.checkout.offers import MAX_NAME_LENGTH
 from postsale.contracts import AccessPolicy
+from postsale.runtime.backoffice import FormError
 
 BILLING_TYPES = {"one_time": "One-time payment", "subscription": "Subscription", "payment_plan": "Payment plan",
                  "pay_what_you_want": "Pay what you want", "free": "Free"}
@@ -38,10 +39,6 @@ CHECKS = ("require_password", "skip_account_page", "send_welcome_email", "self_s
 MAX_TEXT = 200  # every short field; the landing page URL has its own limit
 MAX_PRODUCTS = 50
 SHOWN_STEPS = 3  # empty upsell rows on a form, beyond those in use
-
-
-class FormRefused(ValueError):
-    """What is wrong with the form, in a sentence for the seller."""
 
 
 def blank_offer_form() -> dict:
@@ -86,27 +83,30 @@ def _text(data: FormData, name: str) -> str:
     value = data.get(name, "")
     value = value.strip() if isinstance(value, str) else ""
     if "\x00" in value:
-        raise FormRefused("The form holds a NUL character; type the values again.")
+        raise FormError("The form holds a NUL character; type the values again.")
     return value
 
 
 def _whole(text: str, label: str, low: int, high: int) -> int:
     if not (text.isascii() and text.isdigit() and len(text) <= 6) or not low <= int(text) <= high:
-        raise FormRefused(f"{label} must be a whole number from {low} to {high}.")
+        raise FormError(f"{label} must be a whole number from {low} to {high}.")
     return int(text)
 
 
 def _choice(text: str, choices: dict, label: str) -> str:
     if text not in choices:
-        raise FormRefused(f"Choose {label} from the list.")
+        raise FormError(f"Choose {label} from the list.")
     return text
 
 
 def _amount(text: str, currency: str, label: str) -> int:
-    amount = parse_major(text, currency)
-    if amount is None:
-        raise FormRefused(f"Enter {label} as an amount in {currency or 'the currency'}, such as 49 or 49.00.")
-    return amount
+    """An amount as typed ("49", "49.00" or "49,00"), or FormError saying what to type instead."""
+    try:
+        return read_major(text, currency)
+    except NotAnAmount as exc:
+        raise FormError(f"Enter {label} as an amount in {currency or 'the currency'}, such as 49 or 49.00.") from exc
+    except AmountError as exc:
+        raise FormError(f"{label[:1].upper()}{label[1:]}: {exc}") from exc
 
 
 def read_offer_form(data: FormData) -> dict:
@@ -119,7 +119,7 @@ def read_offer_form(data: FormData) -> dict:
                          "access_days", "on_cancel", "on_pause", "on_partial_refund")}
     products = [p for p in data.getlist("product_ids") if isinstance(p, str)]
     if any("\x00" in p for p in products):
-        raise FormRefused("The form holds a NUL character; type the values again.")
+        raise FormError("The form holds a NUL character; type the values again.")
     form["product_ids"] = list(dict.fromkeys(p[:100] for p in products[:MAX_PRODUCTS + 1]))
     form["upsells"] = [(_text(data, f"upsell_{i}")[:100], _text(data, f"downsell_{i}")[:100])
                        for i in range(1, MAX_STEPS + 1)]
@@ -129,16 +129,16 @@ def read_offer_form(data: FormData) -> dict:
 
 
 def offer_arguments(form: dict) -> dict:
-    """The keyword arguments of `offers.create_offer` / `update_offer`; FormRefused when a value is
+    """The keyword arguments of `offers.create_offer` / `update_offer`; FormError when a value is
     not one the form offers or not a number where one is needed."""
     if len(form["name"]) > MAX_NAME_LENGTH:
-        raise FormRefused(f"The name is at most {MAX_NAME_LENGTH} characters.")
+        raise FormError(f"The name is at most {MAX_NAME_LENGTH} characters.")
     if len(form["product_ids"]) > MAX_PRODUCTS:
-        raise FormRefused(f"An offer sells at most {MAX_PRODUCTS} products.")
+        raise FormError(f"An offer sells at most {MAX_PRODUCTS} products.")
     kind = _choice(form["billing_type"], BILLING_TYPES, "the price model")
     currency = form["currency"].upper()
     if len(currency) != 3 or not currency.isascii() or not currency.isalpha():
-        raise FormRefused("The currency is a three-letter code, such as EUR or USD.")
+        raise FormError("The currency is a three-letter code, such as EUR or USD.")
     recurring = kind in ("subscription", "payment_plan")
     terms = BillingTerms(
         type=kind, amount=0 if kind == "free" else _amount(form["price"], currency, "the price"), currency=currency,
@@ -150,7 +150,7 @@ def offer_arguments(form: dict) -> dict:
     steps = []
     for number, (up, down) in enumerate(form["upsells"], start=1):
         if not up:
-            raise FormRefused(f"Upsell step {number} has a downsell but no upsell: a downsell is shown when its "
+            raise FormError(f"Upsell step {number} has a downsell but no upsell: a downsell is shown when its "
                               f"upsell is declined.")
         steps.append(FunnelStep(up, down or None))
     destination = _choice(form["destination"], DESTINATIONS, "where the buyer goes after paying")
@@ -161,7 +161,7 @@ def offer_arguments(form: dict) -> dict:
             on_pause=_choice(form["on_pause"], ON_PAUSE, "what a pause does to access"),
             on_partial_refund=_choice(form["on_partial_refund"], ON_PARTIAL_REFUND, "what a partial refund does"))
     except ValidationError as exc:  # the choices above are the contract's: kept in step by the tests
-        raise FormRefused("The access settings are not valid.") from exc
+        raise FormError("The access settings are not valid.") from exc
     return {
         "name": form["name"], "terms": terms, "product_ids": form["product_ids"],
         "order_bump_offer_id": form["order_bump_offer_id"] or None, "upsells": steps,
@@ -201,7 +201,7 @@ def coupon_rules(form: dict, offer: Offer) -> CouponRules:
             expires_at = datetime.combine(datetime.strptime(form["expires_on"], "%Y-%m-%d").date(), time(23, 59, 59),
                                           tzinfo=timezone.utc)
         except ValueError as exc:
-            raise FormRefused("Enter the last day the coupon works as a date, such as 2026-12-31.") from exc
+            raise FormError("Enter the last day the coupon works as a date, such as 2026-12-31.") from exc
     return CouponRules(
         code=normalize_code(form["coupon_code"]), kind=kind,  # type: ignore[arg-type]
         percent_off=_whole(form["percent_off"], "The percent off", 1, 100) if kind == "percent" else None,

@@ -25,22 +25,16 @@ from postsale.checkout.entrypoints import backoffice_offer_form as forms
 from postsale.checkout.entrypoints.buyer import templates
 from postsale.checkout.errors import CheckoutError
 from postsale.checkout.records import offer_terms
+from postsale.runtime.backoffice import PER_PAGE, FormError, page_number
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OwnerDep, StaffDep, StaffSession, backoffice_context
 
 pages = APIRouter(prefix="/admin", include_in_schema=False)
-PER_PAGE = 50
-MAX_PAGE = 10_000
 MAX_CHOICES = 500  # products and offers a form lists
 DONE = {"created": "The offer was created. Share its checkout link below.",
         "saved": "Your changes were saved. A new price counts for buyers from now on.",
         "coupon": "The coupon was added: buyers of this offer can use it now."}
-
-
-def _page_number(page: str) -> int:
-    # isascii: "²" is a digit to str.isdigit but not to int()
-    return min(int(page), MAX_PAGE) if page.isascii() and page.isdigit() and 0 < len(page) <= 5 and int(page) > 0 else 1
 
 
 def _offer(session: Session, offer_id: str) -> Offer:
@@ -61,7 +55,7 @@ def _describe(offer: Offer) -> str:
 @pages.get("/offers", response_class=HTMLResponse)
 def offers_page(request: Request, session: SessionDep, staff: StaffDep, page: str = "1"):
     """Every offer, newest first, with its price and funnel at a glance."""
-    number = _page_number(page[:10])
+    number = page_number(page[:10])
     shown, more = offers.offer_page(session, number, PER_PAGE)
     product_ids = {p for o in shown for p in o.product_ids}
     names = dict(session.exec(select(CatalogProduct.id, CatalogProduct.name)
@@ -114,7 +108,7 @@ def _create_offer(request: Request, session: Session, owner: StaffSession, data:
     try:
         form = forms.read_offer_form(data)
         offer = offers.create_offer(session, **forms.offer_arguments(form))
-    except (forms.FormRefused, CheckoutError) as exc:
+    except (FormError, CheckoutError) as exc:
         session.rollback()
         return templates.TemplateResponse(request, "backoffice/offer_new.html",
                                           _form_context(request, session, owner, None, form, str(exc)), status_code=422)
@@ -151,7 +145,7 @@ def _save_offer(offer_id: str, request: Request, session: Session, owner: StaffS
     try:
         form = forms.read_offer_form(data)
         offers.update_offer(session, offer, **forms.offer_arguments(form))
-    except (forms.FormRefused, CheckoutError) as exc:
+    except (FormError, CheckoutError) as exc:
         session.rollback()
         return _edit_page(request, session, owner, _offer(session, offer_id), form=form, error=str(exc),
                           status_code=422)
@@ -171,7 +165,7 @@ def _add_coupon(offer_id: str, request: Request, session: Session, owner: StaffS
     try:
         form = forms.read_coupon_form(data)
         offers.create_coupon(session, forms.coupon_rules(form, offer))
-    except (forms.FormRefused, CheckoutError) as exc:
+    except (FormError, CheckoutError) as exc:
         session.rollback()
         return _edit_page(request, session, owner, _offer(session, offer_id), coupon_form=form,
                           coupon_error=str(exc), status_code=422)

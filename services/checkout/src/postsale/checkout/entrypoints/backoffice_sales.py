@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from postsale.checkout import billing, card_expiry, sales
@@ -23,27 +24,22 @@ from postsale.checkout.adapters.payments.port import PaymentError
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
 from postsale.checkout.adapters.tables import Offer, Purchase, Refund, Subscription
 from postsale.checkout.domain.billing_cycle import BillingError
-from postsale.checkout.domain.money import format_major, format_money, parse_major
+from postsale.checkout.domain.money import MAX_AMOUNT_TEXT, AmountError, NotAnAmount, format_major, format_money, read_major
 from postsale.checkout.entrypoints.admin_billing import MAX_SIMULATED_DAYS, ClockAdvance, advance_clock
 from postsale.checkout.entrypoints.buyer import templates
 from postsale.contracts import AccessPolicy
+from postsale.runtime.backoffice import (FormError, form_text, is_submission_token, page_number, submission_token,
+                                         typed_again)
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OwnerDep, StaffDep, StaffSession, backoffice_context
 
 pages = APIRouter(prefix="/admin", include_in_schema=False)
 MAX_SEARCH = 200
-MAX_PAGE = 10_000
 MAX_REASON = 500
-MAX_AMOUNT_TEXT = 20
-CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CUSTOMER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 Text = Annotated[str, Form()]
-
-
-def _page_number(page: str) -> int:
-    # isascii: "²" is a digit to str.isdigit but not to int()
-    return min(int(page), MAX_PAGE) if page.isascii() and page.isdigit() and 0 < len(page) <= 5 and int(page) > 0 else 1
 
 
 @pages.get("/sales", response_class=HTMLResponse)
@@ -51,9 +47,9 @@ def sales_page(request: Request, session: SessionDep, staff: StaffDep, q: str = 
                page: str = "1"):
     """Every purchase, newest first; those whose buyer's email contains `q`, or of one customer
     (`customer`: the customer profile in accounts links here)."""
-    q, number = q[:MAX_SEARCH].replace("\x00", "").strip(), _page_number(page)
+    q, number = typed_again(q, MAX_SEARCH).strip(), page_number(page[:10])
     error = None
-    if customer and not CUSTOMER_ID.match(customer):
+    if customer and not CUSTOMER_ID.fullmatch(customer):
         error, customer = "That is not a customer id (they look like cus_0123abcd).", ""
     found, more = ([], False) if error else sales.search(session, email=q, customer_id=customer, page=number)
 
@@ -81,6 +77,11 @@ def _purchase_or_404(session: Session, purchase_id: str, *, lock: bool = False) 
     if purchase is None:
         raise HTTPException(status_code=404, detail="There is no such purchase.")
     return purchase
+
+
+def _policy(session: Session, purchase: Purchase) -> AccessPolicy:
+    offer = session.get(Offer, purchase.offer_id)
+    return AccessPolicy(**offer.access_policy) if offer else AccessPolicy()
 
 
 def _is_sandbox(request: Request) -> bool:
@@ -124,9 +125,11 @@ def _done_message(session: Session, purchase: Purchase, done: str, days: str, ra
     if done == "clock" and days.isascii() and days.isdigit() and ran.isascii() and ran.isdigit():
         return (f"The test customer's time moved {int(days[:5])} days on; {int(ran[:5])} renewal, retry or "
                 "cancellation step(s) ran on the way.")
+    if done == "paused":
+        return f"The {name} is paused: no payments are taken until you resume it." + (
+            " The customer's access is suspended meanwhile." if _policy(session, purchase).on_pause == "suspend" else "")
     return {"cancelled": f"The {name} is cancelled now: it has ended, and no more payments are taken.",
             "undone": f"The cancellation is undone: the {name} goes on as before.",
-            "paused": f"The {name} is paused: no payments are taken until you resume it.",
             "resumed": f"The {name} is resumed: payments start again."}.get(done)
 
 
@@ -146,67 +149,84 @@ def _back(purchase: Purchase, done: str, **query: int) -> RedirectResponse:
 # --- refunds (the owner's) ------------------------------------------------------------------
 
 
-class FormProblem(Exception):
-    """The form's input cannot be used: the page shows it again with the message (422)."""
-
-
 def _refund_amount(purchase: Purchase, text: str) -> int:
     """The amount typed, in minor units; empty: what is left to refund."""
     left = billing.refundable(purchase) if purchase.provider_payment_id else 0
     if left <= 0:
-        raise FormProblem("There is nothing left to refund on this purchase.")
+        raise FormError("There is nothing left to refund on this purchase.")
     if not text.strip():
         return left
-    amount = parse_major(text[:MAX_AMOUNT_TEXT], purchase.currency) if len(text) <= MAX_AMOUNT_TEXT else None
-    if amount is None or amount <= 0:
-        raise FormProblem(f"Enter the amount to refund, like {format_major(left, purchase.currency)}.")
+    try:
+        amount = read_major(text, purchase.currency)
+    except NotAnAmount as exc:
+        raise FormError(f"Enter the amount to refund, like {format_major(left, purchase.currency)}.") from exc
+    except AmountError as exc:
+        raise FormError(str(exc)) from exc
+    if amount <= 0:
+        raise FormError(f"Enter the amount to refund, like {format_major(left, purchase.currency)}.")
     if amount > left:
-        raise FormProblem(f"At most {format_money(left, purchase.currency)} is left to refund on this purchase.")
+        raise FormError(f"At most {format_money(left, purchase.currency)} is left to refund on this purchase.")
     return amount
 
 
 def _reason(text: str) -> str | None:
-    if "\x00" in text:
-        raise FormProblem("A reason cannot hold NUL characters.")
-    if len(text) > MAX_REASON:
-        raise FormProblem(f"A reason can be at most {MAX_REASON} characters.")
-    return text.strip() or None
+    return form_text(text, label="A reason", max_length=MAX_REASON) or None
+
+
+def _refund_form(amount: str, reason: str) -> dict:
+    """The refund form as typed, to show it again."""
+    return {"amount": typed_again(amount, MAX_AMOUNT_TEXT), "reason": typed_again(reason, MAX_REASON)}
 
 
 @pages.get("/sales/{purchase_id}/refund", response_class=HTMLResponse)
 def refund_confirmation(purchase_id: str, request: Request, session: SessionDep, staff: OwnerDep,
                         amount: str = "", reason: str = ""):
-    """The refund's confirmation: how much, to whom, and what happens to access. Changes nothing."""
+    """The refund's confirmation: how much, to whom, and what happens to access. Changes nothing;
+    its form carries a one-time token, so that posting it twice refunds once."""
     purchase = _purchase_or_404(session, purchase_id)
-    form = {"amount": amount[:MAX_AMOUNT_TEXT], "reason": reason[:MAX_REASON].replace("\x00", "")}
     try:
         minor, why = _refund_amount(purchase, amount), _reason(reason)
-    except FormProblem as exc:
-        return _render(request, session, staff, purchase, status_code=422, refund_error=str(exc), refund_form=form)
+    except FormError as exc:
+        return _render(request, session, staff, purchase, status_code=422, refund_error=str(exc),
+                       refund_form=_refund_form(amount, reason))
     return _render(request, session, staff, purchase, template="backoffice/sale_refund.html", amount=minor,
                    amount_text=format_major(minor, purchase.currency), reason=why or "",
-                   full=minor >= billing.refundable(purchase))
+                   full=minor >= billing.refundable(purchase), submission=submission_token())
 
 
 @pages.post("/sales/{purchase_id}/refund", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 def refund(purchase_id: str, request: Request, session: SessionDep, staff: OwnerDep, amount: Text = "",
-           reason: Text = ""):
-    """Refunds through the payment provider (`billing.refund_purchase`); a full refund revokes access."""
+           reason: Text = "", submission: Text = ""):
+    """Refunds through the payment provider (`billing.refund_purchase`); a full refund revokes access.
+    The confirmation's token posted again (a double click, a reload) refunds nothing more and leads
+    to the same page as the first time."""
     purchase = _purchase_or_404(session, purchase_id, lock=True)
-    form = {"amount": amount[:MAX_AMOUNT_TEXT], "reason": reason[:MAX_REASON].replace("\x00", "")}
+    form = _refund_form(amount, reason)
+    if not is_submission_token(submission):
+        session.rollback()
+        return _render(request, session, staff, purchase, status_code=422, refund_form=form,
+                       refund_error="Nothing was refunded: review the refund and confirm it on its confirmation page.")
+    done = billing.refund_of_submission(session, submission)
+    if done is not None and done.purchase_id == purchase.id:
+        session.rollback()
+        return _back(purchase, "refunded")
     try:
         minor, why = _refund_amount(purchase, amount), _reason(reason)
-    except FormProblem as exc:
+    except FormError as exc:
         session.rollback()
         return _render(request, session, staff, purchase, status_code=422, refund_error=str(exc), refund_form=form)
     try:
         billing.refund_purchase(session, purchase, amount=minor, reason=why, provider=request.app.state.payments,
-                                now=billing.customer_now(session, purchase.customer_id))
+                                now=billing.customer_now(session, purchase.customer_id), submission=submission)
+        session.commit()
     except (BillingError, PaymentError) as exc:
         session.rollback()
         return _render(request, session, staff, purchase, status_code=409 if isinstance(exc, BillingError) else 502,
                        refund_error=f"Nothing was refunded: {exc}", refund_form=form)
-    session.commit()
+    except IntegrityError:  # the same form, posted at the same moment, made the refund first
+        session.rollback()
+        if billing.refund_of_submission(session, submission) is None:
+            raise
     return _back(purchase, "refunded")
 
 
@@ -237,12 +257,12 @@ def _change(request: Request, session: Session, staff: StaffSession, purchase: P
 
 
 def _cancel_date(text: str) -> datetime:
-    if not DATE.match(text):
-        raise FormProblem("Choose the date the billing ends, like 2030-01-31.")
+    if not DATE.fullmatch(text):
+        raise FormError("Choose the date the billing ends, like 2030-01-31.")
     try:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
     except ValueError as exc:
-        raise FormProblem("That date does not exist: choose another.") from exc
+        raise FormError("That date does not exist: choose another.") from exc
 
 
 @pages.get("/sales/{purchase_id}/cancel-now", response_class=HTMLResponse)
@@ -265,9 +285,7 @@ def _cancel_confirmation(request: Request, session: Session, staff: StaffSession
 def _removes_access_now(session: Session, purchase: Purchase, when: str) -> bool:
     """Cancelling now always ends access at once; a later cancellation does under the offer's
     `on_cancel: now` policy."""
-    offer = session.get(Offer, purchase.offer_id)
-    policy = AccessPolicy(**offer.access_policy) if offer else AccessPolicy()
-    return when == "now" or policy.on_cancel == "now"
+    return when == "now" or _policy(session, purchase).on_cancel == "now"
 
 
 @pages.post("/sales/{purchase_id}/cancel", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
@@ -278,10 +296,10 @@ def cancel(purchase_id: str, request: Request, session: SessionDep, staff: Staff
     form = {"at": at[:10]}
     try:
         if when not in ("period_end", "date", "now"):
-            raise FormProblem("Choose when the billing ends: at the end of the period, on a date, or now.")
+            raise FormError("Choose when the billing ends: at the end of the period, on a date, or now.")
         moment = _cancel_date(at) if when == "date" else None
         why = _reason(reason)
-    except FormProblem as exc:
+    except FormError as exc:
         session.rollback()
         return _render(request, session, staff, purchase, status_code=422, billing_error=str(exc), cancel_form=form)
     if confirm != "yes" and purchase.subscription_id and _removes_access_now(session, purchase, when):
@@ -299,9 +317,22 @@ def undo_cancel(purchase_id: str, request: Request, session: SessionDep, staff: 
         session, subscription, now, actor="seller"), "undone")
 
 
+@pages.get("/sales/{purchase_id}/pause", response_class=HTMLResponse)
+def pause_confirmation(purchase_id: str, request: Request, session: SessionDep, staff: StaffDep):
+    """Pausing under the offer's `on_pause: suspend` policy removes access until resumed: asked first."""
+    purchase = _purchase_or_404(session, purchase_id)
+    if not purchase.subscription_id:
+        raise HTTPException(status_code=409, detail="This purchase has no subscription or payment plan.")
+    return _render(request, session, staff, purchase, template="backoffice/sale_pause.html")
+
+
 @pages.post("/sales/{purchase_id}/pause", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
-def pause(purchase_id: str, request: Request, session: SessionDep, staff: StaffDep):
+def pause(purchase_id: str, request: Request, session: SessionDep, staff: StaffDep, confirm: Text = ""):
+    """Pauses the billing; when the offer suspends access meanwhile, only once confirmed."""
     purchase = _purchase_or_404(session, purchase_id, lock=True)
+    if confirm != "yes" and purchase.subscription_id and _policy(session, purchase).on_pause == "suspend":
+        session.rollback()
+        return _render(request, session, staff, purchase, template="backoffice/sale_pause.html")
     return _change(request, session, staff, purchase, lambda subscription, now: billing.pause_subscription(
         session, subscription, now, actor="seller"), "paused")
 
