@@ -20,6 +20,7 @@ from postsale.entitlements.adapters.tables import Lesson, Product, ProductFile, 
 from postsale.entitlements.config import MIGRATIONS_DIR
 from postsale.entitlements.entrypoints.app import create_app
 from postsale.entitlements.entrypoints.backoffice_files import DRAIN_BYTES
+from postsale.runtime.backoffice import submission_token
 from postsale.runtime.clock import utcnow
 from postsale.runtime.migrations import migrate
 from postsale.runtime.staff import STAFF_COOKIE
@@ -32,7 +33,8 @@ ACCOUNTS_LOGIN = "http://127.0.0.1:8003/admin/login?next="
 
 class Browser(TestClient):
     """A staff member's browser on entitlements' back office: asks for pages, and each form it posts
-    carries the CSRF token the pages carry (unless `csrf=False`)."""
+    carries the CSRF token the pages carry (unless `csrf=False`) and a one-time submission token as
+    a form that creates something carries (unless `submission=False` or one is given)."""
 
     def __init__(self, app, role: str | None, tokens: StaffTokens) -> None:
         super().__init__(app, follow_redirects=False, headers={"Accept": "text/html"})
@@ -40,9 +42,11 @@ class Browser(TestClient):
             self.cookies.set(STAFF_COOKIE, tokens.token(role))
         self.role = role
 
-    def post(self, url, *, data=None, csrf: bool = True, **kwargs):
+    def post(self, url, *, data=None, csrf: bool = True, submission: bool = True, **kwargs):
         if csrf and "csrf_token" not in (data or {}):
             data = {"csrf_token": self.csrf_token(), **(data or {})}
+        if submission and "files" not in kwargs and "submission" not in (data or {}):
+            data = {"submission": submission_token(), **(data or {})}
         return super().post(url, data=data, **kwargs)
 
     def csrf_token(self) -> str:
@@ -101,6 +105,18 @@ def stored(engine, product_id: str) -> Product:
         return session.get(Product, product_id)
 
 
+def form_token(page: str, action: str) -> str:
+    """The one-time submission token in the form of `page` that posts to `action`."""
+    form = re.search(rf'<form[^>]*action="{re.escape(action)}".*?</form>', page, re.S).group(0)
+    return re.search(r'name="submission" value="([^"]+)"', form).group(1)
+
+
+def is_missing(response) -> bool:
+    """The back office's own 404 page (not JSON, not the customer's)."""
+    return response.status_code == 404 and "This page does not exist" in response.text and "data-problem" in \
+        response.text
+
+
 def test_a_stranger_is_sent_to_the_staff_login_and_the_json_api_keeps_its_paths(app, tokens, engine):
     stranger = Browser(app, None, tokens)
     course = made(engine, "Course")
@@ -152,6 +168,11 @@ def test_a_product_form_with_bad_input_says_what_to_fix_and_creates_nothing(owne
         assert 'role="alert"' in refused.text
     kept = owner.post("/admin/products/new", data={"name": "Ebook", "description": "Mine", "delivery_type": "x"})
     assert 'value="Ebook"' in kept.text and ">Mine</textarea>" in kept.text  # what was typed stays
+    for token in ({}, {"submission": "short"}, {"submission": "x" * 30 + "/"}):  # none, or not one the page made
+        untokened = owner.post("/admin/products/new", data={"name": "Ebook", "delivery_type": "download", **token},
+                               submission=False)
+        assert untokened.status_code == 422 and "without its one-time token" in text_of(untokened)
+        assert 'value="Ebook"' in untokened.text
     forged = owner.post("/admin/products/new", data={"name": "Ebook", "delivery_type": "download"}, csrf=False)
     assert forged.status_code == 403 and forged.headers["content-type"].startswith("text/html")
     assert "did not come from this site" in text_of(forged)
@@ -193,9 +214,8 @@ def test_editing_the_name_publishes_it_and_bad_input_changes_nothing(support, en
     refused = support.post(f"/admin/products/{course}/edit", data={"name": " ", "description": "Other"})
     assert refused.status_code == 422 and "Enter the name." in text_of(refused) and ">Other</textarea>" in refused.text
     assert stored(engine, course).description == "New"
-    missing = support.get("/admin/products/prod_nope/edit")
-    assert missing.status_code == 404 and "No such product" in missing.text
-    assert support.post("/admin/products/prod_nope/edit", data={"name": "X"}).status_code == 404
+    assert is_missing(support.get("/admin/products/prod_nope/edit"))
+    assert is_missing(support.post("/admin/products/prod_nope/edit", data={"name": "X"}))
 
 
 def test_the_delivery_settings_of_each_type_are_saved_or_refused_with_a_message(owner, engine):
@@ -214,22 +234,6 @@ def test_the_delivery_settings_of_each_type_are_saved_or_refused_with_a_message(
         refused = owner.post(f"/admin/products/{app_key}/edit/delivery", data=data)
         assert refused.status_code == 422 and message in text_of(refused), data
     assert stored(engine, app_key).delivery_settings["activation_limit"] == 3
-
-    club = made(engine, "Club", "integration", endpoint_url="https://members.example.com/hook")
-    secret = stored(engine, club).delivery_settings["secret"]
-    assert secret in owner.get(f"/admin/products/{club}/edit").text  # the seller copies it to their platform
-    bad = owner.post(f"/admin/products/{club}/edit/delivery", data={"endpoint_url": "ftp://members.example.com"})
-    assert bad.status_code == 422 and "Endpoint URL: must be an http or https URL" in text_of(bad)
-    assert 'value="ftp://members.example.com"' in bad.text
-    kept = owner.post(f"/admin/products/{club}/edit/delivery", data={
-        "endpoint_url": "https://new.example.com/hook", "access_url": "https://new.example.com", "secret": ""})
-    assert kept.status_code == 303
-    assert stored(engine, club).delivery_settings == {"endpoint_url": "https://new.example.com/hook",
-                                                      "access_url": "https://new.example.com", "secret": secret}
-    weak = owner.post(f"/admin/products/{club}/edit/delivery", data={"endpoint_url": "https://a.example",
-                                                                     "secret": "whsec_short"})
-    assert weak.status_code == 422 and "Signing secret: must be `whsec_`" in text_of(weak)
-    assert "whsec_short" not in weak.text  # a secret typed is not echoed back
 
     webinar = made(engine, "Live class", "none", kind="service")
     assert owner.post(f"/admin/products/{webinar}/edit/delivery", data={
@@ -316,8 +320,38 @@ def test_a_membership_gets_sections_and_lessons_that_can_be_edited_and_removed(s
         assert session.exec(select(Section)).all() == [] and session.exec(select(Lesson)).all() == []
     assert support.post(f"{edit}/remove").status_code == 404
     ebook = made(engine, "Ebook", "download")
-    not_membership = support.get(f"/admin/products/{ebook}/edit/content")
-    assert not_membership.status_code == 404 and "is not a hosted membership" in not_membership.text
+    assert is_missing(support.get(f"/admin/products/{ebook}/edit/content"))
+
+
+def test_a_creating_form_posted_twice_creates_once_and_answers_as_the_first_did(support, engine):
+    new = support.get("/admin/products/new").text
+    token = form_token(new, "/admin/products/new")
+    assert token != form_token(support.get("/admin/products/new").text, "/admin/products/new")  # one per form shown
+    form = {"name": "Mug", "delivery_type": "goods", "submission": token}
+    first, again = support.post("/admin/products/new", data=form), support.post("/admin/products/new", data=form)
+    assert first.status_code == again.status_code == 303 and first.headers["location"] == again.headers["location"]
+    assert "The product is created" in support.get(again.headers["location"]).text
+    with Session(engine) as session:
+        assert [p.name for p in session.exec(select(Product)).all()] == ["Mug"]
+    assert len(published(engine, ProductPublished)) == 1
+    other = support.post("/admin/products/new", data={"name": "Mug", "delivery_type": "goods"})  # a new form
+    assert other.headers["location"] != first.headers["location"]
+
+    course = made(engine, "Course")
+    content = f"/admin/products/{course}/edit/content"
+    add_section = f"{content}/sections"
+    section_form = {"title": "Week 1", "submission": form_token(support.get(content).text, add_section)}
+    assert [support.post(add_section, data=section_form).status_code for _ in range(2)] == [303, 303]
+    with Session(engine) as session:
+        [section] = session.exec(select(Section)).all()
+    add_lesson = f"{content}/sections/{section.id}/lessons"
+    lesson_form = {"title": "Intro", "submission": form_token(support.get(content).text, add_lesson)}
+    assert [support.post(add_lesson, data=lesson_form).status_code for _ in range(2)] == [303, 303]
+    with Session(engine) as session:
+        assert [lesson.title for lesson in session.exec(select(Lesson)).all()] == ["Intro"]
+    untokened = support.post(add_lesson, data={"title": "Outro"}, submission=False)
+    assert untokened.status_code == 422 and "without its one-time token" in text_of(untokened)
+    assert 'value="Outro"' in untokened.text
 
 
 def test_a_download_gets_files_uploaded_within_the_limit_and_removed(support, engine, tmp_path):

@@ -15,7 +15,8 @@ from postsale.contracts import AccessGranted, AccessRevoked
 from postsale.entitlements import access_views, grants, handlers
 from postsale.entitlements.adapters.tables import AccessEntry, Grant
 from postsale.runtime.clock import utcnow
-from test_entitlements_backoffice import ACCOUNTS_LOGIN, Browser, app, engine, made, owner, support, text_of, tokens
+from test_entitlements_backoffice import (ACCOUNTS_LOGIN, Browser, app, engine, form_token, is_missing, made, owner,
+                                         support, text_of, tokens)
 
 pytestmark = pytest.mark.unit
 FIXTURES = (app, engine, owner, support, tokens)  # the product pages' fixtures, used here by name
@@ -74,7 +75,7 @@ def test_the_page_says_what_the_customer_has_why_and_links_to_their_profile_and_
     stranger = support.get("/admin/access/cus_nobody")
     assert stranger.status_code == 200 and "Nothing was bought or granted" in stranger.text
     assert 'name="email"' in stranger.text
-    assert support.get("/admin/access/a%20b").status_code == 404
+    assert is_missing(support.get("/admin/access/a%20b"))
     assert ebook in picker
 
 
@@ -151,14 +152,17 @@ def test_a_grant_for_days_or_until_a_date_and_bad_input_grants_nothing(owner, en
     assert owner.post(f"{ACCESS}/grants/{seller_grant}/revoke").status_code == 303
     assert access_of(engine, course).available
 
-    missing = owner.get(f"{ACCESS}/grants/grant_nope/revoke")
-    assert missing.status_code == 404 and "No such grant" in missing.text
-    assert owner.get(f"/admin/access/cus_other/grants/{seller_grant}/revoke").status_code == 404
+    assert is_missing(owner.get(f"{ACCESS}/grants/grant_nope/revoke"))
+    assert is_missing(owner.get(f"/admin/access/cus_other/grants/{seller_grant}/revoke"))
 
 
 def test_a_customer_who_bought_nothing_needs_an_email_to_be_granted(owner, engine):
     course = made(engine, "Course")
     page = "/admin/access/cus_new"
+    form = " ".join(text_of(owner.get(page)).split())
+    assert "Granting creates their library under the email address you type below" in form
+    assert "The customer's email: their new library is created under it" in form
+    assert "Grant the product and create the library" in form
     refused = owner.post(f"{page}/grant", data={"product_id": course})
     assert refused.status_code == 422 and "bought nothing here yet: enter their email" in refused.text
     assert owner.post(f"{page}/grant", data={"product_id": course, "email": "not an email"}).status_code == 422
@@ -184,3 +188,56 @@ def test_the_ledger_pages_newest_first(owner, engine):
     assert re.findall(r'data-ledger-entry="(\d+)"', last) == ["1"] and 'rel="next"' not in last
     assert "No older changes" in owner.get(ACCESS, params={"page": "9"}).text
     assert owner.get(ACCESS, params={"page": "x" * 50}).status_code == 200
+
+
+def test_an_end_date_past_the_year_2199_is_refused_with_a_message(owner, engine):
+    course = made(engine, "Course")
+    for until in ("9999-12-31", "2200-01-01"):
+        refused = owner.post(f"{ACCESS}/grant", data={"product_id": course, "until": until, "email": EMAIL})
+        assert refused.status_code == 422, until
+        assert "Until: choose a day up to 31 Dec 2199, or leave it empty to grant it for good." in text_of(refused)
+        assert f'value="{until}"' in refused.text
+    assert access_of(engine, course) is None and grant_ids(engine) == []
+    assert 'type="date" max="2199-12-31"' in owner.get(ACCESS).text
+    assert owner.post(f"{ACCESS}/grant", data={"product_id": course, "until": "2199-12-31",
+                                               "email": EMAIL}).status_code == 303
+    assert access_of(engine, course).until.year == 2200
+
+
+def test_a_grant_posted_twice_grants_once(support, engine):
+    course = made(engine, "Course")
+    bought(engine, course)
+    token = form_token(support.get(ACCESS).text, f"{ACCESS}/grant")
+    form = {"product_id": course, "note": "goodwill", "submission": token}
+    first, again = support.post(f"{ACCESS}/grant", data=form), support.post(f"{ACCESS}/grant", data=form)
+    assert first.status_code == again.status_code == 303 and first.headers["location"] == again.headers["location"]
+    assert "Course is granted." in support.get(again.headers["location"]).text
+    with Session(engine) as session:
+        seller_grants = session.exec(select(Grant).where(Grant.source == "seller")).all()
+    assert len(seller_grants) == 1 and len(published(engine, AccessGranted)) == 2  # the purchase's and this one
+    # Revoking the one grant by hand leaves only the purchase's: nothing more was given.
+    assert support.post(f"{ACCESS}/grants/{seller_grants[0].id}/revoke").status_code == 303
+    assert [g.source for g in access_of(engine, course).active] == ["purchase"]
+
+    untokened = support.post(f"{ACCESS}/grant", data={"product_id": course, "note": "again"}, submission=False)
+    assert untokened.status_code == 422 and "without its one-time token" in text_of(untokened)
+    assert 'value="again"' in untokened.text and len(grant_ids(engine)) == 2
+
+
+def test_the_notice_after_a_change_names_the_product_from_the_database_never_from_the_address(support, engine):
+    course = made(engine, "Course")
+    bought(engine, course)
+    [purchase_grant] = grant_ids(engine)
+    for query in ({"done": "revoked", "product": "<b>Everything</b>"},  # the old address: text from the link
+                  {"done": "revoked", "grant": purchase_grant},  # still active: it was not revoked
+                  {"done": "granted", "grant": purchase_grant},  # a purchase's grant, not one by hand
+                  {"done": "granted", "grant": "grant_nope"}):
+        page = support.get(ACCESS, params=query)
+        assert page.status_code == 200 and "data-done" not in page.text and "Everything" not in page.text, query
+    other = "/admin/access/cus_bob"
+    assert support.post(f"{other}/grant", data={"product_id": course, "email": "bob@example.com"}).status_code == 303
+    bobs = next(g for g in grant_ids(engine) if g != purchase_grant)
+    assert "data-done" not in support.get(ACCESS, params={"done": "granted", "grant": bobs}).text  # not Ann's
+    revoked = support.post(f"{ACCESS}/grants/{purchase_grant}/revoke")
+    assert revoked.headers["location"] == f"{ACCESS}?done=revoked&grant={purchase_grant}"
+    assert "The grant of Course is revoked; billing is not touched." in support.get(revoked.headers["location"]).text

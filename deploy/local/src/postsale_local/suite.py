@@ -69,6 +69,7 @@ class Suite:
             "NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
             "NOTIFICATIONS_SMTP_PORT": str(self.smtp_port),
             "NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS": "true",  # the sellers' endpoints run on this machine
+            "ENTITLEMENTS_INTEGRATION_PRIVATE_TARGETS": "true",  # so do the third-party platforms' endpoints
             **{f"POSTSALE_{service.upper()}_URL": self.url(service) for service in SERVICES},
             **{f"{service.upper()}_DATABASE_URL": self.database_urls[service] for service in SERVICES},
             **self.secrets,

@@ -6,18 +6,25 @@ unknown key id appears. A session that ends before its token expires (logout, a 
 change) is announced as `SessionEnded` on `accounts.customers.v1`; every service process reads that
 topic into a `RevokedSessions` set (`postsale.runtime.accounts_feed`, started by
 `create_service_app`) and refuses the token from then on, within about a second.
+
+A token that verified is remembered (`VerifiedTokens`) for a few minutes at most, never past its
+`exp`, so a customer's next requests skip the signature check; whether its session has ended is
+still asked on every request.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
 import jwt
 from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
 from jwt import PyJWKClient
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -62,30 +69,99 @@ class RevokedSessions:
         return len(self._ended)
 
 
+class VerifiedTokens:
+    """Session tokens whose signature and claims verified, by the token's exact text, each until
+    its `exp` but at most `ttl` seconds (so a key withdrawn from the JWKS stops being honoured
+    within minutes, as the key cache's own refresh would). A bounded LRU: past `size` tokens the
+    least recently used is forgotten and verified again when it comes back. Only successes are
+    kept, so forged tokens cannot fill it. Thread-safe.
+
+    Why: checking an EdDSA signature and the claims costs more than the rest of a small request;
+    a customer sends the same cookie with every request."""
+
+    def __init__(self, size: int = 4096, ttl: float = 300.0, clock=time.time) -> None:
+        self.size, self.ttl, self._clock = size, ttl, clock
+        self._tokens: OrderedDict[str, tuple[CustomerSession, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> CustomerSession | None:
+        with self._lock:
+            found = self._tokens.get(token)
+            if found is None:
+                return None
+            if self._clock() >= found[1]:  # PyJWT refuses a token at its `exp`: so do we
+                del self._tokens[token]
+                return None
+            self._tokens.move_to_end(token)
+            return found[0]
+
+    def put(self, token: str, session: CustomerSession, expires_at: float) -> None:
+        with self._lock:
+            self._tokens[token] = (session, min(expires_at, self._clock() + self.ttl))
+            self._tokens.move_to_end(token)
+            while len(self._tokens) > self.size:
+                self._tokens.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
 class SessionVerifier:
-    def __init__(self, jwks_url: str, revoked: RevokedSessions | None = None) -> None:
+    def __init__(self, jwks_url: str, revoked: RevokedSessions | None = None,
+                 verified: VerifiedTokens | None = None) -> None:
         self._jwks = PyJWKClient(jwks_url, cache_keys=True, lifespan=3600, timeout=5)
         self.revoked = revoked
+        self.verified = verified if verified is not None else VerifiedTokens()
 
     def verify(self, token: str | None) -> CustomerSession | None:
         """The session in `token`, or None when it is missing, expired, forged, unverifiable or ended."""
         if not token:
             return None
-        try:
-            key = self._jwks.get_signing_key_from_jwt(token)
-            claims = jwt.decode(token, key.key, algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER)
-        except jwt.PyJWTError:
-            return None
-        if self.revoked is not None and self.revoked.is_ended(claims["sid"]):
-            return None
-        return CustomerSession(customer_id=claims["sub"], email=claims["email"], session_id=claims["sid"])
+        session = self.verified.get(token)
+        if session is None:
+            try:
+                key = self._jwks.get_signing_key_from_jwt(token)
+                claims = jwt.decode(token, key.key, algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER)
+            except jwt.PyJWTError:
+                return None
+            session = CustomerSession(customer_id=claims["sub"], email=claims["email"], session_id=claims["sid"])
+            self.verified.put(token, session, float(claims.get("exp", 0)))  # no `exp`: not kept
+        return None if self._ended(session) else session
+
+    def verify_known(self, token: str | None) -> tuple[bool, CustomerSession | None]:
+        """(True, the answer of `verify`) when it needs no key: no token, or one verified lately;
+        (False, None) otherwise. Does no I/O, so the event loop may call it."""
+        if not token:
+            return True, None
+        session = self.verified.get(token)
+        if session is None:
+            return False, None
+        return True, None if self._ended(session) else session
+
+    def _ended(self, session: CustomerSession) -> bool:
+        return self.revoked is not None and self.revoked.is_ended(session.session_id)
 
 
-def current_customer(request: Request) -> CustomerSession | None:
+def customer_of(request: Request) -> CustomerSession | None:
     """The logged-in customer of a request, verified against accounts' published keys; None for a
-    session that ended (logged out), even if its token has not expired."""
+    session that ended (logged out), even if its token has not expired. For code that runs in the
+    thread pool (a handler); a route takes `Depends(current_customer)` instead."""
     verifier: SessionVerifier = request.app.state.session_verifier
     return verifier.verify(request.cookies.get(SESSION_COOKIE))
+
+
+async def current_customer(request: Request) -> CustomerSession | None:
+    """As `customer_of`, as a dependency. Async, so that a token verified lately is answered in the
+    event loop, without a hop to the thread pool (which costs more than the look-up); any other is
+    verified in the pool, since its key may have to be fetched from accounts."""
+    verifier: SessionVerifier = request.app.state.session_verifier
+    token = request.cookies.get(SESSION_COOKIE)
+    verify_known = getattr(verifier, "verify_known", None)
+    if verify_known is not None:
+        answered, session = verify_known(token)
+        if answered:
+            return session
+    return await run_in_threadpool(verifier.verify, token)
 
 
 class CookieSettings(BaseSettings):

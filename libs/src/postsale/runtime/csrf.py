@@ -22,10 +22,11 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from markupsafe import Markup
-from starlette.datastructures import UploadFile
+from starlette.datastructures import MutableHeaders, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postsale.runtime.auth import CustomerSession, cookie_attributes
 
@@ -130,14 +131,37 @@ async def require_csrf_or_our_page(request: Request) -> None:
     await require_csrf(request)
 
 
+class CsrfCookie:
+    """ASGI middleware: sets the browser's CSRF secret on the answer of a page that made one
+    (`request.state.csrf_new_secret`, which lives in the scope's `state`). Pure ASGI rather than
+    `@app.middleware("http")`, whose task and memory channel per request cost more than this check
+    on every request, most of which make no secret."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                fresh = scope.get("state", {}).get("csrf_new_secret")
+                if fresh is not None:
+                    # The header exactly as `Response.set_cookie` writes it.
+                    cookie = Response()
+                    cookie.set_cookie(CSRF_COOKIE, fresh, **cookie_attributes(scope["app"].state.urls.accounts_url))
+                    message.setdefault("headers", [])
+                    headers = MutableHeaders(scope=message)
+                    for name, value in cookie.raw_headers:
+                        if name == b"set-cookie":
+                            headers.append("set-cookie", value.decode("latin-1"))
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
 def add_csrf_cookie(app: FastAPI) -> None:
     """Sets the browser's CSRF secret on the response of a page that made one."""
-
-    @app.middleware("http")
-    async def csrf_cookie(request: Request, call_next):
-        response = await call_next(request)
-        fresh = getattr(request.state, "csrf_new_secret", None)
-        if fresh is not None:
-            attributes = cookie_attributes(request.app.state.urls.accounts_url)
-            response.set_cookie(CSRF_COOKIE, fresh, **attributes)
-        return response
+    app.add_middleware(CsrfCookie)

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_POLICY = "; ".join([
     "default-src 'self'",
@@ -49,17 +51,40 @@ def security_headers(content_security_policy: str = DEFAULT_POLICY) -> dict[str,
     }
 
 
+class SecurityHeaders:
+    """ASGI middleware adding `headers` to every answer that lacks them (`explorer` instead on the
+    API explorer's pages), and `Cache-Control: no-store` to an HTML one. Pure ASGI rather than
+    `@app.middleware("http")` (Starlette's BaseHTTPMiddleware), which runs the rest of the app in
+    a task of its own and streams its answer through a memory channel: that cost more than this
+    whole job on every request."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str], explorer: dict[str, str],
+                 explorer_paths: tuple[str | None, ...]) -> None:
+        self.app = app
+        self.headers, self.explorer, self.explorer_paths = headers, explorer, explorer_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chosen = self.explorer if scope["path"] in self.explorer_paths else self.headers
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                for name, value in chosen.items():
+                    headers.setdefault(name, value)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def add_security_headers(app: FastAPI, content_security_policy: str = DEFAULT_POLICY) -> None:
     headers = security_headers(content_security_policy)
     # FastAPI's API explorer loads its scripts from a CDN: it keeps every header but the policy.
     explorer = {name: value for name, value in headers.items() if name != "Content-Security-Policy"}
-
-    @app.middleware("http")
-    async def secure_headers(request: Request, call_next):
-        response = await call_next(request)
-        chosen = explorer if request.url.path in (app.docs_url, app.redoc_url) else headers
-        for name, value in chosen.items():
-            response.headers.setdefault(name, value)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SecurityHeaders, headers=headers, explorer=explorer,
+                       explorer_paths=(app.docs_url, app.redoc_url))

@@ -28,6 +28,9 @@ class DeliverySettings(BaseSettings):
                                               description="License API requests a minute per client address.")
     integration_timeout_seconds: float = Field(default=15.0, gt=0,
                                                description="How long a third-party endpoint has to answer.")
+    integration_private_targets: bool | None = Field(
+        default=None, description="true: a third-party endpoint may be on this machine or a private network (and "
+                                  "plain http to this machine), for development and the tests; otherwise refused.")
     reconcile_interval_hours: float = Field(default=24.0, gt=0, description="How often reconciliation runs.")
     reconcile_repair: bool = Field(default=False, description="Whether the scheduled reconciliation repairs.")
 

@@ -28,6 +28,8 @@ class Product(Base, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     # Archived: no longer put in new offers; customers who have it keep it. None: active.
     archived_at: datetime | None = None
+    # The back-office form's one-time token that created it: a second submission creates nothing.
+    submission: str | None = Field(default=None, unique=True)
 
 
 class Customer(Base, table=True):
@@ -108,6 +110,8 @@ class Grant(Base, table=True):
     cause_event_type: str | None = None
     note: str | None = None  # the seller's, for a manual grant
     download_limit: int | None = None  # overrides the product's for this grant; None: the product's
+    # The back-office form's one-time token of a grant by hand: a second submission grants nothing.
+    submission: str | None = Field(default=None, unique=True)
 
 
 class AccessFact(Base, table=True):
@@ -311,6 +315,7 @@ class Section(Base, table=True):
     title: str
     position: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+    submission: str | None = Field(default=None, unique=True)  # the back-office form's one-time token
 
 
 class Lesson(Base, table=True):
@@ -329,6 +334,7 @@ class Lesson(Base, table=True):
     position: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    submission: str | None = Field(default=None, unique=True)  # the back-office form's one-time token
 
 
 class ReconciliationRun(DueRow, Base, table=True):

@@ -9,6 +9,12 @@ for good; anything else (or no answer within the timeout) is retried on `RETRY_S
 three days, honouring a Retry-After. Every failed attempt is published as `IntegrationCallFailed`
 (the last with no `next_retry_at`).
 
+The endpoint is a URL the seller typed, called from inside their network: it must be https to a
+public address (`postsale.runtime.targets`), checked when it is saved and resolved again before
+each attempt, which connects to the address it checked. Private and loopback targets (and plain
+http to this machine) are allowed only with `ENTITLEMENTS_INTEGRATION_PRIVATE_TARGETS=true`, which
+development and the tests set.
+
 The platform converges to the newest state of the customer's product: a revoke is not sent while
 another grant still gives the product (it is recorded as skipped when the change is made, and
 checked again before sending), and a call that is sent supersedes any older one still waiting.
@@ -22,25 +28,36 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from postsale.contracts import IntegrationCallFailed
 from postsale.entitlements.adapters.tables import Delivery, Grant
-from postsale.entitlements.config import SERVICE
+from postsale.entitlements.config import SERVICE, DeliverySettings
 from postsale.entitlements.delivery.base import (STILL_GIVEN, BaseStrategy, DeliveryContext, DeliveryFailed, Result,
                                                  RetryLater, product_settings, still_given)
 from postsale.runtime.clock import as_utc
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.standard_webhooks import SECRET_PREFIX, new_secret, sign
+from postsale.runtime import targets
 from postsale.runtime.standard_webhooks import secret_key as _key
 
 SOURCE = f"/postsale/{SERVICE}"
 USER_AGENT = "Postsale-Entitlements/1 (+https://www.standardwebhooks.com)"
+PRIVATE_TARGETS = "ENTITLEMENTS_INTEGRATION_PRIVATE_TARGETS"
+
+
+def private_targets_allowed(settings: DeliverySettings | None = None) -> bool:
+    """Whether an endpoint may be private or loopback: only when the setting is true. Read from the
+    process's environment when no settings are given (where a product's settings are saved, by the
+    back office or the JSON admin API)."""
+    return (settings if settings is not None else DeliverySettings()).integration_private_targets is True
 
 
 class IntegrationSettings(BaseModel):
     endpoint_url: str | None = Field(default=None, max_length=2000,
-                                     description="Where grants and revokes are sent (http or https).")
+                                     description="Where grants and revokes are sent: https to a public address "
+                                                 "(private ones and plain http to this machine only when "
+                                                 f"{PRIVATE_TARGETS}=true).")
     secret: str | None = Field(default=None, max_length=200,
                                description="The Standard Webhooks signing secret (`whsec_` and base64 of 24 to 64 "
                                            "random bytes); made for you when left out.")
@@ -50,6 +67,8 @@ class IntegrationSettings(BaseModel):
     @field_validator("endpoint_url", "access_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
+        """The shape of a URL only: stored settings are read through this model too, so where the
+        endpoint may point is checked when it is saved (`configure`) and before each call."""
         if value is None:
             return None
         parts = urlsplit(value)
@@ -115,7 +134,17 @@ class IntegrationStrategy(BaseStrategy):
     settings_model = IntegrationSettings
 
     def configure(self, settings: BaseModel) -> BaseModel:
+        """Refuses an endpoint that may not be called (a private address, plain http to another
+        machine) as the settings' ValidationError; makes a signing secret when none is given."""
         assert isinstance(settings, IntegrationSettings)
+        if settings.endpoint_url is not None:
+            try:
+                targets.check_url(settings.endpoint_url, private_allowed=private_targets_allowed(),
+                                  setting=PRIVATE_TARGETS)
+            except targets.TargetRefused as refused:
+                raise ValidationError.from_exception_data("IntegrationSettings", [{
+                    "type": "value_error", "loc": ("endpoint_url",), "input": settings.endpoint_url,
+                    "ctx": {"error": ValueError(str(refused))}}]) from None
         return settings if settings.secret else settings.model_copy(update={"secret": new_secret()})
 
     def prepare(self, ctx: DeliveryContext, delivery: Delivery) -> None:
@@ -137,13 +166,19 @@ class IntegrationStrategy(BaseStrategy):
             raise RetryLater("no endpoint is set for this product")
         if ctx.http is None:
             raise RetryLater("no HTTP client here: the scheduler sends it")
+        try:  # resolved again at each attempt, and called at the address checked
+            address = targets.check_resolved(settings.endpoint_url, setting=PRIVATE_TARGETS,
+                                             private_allowed=private_targets_allowed(ctx.settings))
+        except targets.TargetRefused as refused:
+            raise RetryLater(f"not sent: the endpoint URL {refused}") from None
+        url, host, extensions = targets.pinned(settings.endpoint_url, address)
         body = (delivery.payload or payload(ctx, delivery)).encode()
         timestamp = int(ctx.now.timestamp())
         headers = {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": delivery.id,
-                   "webhook-timestamp": str(timestamp),
+                   "webhook-timestamp": str(timestamp), **host,
                    "webhook-signature": sign(settings.secret, delivery.id, timestamp, body)}
         try:
-            response = ctx.http.post(settings.endpoint_url, content=body, headers=headers,
+            response = ctx.http.post(url, content=body, headers=headers, extensions=extensions,
                                      timeout=ctx.settings.integration_timeout_seconds, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise RetryLater(f"no answer: {type(exc).__name__}: {exc}") from exc

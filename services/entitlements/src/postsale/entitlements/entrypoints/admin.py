@@ -212,9 +212,12 @@ def _settings_or_422(body: DeliverySettingsIn, delivery_type: str) -> dict | Non
 def create_product(body: NewProduct, session: SessionDep) -> ProductOut:
     """A product, delivered as `delivery_type` with that type's settings (an integration's signing
     secret is made when not given). Published as `ProductPublished`."""
-    product = products.create_product(session, name=body.name, description=body.description,
-                                      delivery_type=body.delivery_type,
-                                      settings=_settings_or_422(body, body.delivery_type))
+    try:
+        product = products.create_product(session, name=body.name, description=body.description,
+                                          delivery_type=body.delivery_type,
+                                          settings=_settings_or_422(body, body.delivery_type))
+    except ValidationError as exc:  # e.g. an endpoint that may not be called
+        raise HTTPException(status_code=422, detail=str(exc)) from None
     session.commit()
     return ProductOut.of(product)
 

@@ -3,6 +3,7 @@
 The pages call the admin API's content use cases (`delivery/membership.py`) and check what was typed
 with the API's own models (`admin_delivery.NewLesson`, ...), so a lesson saved here obeys the same
 rules. They live under `/admin/products/{id}/edit/content`: the API owns `/admin/products/{id}/content`.
+The forms that add a section or a lesson carry a one-time token: posted twice, they add it once.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from sqlmodel import Session
 from postsale.entitlements.adapters.tables import Lesson, Product, Section
 from postsale.entitlements.delivery import membership
 from postsale.entitlements.entrypoints.admin_delivery import LessonChange, NewLesson, NewSection, SectionChange
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, FormError, find_product, is_id,
-                                                                missing_product, not_found, render, text,
+from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, create_once, find_product, is_id,
+                                                                missing_product, problem_of, render, submission_of,
                                                                 whole_number)
+from postsale.entitlements.entrypoints.pages import templates
+from postsale.runtime.backoffice import FormError, form_text, not_found, typed_again
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import StaffDep, StaffSession
@@ -42,10 +45,10 @@ def _membership(session: Session, request: Request, staff: StaffSession,
                 product_id: str) -> Product | Response:
     product = find_product(session, product_id)
     if product is None:
-        return missing_product(request, staff, product_id)
+        return missing_product(request, product_id)
     if product.delivery_type != "membership":
-        return not_found(request, staff, ACTIVE, "No sections and lessons here",
-                         f"{product.name} is not a hosted membership: it has no sections and lessons.")
+        return not_found(request, templates, f"{product.name} is not a hosted membership: it has no sections and "
+                                             "lessons.")
     return product
 
 
@@ -53,21 +56,20 @@ def _checked(model: type[BaseModel], values: dict) -> BaseModel:
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise FormError("; ".join(f"{LABELS.get(str(e['loc'][0]), 'Form') if e['loc'] else 'Form'}: "
-                                  f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())) from None
+        raise FormError(problem_of(exc, LABELS)) from None
 
 
 def _lesson_values(typed: LessonForm) -> dict:
     """A lesson form's fields as the API's models take them (an empty link or drip: none)."""
-    return {"title": text(typed["title"], label="Title", max_length=MAX_TITLE, required=True),
-            "body": text(typed["body"], label="Text", max_length=MAX_BODY),
-            "video_url": text(typed["video_url"], label="Video link", max_length=MAX_URL) or None,
-            "audio_url": text(typed["audio_url"], label="Audio link", max_length=MAX_URL) or None,
+    return {"title": form_text(typed["title"], label="Title", max_length=MAX_TITLE, required=True),
+            "body": form_text(typed["body"], label="Text", max_length=MAX_BODY),
+            "video_url": form_text(typed["video_url"], label="Video link", max_length=MAX_URL) or None,
+            "audio_url": form_text(typed["audio_url"], label="Audio link", max_length=MAX_URL) or None,
             "drip_days": whole_number(typed["drip_days"], label="Opens after (days)", low=0, high=3650)}
 
 
 def _shown(typed: LessonForm) -> LessonForm:
-    return {name: value[:MAX_BODY if name == "body" else MAX_URL] for name, value in typed.items()}
+    return {name: typed_again(value, MAX_BODY if name == "body" else MAX_URL) for name, value in typed.items()}
 
 
 def content_page(request: Request, session: Session, staff: StaffSession, product: Product, *, done: str = "",
@@ -92,17 +94,19 @@ def content(product_id: str, request: Request, session: SessionDep, staff: Staff
 @pages.post("/products/{product_id}/edit/content/sections", response_class=HTMLResponse,
             dependencies=[Depends(require_csrf)])
 def add_section(product_id: str, request: Request, session: SessionDep, staff: StaffDep,
-                title: Annotated[str, Form()] = ""):
+                title: Annotated[str, Form()] = "", submission: Annotated[str, Form()] = ""):
     product = _membership(session, request, staff, product_id)
     if isinstance(product, Response):
         return product
     try:
-        clean = _checked(NewSection, {"title": text(title, label="Title", max_length=MAX_TITLE, required=True)})
+        token = submission_of(submission)
+        clean = _checked(NewSection, {"title": form_text(title, label="Title", max_length=MAX_TITLE,
+                                                         required=True)})
     except FormError as exc:
         return content_page(request, session, staff, product, error=str(exc), error_form="new-section",
-                            typed={"title": title[:MAX_TITLE]}, status_code=422)
-    membership.add_section(session, product.id, title=clean.title)  # type: ignore[attr-defined]
-    session.commit()
+                            typed={"title": typed_again(title, MAX_TITLE)}, status_code=422)
+    create_once(session, Section, token, lambda: membership.add_section(
+        session, product.id, title=clean.title))  # type: ignore[attr-defined]
     return RedirectResponse(_content_url(product.id, "section_added"), status_code=303)
 
 
@@ -111,9 +115,12 @@ def _section(session: Session, product_id: str, section_id: str) -> Section | No
     return section if section is not None and section.product_id == product_id else None
 
 
-def _no_section(request: Request, staff: StaffSession, product: Product) -> Response:
-    return not_found(request, staff, ACTIVE, "No such section",
-                     f"{product.name} has no such section (it may be removed already).")
+def _no_section(request: Request, product: Product) -> Response:
+    return not_found(request, templates, f"{product.name} has no such section (it may be removed already).")
+
+
+def _no_lesson(request: Request, product: Product) -> Response:
+    return not_found(request, templates, f"{product.name} has no such lesson (it may be removed already).")
 
 
 @pages.post("/products/{product_id}/edit/content/sections/{section_id}", response_class=HTMLResponse,
@@ -126,14 +133,15 @@ def save_section(product_id: str, section_id: str, request: Request, session: Se
         return product
     section = _section(session, product.id, section_id)
     if section is None:
-        return _no_section(request, staff, product)
+        return _no_section(request, product)
     try:
         changes = _checked(SectionChange, {
-            "title": text(title, label="Title", max_length=MAX_TITLE, required=True),
+            "title": form_text(title, label="Title", max_length=MAX_TITLE, required=True),
             "position": whole_number(position, label="Position", low=0, high=100_000)})
     except FormError as exc:
         return content_page(request, session, staff, product, error=str(exc), error_form=f"section-{section.id}",
-                            typed={"title": title[:MAX_TITLE], "position": position[:12]}, status_code=422)
+                            typed={"title": typed_again(title, MAX_TITLE), "position": typed_again(position, 12)},
+                            status_code=422)
     membership.update_section(session, product.id, section.id,
                               **changes.model_dump(exclude_none=True))
     session.commit()
@@ -149,7 +157,7 @@ def remove_section(product_id: str, section_id: str, request: Request, session: 
     if isinstance(product, Response):
         return product
     if _section(session, product.id, section_id) is None:
-        return _no_section(request, staff, product)
+        return _no_section(request, product)
     membership.remove_section(session, product.id, section_id)
     session.commit()
     return RedirectResponse(_content_url(product.id, "section_removed"), status_code=303)
@@ -160,22 +168,23 @@ def remove_section(product_id: str, section_id: str, request: Request, session: 
 def add_lesson(product_id: str, section_id: str, request: Request, session: SessionDep, staff: StaffDep,
                title: Annotated[str, Form()] = "", body: Annotated[str, Form()] = "",
                video_url: Annotated[str, Form()] = "", audio_url: Annotated[str, Form()] = "",
-               drip_days: Annotated[str, Form()] = ""):
+               drip_days: Annotated[str, Form()] = "", submission: Annotated[str, Form()] = ""):
     """A new lesson, last in its section; it opens `drip_days` after a customer's access began."""
     product = _membership(session, request, staff, product_id)
     if isinstance(product, Response):
         return product
     section = _section(session, product.id, section_id)
     if section is None:
-        return _no_section(request, staff, product)
+        return _no_section(request, product)
     typed = {"title": title, "body": body, "video_url": video_url, "audio_url": audio_url, "drip_days": drip_days}
     try:
+        token = submission_of(submission)
         lesson = _checked(NewLesson, _lesson_values(typed))
     except FormError as exc:
         return content_page(request, session, staff, product, error=str(exc), error_form=f"new-lesson-{section.id}",
                             typed=_shown(typed), status_code=422)
-    membership.add_lesson(session, product.id, section.id, **lesson.model_dump(exclude={"position"}))
-    session.commit()
+    create_once(session, Lesson, token, lambda: membership.add_lesson(
+        session, product.id, section.id, **lesson.model_dump(exclude={"position"})))
     return RedirectResponse(_content_url(product.id, "lesson_added"), status_code=303)
 
 
@@ -202,8 +211,7 @@ def lesson_page(product_id: str, lesson_id: str, request: Request, session: Sess
         return product
     lesson = _lesson(session, product.id, lesson_id)
     if lesson is None:
-        return not_found(request, staff, ACTIVE, "No such lesson",
-                         f"{product.name} has no such lesson (it may be removed already).")
+        return _no_lesson(request, product)
     return _lesson_page(request, session, staff, product, lesson)
 
 
@@ -220,8 +228,7 @@ def save_lesson(product_id: str, lesson_id: str, request: Request, session: Sess
         return product
     lesson = _lesson(session, product.id, lesson_id)
     if lesson is None:
-        return not_found(request, staff, ACTIVE, "No such lesson",
-                         f"{product.name} has no such lesson (it may be removed already).")
+        return _no_lesson(request, product)
     typed = {"title": title, "body": body, "video_url": video_url, "audio_url": audio_url, "drip_days": drip_days,
              "section_id": section_id, "position": position}
     try:
@@ -247,8 +254,7 @@ def remove_lesson(product_id: str, lesson_id: str, request: Request, session: Se
     if isinstance(product, Response):
         return product
     if _lesson(session, product.id, lesson_id) is None:
-        return not_found(request, staff, ACTIVE, "No such lesson",
-                         f"{product.name} has no such lesson (it may be removed already).")
+        return _no_lesson(request, product)
     membership.remove_lesson(session, product.id, lesson_id)
     session.commit()
     return RedirectResponse(_content_url(product.id, "lesson_removed"), status_code=303)

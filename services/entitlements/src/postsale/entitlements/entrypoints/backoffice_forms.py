@@ -1,22 +1,26 @@
-"""What entitlements' back-office pages share: their templates, and reading what a seller typed into
-a form (page numbers, ids, text and numbers) into values or a sentence saying what to fix."""
+"""What entitlements' back-office pages share beyond the shared helpers (`postsale.runtime.backoffice`):
+their templates, reading ids and whole numbers a seller typed, and making what a form creates once
+however often the form is posted (its one-time `submission` token, stored under a unique constraint)."""
 
 from __future__ import annotations
 
 import re
+from typing import Callable, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
-
-from sqlmodel import Session
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
 
 from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.entrypoints.pages import templates
+from postsale.runtime.backoffice import FormError, is_submission_token, not_found, submission_token
 from postsale.runtime.staff import StaffSession, backoffice_context
 
 ACTIVE = "Products"  # the navigation entry of the product pages
-MAX_PAGE = 10_000
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
+Row = TypeVar("Row")
 
 
 def readable_size(size: int) -> str:
@@ -29,33 +33,13 @@ def readable_size(size: int) -> str:
 
 
 templates.env.filters["file_size"] = readable_size
-
-
-class FormError(ValueError):
-    """What the seller must fix in the form, in a sentence."""
-
-
-def page_number(raw: str) -> int:
-    """A list's page from the address; anything that is not a page number is the first page."""
-    # isascii: "²" is a digit to str.isdigit but not to int()
-    return min(int(raw), MAX_PAGE) if raw.isascii() and raw.isdigit() and 0 < len(raw) <= 5 and int(raw) > 0 else 1
+# Each form that creates something carries a fresh one: `<input type="hidden" name="submission" ...>`.
+templates.env.globals["submission_token"] = submission_token
 
 
 def is_id(value: str) -> bool:
     """An id entitlements could have made (so a NUL, a slash or a megabyte names nothing)."""
     return bool(_ID.match(value))
-
-
-def text(value: str, *, label: str, max_length: int, required: bool = False) -> str:
-    """The text as typed, without the spaces around it."""
-    value = value.strip()
-    if "\x00" in value:
-        raise FormError(f"{label} cannot hold NUL characters.")
-    if required and not value:
-        raise FormError(f"Enter the {label.lower()}.")
-    if len(value) > max_length:
-        raise FormError(f"{label} can be at most {max_length} characters.")
-    return value
 
 
 def whole_number(value: str, *, label: str, low: int, high: int) -> int | None:
@@ -74,16 +58,54 @@ def render(request: Request, staff: StaffSession, template: str, active: str, *,
         **backoffice_context(request, staff, active), **context}, status_code=status_code)
 
 
-def not_found(request: Request, staff: StaffSession, active: str, title: str, message: str) -> Response:
-    """A 404 that says what was not found and where to look instead."""
-    return templates.TemplateResponse(request, "backoffice/problem.html", {
-        **backoffice_context(request, staff, active), "title": title, "message": message}, status_code=404)
-
-
 def find_product(session: Session, product_id: str) -> Product | None:
     return session.get(Product, product_id) if is_id(product_id) else None
 
 
-def missing_product(request: Request, staff: StaffSession, product_id: str) -> Response:
-    return not_found(request, staff, ACTIVE, "No such product",
-                     f"There is no product {product_id[:100]}. Open it from the products list instead.")
+def missing_product(request: Request, product_id: str) -> Response:
+    return not_found(request, templates, f"There is no product {product_id[:100]}. Open it from the products list "
+                                         "instead.")
+
+
+# --- one submission, one creation ---------------------------------------------------------------
+
+
+def submission_of(raw: str) -> str:
+    """The form's one-time token; FormError when the form came without a valid one (nothing changes)."""
+    if not is_submission_token(raw):
+        raise FormError("This form came without its one-time token, so nothing was changed: check it and send it "
+                        "again.")
+    return raw
+
+
+def made_by(session: Session, table: type[Row], token: str) -> Row | None:
+    """What an earlier submission of the same form created, if one did."""
+    return session.exec(select(table).where(table.submission == token)).first()  # type: ignore[attr-defined]
+
+
+def create_once(session: Session, table: type[Row], token: str, make: Callable[[], Row]) -> tuple[Row, bool]:
+    """What the form with this token creates, committed, and True; or what an earlier submission of
+    it created, and False: a double click or a reload after posting creates nothing more. The unique
+    token is the guarantee when both submissions run at once (the later one is rolled back). What
+    `make` raises (a FormError) leaves the transaction to the caller."""
+    earlier = made_by(session, table, token)
+    if earlier is not None:
+        return earlier, False
+    try:
+        row = make()
+        row.submission = token  # type: ignore[attr-defined]
+        session.add(row)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        earlier = made_by(session, table, token)
+        if earlier is None:
+            raise
+        return earlier, False
+    return row, True
+
+
+def problem_of(error: ValidationError, labels: dict[str, str]) -> str:
+    """A model's refusal as the sentence a seller reads: each field by its label on the form."""
+    return "; ".join(f"{labels.get(str(e['loc'][0]), str(e['loc'][0])) if e['loc'] else 'Form'}: "
+                     f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())

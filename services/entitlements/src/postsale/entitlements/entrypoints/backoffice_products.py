@@ -1,7 +1,9 @@
 """The back office's products, served by entitlements (whose data they are): the list, creating a
 product with its delivery type, and the edit page: name and description, the delivery type's
-settings, archiving, and a download's files (`backoffice_files`) or a membership's sections and
-lessons (`backoffice_content`).
+settings, archiving, and a download's files (`backoffice_files`), a membership's sections and
+lessons (`backoffice_content`) or a third-party membership's endpoint (`backoffice_integration`,
+the owner's alone). The form that creates a product carries a one-time token: posted twice, it
+creates one product.
 
 They sit under `/admin/products` beside the JSON admin API (bearer token), on paths it does not
 use: the API owns `GET /admin/products/{id}` and its subpaths (`/content`, `/files`, `/sections`,
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
@@ -24,10 +26,12 @@ from postsale.entitlements import products
 from postsale.entitlements.adapters.tables import Lesson, Product, Section
 from postsale.entitlements.delivery import download, strategy_for
 from postsale.entitlements.delivery.base import product_settings
-from postsale.entitlements.entrypoints import backoffice_content, backoffice_files
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, FormError, find_product, missing_product,
-                                                                not_found, page_number, readable_size, render, text,
+from postsale.entitlements.entrypoints import backoffice_content, backoffice_files, backoffice_integration
+from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, create_once, find_product, missing_product,
+                                                                problem_of, readable_size, render, submission_of,
                                                                 whole_number)
+from postsale.entitlements.entrypoints.pages import templates
+from postsale.runtime.backoffice import FormError, form_text, not_found, page_number, typed_again
 from postsale.runtime.clock import utcnow
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
@@ -35,7 +39,7 @@ from postsale.runtime.staff import StaffDep, StaffSession
 
 pages = APIRouter(prefix="/admin", include_in_schema=False)
 MAX_NAME, MAX_DESCRIPTION = 200, 5000
-MAX_URL, MAX_SECRET, MAX_DETAILS = 2000, 200, 20_000
+MAX_DETAILS = 20_000
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,14 @@ DONE = {
     "created": "The product is created. Set up how it is delivered below.",
     "saved": "The name and description are saved.",
     "delivery": "The delivery settings are saved; deliveries still waiting are tried again now.",
+    "delivery_secret": "The delivery settings are saved with the signing secret you typed; deliveries still waiting "
+                       "are tried again now.",
     "archived": "The product is archived: new offers cannot grant it. Customers who have it keep it.",
     "unarchived": "The product is active again: offers may grant it.",
     "uploaded": "The file is uploaded; customers who were waiting for it get their link now.",
     "file_removed": "The file is removed; its links stop working.",
 }
-SETTING_LABELS = {"endpoint_url": "Endpoint URL", "access_url": "Members' area URL", "secret": "Signing secret",
-                  "activation_limit": "Activation limit", "expires_days": "Key lifetime in days",
+SETTING_LABELS = {"activation_limit": "Activation limit", "expires_days": "Key lifetime in days",
                   "prefix": "Key prefix", "download_limit": "Download limit", "kind": "What it is",
                   "details": "Details"}
 
@@ -117,22 +122,28 @@ def new_product_page(request: Request, staff: StaffDep):
 
 @pages.post("/products/new", response_class=HTMLResponse, dependencies=[Depends(require_csrf)])
 def create_product(request: Request, session: SessionDep, staff: StaffDep, name: Annotated[str, Form()] = "",
-                   description: Annotated[str, Form()] = "", delivery_type: Annotated[str, Form()] = ""):
+                   description: Annotated[str, Form()] = "", delivery_type: Annotated[str, Form()] = "",
+                   submission: Annotated[str, Form()] = ""):
     """Creates the product (published as `ProductPublished`, so offers may grant it) and opens its
-    edit page for the delivery settings."""
-    form = {"name": name[:MAX_NAME], "description": description[:MAX_DESCRIPTION], "delivery_type": delivery_type}
+    edit page for the delivery settings. A third-party membership gets a signing secret: the owner's
+    answer shows it, once (support never sees it; the owner can make a new one later). The same
+    form posted again creates nothing more and opens the product it created."""
+    form = {"name": typed_again(name, MAX_NAME), "description": typed_again(description, MAX_DESCRIPTION),
+            "delivery_type": typed_again(delivery_type, 20)}
     try:
-        clean_name = text(name, label="Name", max_length=MAX_NAME, required=True)
-        clean_description = text(description, label="Description", max_length=MAX_DESCRIPTION)
+        token = submission_of(submission)
+        clean_name = form_text(name, label="Name", max_length=MAX_NAME, required=True)
+        clean_description = form_text(description, label="Description", max_length=MAX_DESCRIPTION)
         choice = CHOICE.get(delivery_type)
         if choice is None:
             raise FormError("Choose how the product is delivered.")
     except FormError as exc:
         return _new_product_page(request, staff, form=form, error=str(exc), status_code=422)
-    product = products.create_product(session, name=clean_name, description=clean_description,
-                                      delivery_type=choice.delivery_type,
-                                      settings={"kind": choice.value} if choice.delivery_type == "none" else None)
-    session.commit()
+    product, created = create_once(session, Product, token, lambda: products.create_product(
+        session, name=clean_name, description=clean_description, delivery_type=choice.delivery_type,
+        settings={"kind": choice.value} if choice.delivery_type == "none" else None))
+    if created and staff.is_owner and product.delivery_type == "integration":
+        return backoffice_integration.secret_page(request, staff, product, created=True)
     return RedirectResponse(f"/admin/products/{product.id}/edit?done=created", status_code=303)
 
 
@@ -140,11 +151,14 @@ def create_product(request: Request, session: SessionDep, staff: StaffDep, name:
 
 
 def _delivery_values(product: Product) -> dict:
-    """The delivery form's values from the product's settings."""
+    """The delivery form's values from the product's settings; never an integration's secret (the
+    page says whether one is set)."""
     settings = product_settings(product, strategy_for(product.delivery_type).settings_model).model_dump()
     if product.delivery_type == "none":
         settings["details"] = "\n".join(f"{k} = {v}" for k, v in settings.get("details", {}).items())
-    return {k: "" if v is None else str(v) for k, v in settings.items()}
+    secret_set = bool(settings.pop("secret", None))
+    return {**{k: "" if v is None else str(v) for k, v in settings.items()},
+            **({"secret_set": secret_set} if product.delivery_type == "integration" else {})}
 
 
 def edit_page(request: Request, session: Session, staff: StaffSession, product: Product, *, done: str = "",
@@ -163,8 +177,7 @@ def edit_page(request: Request, session: Session, staff: StaffSession, product: 
         kinds=FULFILMENT_KINDS, sections=sections, lessons=lessons,
         files=download.live_files(session, product.id) if product.delivery_type == "download" else [],
         upload_limit=readable_size(limit),
-        limits={"name": MAX_NAME, "description": MAX_DESCRIPTION, "url": MAX_URL, "secret": MAX_SECRET,
-                "details": MAX_DETAILS})
+        limits={"name": MAX_NAME, "description": MAX_DESCRIPTION, "details": MAX_DETAILS})
 
 
 @pages.get("/products/{product_id}/edit", response_class=HTMLResponse)
@@ -172,7 +185,7 @@ def edit_product_page(product_id: str, request: Request, session: SessionDep, st
     """A product's name, description, delivery settings, files or lessons, and status."""
     product = find_product(session, product_id)
     if product is None:
-        return missing_product(request, staff, product_id)
+        return missing_product(request, product_id)
     return edit_page(request, session, staff, product, done=done)
 
 
@@ -182,11 +195,11 @@ def save_details(product_id: str, request: Request, session: SessionDep, staff: 
     """Renames or redescribes the product (published as `ProductUpdated`)."""
     product = find_product(session, product_id)
     if product is None:
-        return missing_product(request, staff, product_id)
-    typed = {"name": name[:MAX_NAME], "description": description[:MAX_DESCRIPTION]}
+        return missing_product(request, product_id)
+    typed = {"name": typed_again(name, MAX_NAME), "description": typed_again(description, MAX_DESCRIPTION)}
     try:
-        clean_name = text(name, label="Name", max_length=MAX_NAME, required=True)
-        clean_description = text(description, label="Description", max_length=MAX_DESCRIPTION)
+        clean_name = form_text(name, label="Name", max_length=MAX_NAME, required=True)
+        clean_description = form_text(description, label="Description", max_length=MAX_DESCRIPTION)
     except FormError as exc:
         return edit_page(request, session, staff, product, details=typed, details_error=str(exc), status_code=422)
     products.update_product(session, product.id, name=clean_name, description=clean_description)
@@ -208,15 +221,10 @@ def _details(raw: str) -> dict[str, str]:
 
 
 def _settings_from(product: Product, typed: dict) -> dict:
-    """The delivery settings the form asks for; an integration keeps its secret unless a new one is typed."""
+    """The delivery settings the form asks for (an integration's are on their own page)."""
     kind = product.delivery_type
-    if kind == "integration":
-        secret = text(typed["secret"], label="Signing secret", max_length=MAX_SECRET)
-        return {"endpoint_url": text(typed["endpoint_url"], label="Endpoint URL", max_length=MAX_URL) or None,
-                "access_url": text(typed["access_url"], label="Members' area URL", max_length=MAX_URL) or None,
-                "secret": secret or (product.delivery_settings or {}).get("secret")}
     if kind == "license_key":
-        prefix = text(typed["prefix"], label="Key prefix", max_length=8).upper()
+        prefix = form_text(typed["prefix"], label="Key prefix", max_length=8).upper()
         if not (prefix.isascii() and (prefix.isalnum() or not prefix)):
             raise FormError("Key prefix: up to 8 letters or digits, like MYAPP, or leave it empty.")
         return {"activation_limit": whole_number(typed["activation_limit"], label="Activation limit", low=1,
@@ -228,41 +236,37 @@ def _settings_from(product: Product, typed: dict) -> dict:
     if kind == "none":
         if typed["kind"] not in {c.value for c in FULFILMENT_KINDS}:
             raise FormError("Choose what the product is.")
-        return {"kind": typed["kind"], "details": _details(text(typed["details"], label="Details",
-                                                                max_length=MAX_DETAILS))}
+        return {"kind": typed["kind"], "details": _details(form_text(typed["details"], label="Details",
+                                                                     max_length=MAX_DETAILS))}
     raise FormError("A hosted membership has no delivery settings: edit its sections and lessons instead.")
-
-
-def _readable(error: ValidationError) -> str:
-    return "; ".join(f"{SETTING_LABELS.get(str(e['loc'][0]), str(e['loc'][0])) if e['loc'] else 'Settings'}: "
-                     f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
 
 
 @pages.post("/products/{product_id}/edit/delivery", response_class=HTMLResponse,
             dependencies=[Depends(require_csrf)])
 def save_delivery(product_id: str, request: Request, session: SessionDep, staff: StaffDep,
-                  endpoint_url: Annotated[str, Form()] = "", access_url: Annotated[str, Form()] = "",
-                  secret: Annotated[str, Form()] = "", activation_limit: Annotated[str, Form()] = "",
-                  expires_days: Annotated[str, Form()] = "", prefix: Annotated[str, Form()] = "",
-                  download_limit: Annotated[str, Form()] = "", kind: Annotated[str, Form()] = "",
-                  details: Annotated[str, Form()] = ""):
+                  activation_limit: Annotated[str, Form()] = "", expires_days: Annotated[str, Form()] = "",
+                  prefix: Annotated[str, Form()] = "", download_limit: Annotated[str, Form()] = "",
+                  kind: Annotated[str, Form()] = "", details: Annotated[str, Form()] = ""):
     """Replaces the product's delivery settings; deliveries already made stay as they were, and
-    those waiting for a retry are tried again at once with the new settings."""
+    those waiting for a retry are tried again at once with the new settings. A third-party
+    membership's are the owner's, on their own page (`backoffice_integration`)."""
     product = find_product(session, product_id)
     if product is None:
-        return missing_product(request, staff, product_id)
-    typed = {"endpoint_url": endpoint_url, "access_url": access_url, "secret": secret,
-             "activation_limit": activation_limit, "expires_days": expires_days, "prefix": prefix,
+        return missing_product(request, product_id)
+    if product.delivery_type == "integration":
+        raise HTTPException(403, detail="A third-party membership's endpoint and signing secret are changed on "
+                                        "their own page, by the store's owner only.")
+    typed = {"activation_limit": activation_limit, "expires_days": expires_days, "prefix": prefix,
              "download_limit": download_limit, "kind": kind, "details": details}
     try:
         settings = _settings_from(product, typed)
         products.configure_delivery(session, product.id, settings)
     except (FormError, ValidationError) as exc:
-        message = _readable(exc) if isinstance(exc, ValidationError) else str(exc)
-        # What was typed goes back into the form (cut to its field's size), never the secret typed.
-        shown = {name: value[:MAX_DETAILS if name == "details" else MAX_URL] for name, value in typed.items()}
-        return edit_page(request, session, staff, product, delivery={**shown, "secret": ""},
-                         delivery_error=message, status_code=422)
+        session.rollback()
+        message = problem_of(exc, SETTING_LABELS) if isinstance(exc, ValidationError) else str(exc)
+        # What was typed goes back into the form, cut to its field's size.
+        shown = {name: typed_again(value, MAX_DETAILS if name == "details" else 100) for name, value in typed.items()}
+        return edit_page(request, session, staff, product, delivery=shown, delivery_error=message, status_code=422)
     products.retry_deliveries(session, product.id)
     session.commit()
     return RedirectResponse(f"/admin/products/{product.id}/edit?done=delivery", status_code=303)
@@ -272,7 +276,7 @@ def save_delivery(product_id: str, request: Request, session: SessionDep, staff:
 def archive(product_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
     """Takes the product out of new offers (`ProductArchived`); customers who have it keep it."""
     if find_product(session, product_id) is None:
-        return missing_product(request, staff, product_id)
+        return missing_product(request, product_id)
     products.archive_product(session, product_id)
     session.commit()
     return RedirectResponse(f"/admin/products/{product_id}/edit?done=archived", status_code=303)
@@ -281,7 +285,7 @@ def archive(product_id: str, request: Request, session: SessionDep, staff: Staff
 @pages.post("/products/{product_id}/edit/unarchive", dependencies=[Depends(require_csrf)])
 def unarchive(product_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
     if find_product(session, product_id) is None:
-        return missing_product(request, staff, product_id)
+        return missing_product(request, product_id)
     products.unarchive_product(session, product_id)
     session.commit()
     return RedirectResponse(f"/admin/products/{product_id}/edit?done=unarchived", status_code=303)
@@ -295,7 +299,7 @@ def _upload_refused(request: Request, staff: StaffSession, product_id: str,
     with Session(request.app.state.engine) as session:
         product = find_product(session, product_id)
         if product is None:
-            return missing_product(request, staff, product_id)
+            return missing_product(request, product_id)
         return edit_page(request, session, staff, product, upload_error=str(refused),
                          status_code=refused.status_code)
 
@@ -315,15 +319,15 @@ async def upload_file(product_id: str, request: Request, staff: StaffDep) -> Res
 def remove_file(product_id: str, file_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
     """Takes the file out of the product and deletes it; links to it stop working."""
     if find_product(session, product_id) is None:
-        return missing_product(request, staff, product_id)
+        return missing_product(request, product_id)
     try:
         file = download.remove_file(session, product_id, file_id, utcnow())
     except download.UnknownFile:
-        return not_found(request, staff, ACTIVE, "No such file",
-                         f"This product has no file {file_id[:100]} (it may be removed already).")
+        return not_found(request, templates, f"This product has no file {file_id[:100]} (it may be removed already).")
     session.commit()
     request.app.state.storage.delete(file.storage_key)
     return RedirectResponse(f"/admin/products/{product_id}/edit?done=file_removed", status_code=303)
 
 
 pages.include_router(backoffice_content.pages)
+pages.include_router(backoffice_integration.pages)

@@ -11,98 +11,26 @@ Plain http is only ever allowed to this machine.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
-from urllib.parse import urlsplit
 
-import httpx
+from postsale.runtime import targets as shared
+from postsale.runtime.targets import MAX_URL_LENGTH, TargetRefused, pinned
 
-from postsale.runtime.auth import is_loopback_name
+# What the webhooks code uses from here; `socket` is the module the shared check resolves names with.
+__all__ = ["MAX_URL_LENGTH", "SETTING", "TargetRefused", "check_resolved", "check_url", "pinned", "private_allowed",
+           "socket"]
 
-MAX_URL_LENGTH = 2000
-
-
-class TargetRefused(ValueError):
-    """The URL may not be called, in words for the seller."""
+SETTING = "NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS"
 
 
 def check_url(url: str, *, private_allowed: bool) -> str:
     """The URL when an endpoint may have it; TargetRefused saying why not. Resolves nothing."""
-    if len(url) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 32 for c in url):
-        raise TargetRefused(f"must be a URL of at most {MAX_URL_LENGTH} characters, without spaces")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a port that is not one
-        httpx.URL(url)  # what the sender will call must be a URL its HTTP client takes
-    except (ValueError, httpx.InvalidURL) as exc:
-        raise TargetRefused(f"is not a valid URL: {exc}") from exc
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("https", "http") or not host:
-        raise TargetRefused("must be an https URL, such as https://example.com/webhooks/postsale")
-    if parts.username or parts.password:
-        raise TargetRefused("must not carry a user name or password; verify the signature instead")
-    if parts.fragment:
-        raise TargetRefused("must not have a #fragment")
-    if parts.scheme == "http" and not (private_allowed and is_loopback_name(host)):
-        raise TargetRefused("must be https (plain http is allowed only to this machine, in development)")
-    if not private_allowed and (is_loopback_name(host) or _literal_is_private(host)):
-        raise TargetRefused("points to a private or loopback address, which Postsale calls only when "
-                            "NOTIFICATIONS_WEBHOOK_PRIVATE_TARGETS=true")
-    return url
+    return shared.check_url(url, private_allowed=private_allowed, setting=SETTING)
 
 
 def check_resolved(url: str, *, private_allowed: bool) -> str | None:
-    """Before each attempt: the public address to connect to; None while private targets are
-    allowed (nothing to keep out). TargetRefused when the host does not resolve, or resolves to an
-    address that is not public."""
-    check_url(url, private_allowed=private_allowed)
-    if private_allowed:
-        return None
-    parts = urlsplit(url)
-    if _literal(parts.hostname or "") is not None:
-        return parts.hostname  # an address already, checked by check_url
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise TargetRefused(f"{parts.hostname} does not resolve: {exc}") from exc
-    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
-    for address in addresses:
-        if not _is_public(address):
-            raise TargetRefused(f"{parts.hostname} resolves to {address}, which is not a public address")
-    if not addresses:
-        raise TargetRefused(f"{parts.hostname} does not resolve")
-    return str(addresses[0])
-
-
-def pinned(url: str, address: str | None) -> tuple[httpx.URL, dict[str, str], dict]:
-    """The URL to call, its extra headers and its request extensions: to `address` (the one
-    checked) with the original name in `Host` and in TLS (SNI and certificate check), so the
-    connection goes where the check looked however the name resolves a moment later."""
-    original = httpx.URL(url)
-    if address is None or address == original.host:
-        return original, {}, {}
-    host_header = original.host if original.port is None else f"{original.host}:{original.port}"
-    extensions = {"sni_hostname": original.host} if original.scheme == "https" else {}
-    return original.copy_with(host=address), {"host": host_header}, extensions
-
-
-def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def _literal_is_private(host: str) -> bool:
-    address = _literal(host)
-    return address is not None and not _is_public(address)  # a name: checked when it is resolved
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return address.is_global and not address.is_multicast
+    """The address to call (None: a private target that is allowed); TargetRefused saying why not."""
+    return shared.check_resolved(url, private_allowed=private_allowed, setting=SETTING)
 
 
 def private_allowed(setting: bool | None) -> bool:
