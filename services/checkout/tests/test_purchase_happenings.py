@@ -52,8 +52,8 @@ def test_access_and_emails_of_a_purchase_are_its_timeline_newest_first(session):
     session.commit()
 
     assert [(h.kind, h.summary) for h in happenings.of_purchase(session, "pur_1")] == [
-        ("access_revoked", "Access to Course revoked by seller stf_1: full refund"),
+        ("access_revoked", "Access to Course revoked by the seller (stf_1): full refund"),
         ("email_failed", "Email “seller sale” to shop@example.com given up after 5 attempts: 550 no such user"),
         ("email_sent", "Email “purchase confirmation” to ann@example.com accepted by the mail relay"),
-        ("access_granted", "Access to Course granted until 01 Apr 2026 by system: purchase"),
+        ("access_granted", "Access to Course granted until 01 Apr 2026: purchase"),
     ]

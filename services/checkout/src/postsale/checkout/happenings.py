@@ -37,7 +37,9 @@ def access_changed(session: Session, event: AccessGranted | AccessRevoked | Acce
     word = ACCESS_WORDS[type(event)]
     at = getattr(event, f"{word}_at")
     until = f" until {event.expires_at:%d %b %Y}" if isinstance(event, AccessGranted) and event.expires_at else ""
-    by = f" by {event.actor}" + (f" {event.actor_id}" if event.actor_id else "")
+    # A person is named (the seller's staff member, the provider); the system's own steps are not.
+    by = {"seller": " by the seller", "provider": " by the payment provider"}.get(event.actor, "")
+    by += f" ({event.actor_id})" if by and event.actor_id else ""
     _keep(session, event_id=event_id, purchase_id=event.purchase_id, at=at, service="entitlements",
           kind=f"access_{word}",
           summary=f"Access to {event.product_name} {word}{until}{by}: {event.reason}")
