@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -14,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 import jwt
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from postsale.accounts import handlers
@@ -35,6 +33,7 @@ from postsale.runtime.messaging.outbox import OutboxMessage
 from postsale.runtime.migrations import migrate
 from postsale.runtime.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
 from postsale.runtime.settings import PublicUrls
+from postsale_local.staff_tokens import FormBrowser
 
 pytestmark = pytest.mark.unit
 
@@ -61,17 +60,10 @@ class LocalVerifier:
         return CustomerSession(customer_id=claims["sub"], email=claims["email"], session_id=claims["sid"])
 
 
-class Browser(TestClient):
+class Browser(FormBrowser):
     """A browser on accounts' pages: each form it posts carries the CSRF token its pages carry."""
 
-    def post(self, url, *, data=None, csrf: bool = True, **kwargs):
-        if csrf and isinstance(data, dict) and "csrf_token" not in data:
-            data = {**data, "csrf_token": self.csrf_token()}
-        return super().post(url, data=data, **kwargs)
-
-    def csrf_token(self) -> str:
-        page = self.get("/login/link")
-        return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    csrf_page = "/login/link"
 
 
 class Accounts:

@@ -24,21 +24,17 @@ from postsale.checkout.entrypoints.app import create_app
 from postsale.checkout.errors import CheckoutError
 from postsale.runtime.migrations import migrate
 from postsale.runtime.staff import STAFF_COOKIE
-from postsale_local.staff_tokens import StaffTokens
+from postsale_local.staff_tokens import FormBrowser, StaffTokens
 
 pytestmark = pytest.mark.unit
 ADMIN_TOKEN = "admin-token-for-the-tests"
 CHECKOUT = "http://checkout.test"
 
 
-class Browser(TestClient):
+class Browser(FormBrowser):
     """A staff member's browser: asks for pages, and sends each form with its CSRF token."""
 
-    def post(self, url, *, data=None, csrf: bool = True, **kwargs):
-        if csrf and data is not None and "csrf_token" not in data:
-            token = re.search(r'name="csrf_token" value="([^"]+)"', self.get("/admin/dashboard").text).group(1)
-            data = {**data, "csrf_token": token}
-        return super().post(url, data=data, **kwargs)
+    csrf_page = "/admin/dashboard"
 
 
 class Store:

@@ -24,24 +24,17 @@ from postsale.contracts import AccessGranted
 from postsale.runtime.clock import as_utc
 from postsale.runtime.migrations import migrate
 from postsale.runtime.staff import STAFF_COOKIE
-from postsale_local.staff_tokens import StaffTokens
+from postsale_local.staff_tokens import FormBrowser, StaffTokens
 
 pytestmark = pytest.mark.unit
 ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
 CARD = "4242424242424242"
 
 
-class Browser(TestClient):
+class Browser(FormBrowser):
     """A staff member's browser: asks for pages, and each form it posts carries the page's CSRF token."""
 
-    def post(self, url, *, data=None, csrf: bool = True, **kwargs):
-        if csrf and isinstance(data, dict) and "csrf_token" not in data:
-            data = {**data, "csrf_token": self.csrf_token()}
-        return super().post(url, data=data, **kwargs)
-
-    def csrf_token(self) -> str:
-        page = self.get("/admin/sales")
-        return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    csrf_page = "/admin/sales"
 
 
 class Store:

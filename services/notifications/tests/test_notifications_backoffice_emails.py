@@ -11,7 +11,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from postsale.notifications import rendering
@@ -22,25 +21,18 @@ from postsale.notifications.entrypoints.app import create_app
 from postsale.runtime.clock import utcnow
 from postsale.runtime.migrations import migrate
 from postsale.runtime.staff import STAFF_COOKIE
-from postsale_local.staff_tokens import StaffTokens
+from postsale_local.staff_tokens import FormBrowser, StaffTokens
 
 pytestmark = pytest.mark.unit
 NOTIFICATIONS = "http://notifications.test"
 ACCOUNTS = "http://accounts.test"
 
 
-class Browser(TestClient):
+class Browser(FormBrowser):
     """A staff member's browser on notifications' pages: each form it posts carries the CSRF token
     the pages carry."""
 
-    def post(self, url, *, data=None, csrf: bool = True, **kwargs):
-        if csrf and isinstance(data, dict) and "csrf_token" not in data:
-            data = {**data, "csrf_token": self.csrf_token()}
-        return super().post(url, data=data, **kwargs)
-
-    def csrf_token(self) -> str:
-        page = self.get("/admin/mail")
-        return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    csrf_page = "/admin/mail"
 
     def submission(self, url: str) -> str:
         """The submission token of the (first) form on the page at `url`."""
