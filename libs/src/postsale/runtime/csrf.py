@@ -144,14 +144,16 @@ class CsrfCookie:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        state = scope.setdefault("state", {})  # made here, so a copy of the scope further in shares it
+        app = scope["app"]  # the service's, before a mounted app further in puts itself there
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":
-                fresh = scope.get("state", {}).get("csrf_new_secret")
+                fresh = state.get("csrf_new_secret")
                 if fresh is not None:
                     # The header exactly as `Response.set_cookie` writes it.
                     cookie = Response()
-                    cookie.set_cookie(CSRF_COOKIE, fresh, **cookie_attributes(scope["app"].state.urls.accounts_url))
+                    cookie.set_cookie(CSRF_COOKIE, fresh, **cookie_attributes(app.state.urls.accounts_url))
                     message.setdefault("headers", [])
                     headers = MutableHeaders(scope=message)
                     for name, value in cookie.raw_headers:

@@ -33,6 +33,10 @@ class HttpTelemetry:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The labelled series of each (method, route, status), looked up once: `labels(...)` checks
+        # and joins its labels under a lock on every call, a good part of this middleware's cost.
+        # Few keys: methods and statuses are few, routes are the app's templates.
+        self._series: dict[tuple[str, str, int], tuple] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,9 +69,13 @@ class HttpTelemetry:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
-                labels = {"method": method, "route": route, "status": str(status)}
-                HTTP_REQUESTS.labels(**labels).inc()
-                HTTP_REQUEST_SECONDS.labels(**labels).observe(time.perf_counter() - started)
+                series = self._series.get((method, route, status))
+                if series is None:
+                    labels = {"method": method, "route": route, "status": str(status)}
+                    series = self._series[(method, route, status)] = (HTTP_REQUESTS.labels(**labels),
+                                                                      HTTP_REQUEST_SECONDS.labels(**labels))
+                series[0].inc()
+                series[1].observe(time.perf_counter() - started)
 
 
 def install(app: FastAPI) -> None:

@@ -11,8 +11,9 @@ event queued in the outbox (`<topic> create`, producer; its id is the one `ce_tr
 carries), each record the outbox relay sends (`<topic> send`, producer, a child of the
 event's create span) and each record a consumer handles (`<topic> process`, consumer, also a
 child of it). When `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` is
-set, they are exported there over OTLP/HTTP (protobuf), batched; otherwise they are made (the
-trace ids in logs and events are theirs) and dropped. The standard `OTEL_*` variables of the
+set, they are exported there over OTLP/HTTP (protobuf), batched; otherwise requests and consumed
+records get trace and span ids (in logs and events, as always) but no recorded span, which
+nothing would read and which costs a request more than its ids. The standard `OTEL_*` variables of the
 SDK apply (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`,
 `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*`).
 """
@@ -69,6 +70,7 @@ _lock = threading.Lock()
 _provider = TracerProvider(resource=_resource(""))
 _tracer = _provider.get_tracer("postsale.runtime")
 _configured: tuple[str, str | None] | None = None
+_exporting = False  # whether spans go anywhere (an OTLP endpoint is set)
 
 
 def otlp_endpoint() -> str | None:
@@ -84,7 +86,7 @@ def configure_tracing(service: str) -> None:
     """Names the process's spans after `service` and exports them over OTLP when an endpoint is
     set. Called when a service app is made; calling it again with the same service and endpoint
     changes nothing, otherwise the spans go to a new provider (the old one is flushed)."""
-    global _provider, _tracer, _configured
+    global _provider, _tracer, _configured, _exporting
     endpoint = otlp_endpoint()
     with _lock:
         if _configured == (service, endpoint):
@@ -100,6 +102,7 @@ def configure_tracing(service: str) -> None:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         old, _provider, _tracer, _configured = _provider, provider, provider.get_tracer("postsale.runtime"), (
             service, endpoint)
+        _exporting = bool(endpoint)
     old.shutdown()
     if endpoint:
         log.info("exporting spans over OTLP to %s", endpoint)
@@ -149,8 +152,9 @@ def start(name: str, *, traceparent: str | None = None, kind: SpanKind = SpanKin
           attributes: Attributes | None = None, record: bool = True) -> Iterator[Span]:
     """Runs the block in a new current span continuing `traceparent` (a new trace when it has
     none). `record=False`: a trace id for the block (logs, answers) but no span exported, for
-    health probes; so too when the SDK is disabled (`OTEL_SDK_DISABLED`)."""
-    if not record or isinstance(_tracer, trace.NoOpTracer):
+    health probes; so too when spans are not exported at all, and when the SDK is disabled
+    (`OTEL_SDK_DISABLED`)."""
+    if not record or not _exporting or isinstance(_tracer, trace.NoOpTracer):
         parent = trace.get_current_span(_context_of(traceparent)).get_span_context()
         span: Span = NonRecordingSpan(SpanContext(
             trace_id=parent.trace_id if parent.is_valid else int(secrets.token_hex(16), 16),

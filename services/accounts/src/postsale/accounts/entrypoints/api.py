@@ -18,7 +18,7 @@ from postsale.accounts.domain import setup as rules
 from postsale.accounts.domain import throttle
 from postsale.accounts.domain.setup import Refusal
 from postsale.runtime.activity import throttle_of
-from postsale.runtime.auth import CustomerSession, clear_session_cookie, current_customer, set_session_cookie
+from postsale.runtime.auth import CustomerSession, clear_session_cookie, customer_of, set_session_cookie
 from postsale.runtime.csrf import require_csrf, require_csrf_or_our_page
 from postsale.runtime.db import SessionDep
 from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH, MIN_LENGTH as MIN_PASSWORD_LENGTH
@@ -51,7 +51,7 @@ def _safe_next(request: Request, next_url: str | None) -> str:
 def signed_in(request: Request, session: Session) -> tuple[CustomerSession, LoginSession] | None:
     """The browser's session when its token verifies and accounts still has it open: accounts reads
     its own rows, so a session is refused here the moment it ends."""
-    verified = current_customer(request)
+    verified = customer_of(request)
     login = sessions.open_session(session, verified)
     return (verified, login) if login is not None else None
 
@@ -60,7 +60,7 @@ def _signed_in(request: Request, session: Session, customer: Customer, destinati
     """Signs the browser in with a new session (ending the one it had: a session id never survives
     a login) and sends it on to `destination`."""
     hours = request.app.state.session_hours
-    previous = current_customer(request)
+    previous = customer_of(request)
     if previous is not None:
         sessions.end_session(session, previous.session_id, "replaced")
     login = sessions.start_session(session, customer, timedelta(hours=hours))
@@ -282,7 +282,7 @@ def log_in(request: Request, session: SessionDep, email: Annotated[str, Form()] 
 # Origin) until it carries the CSRF token too.
 @router.post("/logout", dependencies=[Depends(require_csrf_or_our_page)])
 def log_out(request: Request, session: SessionDep) -> Response:
-    customer = current_customer(request)
+    customer = customer_of(request)
     if customer is not None:
         sessions.end_session(session, customer.session_id, "logout")
         session.commit()
