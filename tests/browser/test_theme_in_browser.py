@@ -55,6 +55,7 @@ def no_serious_violations(page: Page, name: str) -> None:
     axe = importlib.import_module("axe_playwright_python.sync_playwright")  # pinned in requirements-dev.txt
     results = axe.Axe().run(page)
     serious = [v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # whichever browser test runs first
     (ARTIFACTS / f"{name}.axe.txt").write_text(results.generate_report())
     assert serious == [], f"{name}: " + "; ".join(f"{v['id']}: {v['help']}" for v in serious)
 
