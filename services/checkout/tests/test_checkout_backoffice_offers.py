@@ -372,14 +372,14 @@ def test_update_keeps_an_add_on_or_a_cart_offer_fit_for_its_place(store):
 
 
 def test_an_archived_product_stays_in_its_offers_and_no_new_offer_takes_it(store):
-    from postsale.checkout import handlers
+    from postsale.checkout import catalog
     from postsale.contracts import ProductArchived, ProductUpdated
 
     owner = store.browser("owner")
     kept = created_id(owner.post("/admin/offers/new", data=offer_form(product_ids=["prod_book"])))
     at = datetime(2026, 3, 1, tzinfo=timezone.utc)
     with store.session() as session:
-        handlers.archive_in_catalog(session, ProductArchived(product_id="prod_book", archived_at=at), "ev_1")
+        catalog.archive_in_catalog(session, ProductArchived(product_id="prod_book", archived_at=at), "ev_1")
         session.commit()
 
     assert "Workbook" not in owner.get("/admin/offers/new").text
@@ -389,7 +389,7 @@ def test_an_archived_product_stays_in_its_offers_and_no_new_offer_takes_it(store
     assert owner.post(f"/admin/offers/{kept}/edit", data=offer_form(product_ids=["prod_book"])).status_code == 303
 
     with store.session() as session:  # brought back, and renamed on the way
-        handlers.update_catalog(session, ProductUpdated(product_id="prod_book", name="Workbook, 2nd edition",
+        catalog.update_catalog(session, ProductUpdated(product_id="prod_book", name="Workbook, 2nd edition",
                                                         delivery_type="download", updated_at=at), "ev_2")
         session.commit()
     assert "Workbook, 2nd edition" in owner.get("/admin/offers/new").text

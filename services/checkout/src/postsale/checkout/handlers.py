@@ -44,11 +44,7 @@ from postsale.checkout.records import coupon_rules, offer_funnel, offer_terms, p
 from postsale.contracts import (
     AccessPolicy,
     delivery_fields,
-    delivery_kind_of,
     Money,
-    ProductArchived,
-    ProductPublished,
-    ProductUpdated,
     PurchaseCompleted,
     PurchasedProduct,
     UpsellDeclined,
@@ -481,23 +477,3 @@ def record_provider_event(session: Session, *, source: str, external_id: str, ty
     event = ProviderEvent(source=source, external_id=external_id, type=type)
     session.add(event)
     return event
-
-
-def update_catalog(session: Session, event: ProductPublished | ProductUpdated, _event_id: str) -> None:
-    """Started by `ProductPublished` and `ProductUpdated` (which entitlements also sends when a
-    product is brought back from the archive): keeps the catalog read model current."""
-    product = session.get(CatalogProduct, event.product_id) or CatalogProduct(id=event.product_id, name="", delivery_type="")
-    product.name = event.name
-    product.description = event.description
-    product.delivery_type = delivery_kind_of(event)
-    product.archived_at = None
-    product.updated_at = utcnow()
-    session.add(product)
-
-
-def archive_in_catalog(session: Session, event: ProductArchived, _event_id: str) -> None:
-    """Started by `ProductArchived`: offers that have the product keep it; no new offer takes it."""
-    product = session.get(CatalogProduct, event.product_id)
-    if product is not None:
-        product.archived_at = event.archived_at
-        session.add(product)

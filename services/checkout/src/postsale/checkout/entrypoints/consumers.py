@@ -1,6 +1,6 @@
 """Every event checkout consumes, one line per event and use case."""
 
-from postsale.checkout import customers, handlers, happenings
+from postsale.checkout import catalog, customers, happenings
 from postsale.checkout.config import SERVICE
 from postsale.contracts import (AccountActivated, CustomerEmailChanged, CustomerRegistered, EmailFailed, EmailSent,
                                 ProductArchived, ProductPublished, ProductUpdated, topics)
@@ -8,8 +8,8 @@ from postsale.runtime.messaging import Subscription
 
 SUBSCRIPTIONS = [
     Subscription(SERVICE, topics.PRODUCTS.name,
-                 {ProductPublished: handlers.update_catalog, ProductUpdated: handlers.update_catalog,
-                  ProductArchived: handlers.archive_in_catalog},
+                 {ProductPublished: catalog.update_catalog, ProductUpdated: catalog.update_catalog,
+                  ProductArchived: catalog.archive_in_catalog},
                  description="The catalog read model: which products offers can grant, and which are archived."),
     Subscription(SERVICE, topics.CUSTOMERS.name,
                  {CustomerRegistered: customers.remember_customer, AccountActivated: customers.remember_customer,

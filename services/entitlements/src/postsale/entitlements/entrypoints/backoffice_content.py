@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
@@ -18,11 +18,10 @@ from sqlmodel import Session
 from postsale.entitlements.adapters.tables import Lesson, Product, Section
 from postsale.entitlements.delivery import membership
 from postsale.entitlements.entrypoints.admin_delivery import LessonChange, NewLesson, NewSection, SectionChange
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, create_once, find_product, is_id,
-                                                                missing_product, problem_of, render, submission_of,
+from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, create_once, is_id, product_or_404,
+                                                                problem_of, render, submission_of,
                                                                 whole_number)
-from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime.backoffice import FormError, form_text, not_found, typed_again
+from postsale.runtime.backoffice import FormError, form_text, typed_again
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import StaffDep, StaffSession
@@ -41,14 +40,12 @@ def _content_url(product_id: str, done: str) -> str:
     return f"/admin/products/{product_id}/edit/content?done={done}"
 
 
-def _membership(session: Session, request: Request, staff: StaffSession,
-                product_id: str) -> Product | Response:
-    product = find_product(session, product_id)
-    if product is None:
-        return missing_product(request, product_id)
+def _membership(session: Session, product_id: str) -> Product:
+    """The hosted membership the address names; a 404 page (the app renders it) for anything else."""
+    product = product_or_404(session, product_id)
     if product.delivery_type != "membership":
-        return not_found(request, templates, f"{product.name} is not a hosted membership: it has no sections and "
-                                             "lessons.")
+        raise HTTPException(status_code=404, detail=f"{product.name} is not a hosted membership: it has no sections "
+                                                    "and lessons.")
     return product
 
 
@@ -85,9 +82,7 @@ def content_page(request: Request, session: Session, staff: StaffSession, produc
 @pages.get("/products/{product_id}/edit/content", response_class=HTMLResponse)
 def content(product_id: str, request: Request, session: SessionDep, staff: StaffDep, done: str = ""):
     """The membership's sections in order, each with its lessons in order."""
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
+    product = _membership(session, product_id)
     return content_page(request, session, staff, product, done=done)
 
 
@@ -95,9 +90,7 @@ def content(product_id: str, request: Request, session: SessionDep, staff: Staff
             dependencies=[Depends(require_csrf)])
 def add_section(product_id: str, request: Request, session: SessionDep, staff: StaffDep,
                 title: Annotated[str, Form()] = "", submission: Annotated[str, Form()] = ""):
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
+    product = _membership(session, product_id)
     try:
         token = submission_of(submission)
         clean = _checked(NewSection, {"title": form_text(title, label="Title", max_length=MAX_TITLE,
@@ -115,12 +108,12 @@ def _section(session: Session, product_id: str, section_id: str) -> Section | No
     return section if section is not None and section.product_id == product_id else None
 
 
-def _no_section(request: Request, product: Product) -> Response:
-    return not_found(request, templates, f"{product.name} has no such section (it may be removed already).")
-
-
-def _no_lesson(request: Request, product: Product) -> Response:
-    return not_found(request, templates, f"{product.name} has no such lesson (it may be removed already).")
+def _found_section(session: Session, product: Product, section_id: str) -> Section:
+    section = _section(session, product.id, section_id)
+    if section is None:
+        raise HTTPException(status_code=404, detail=f"{product.name} has no such section (it may be removed "
+                                                    "already).")
+    return section
 
 
 @pages.post("/products/{product_id}/edit/content/sections/{section_id}", response_class=HTMLResponse,
@@ -128,12 +121,8 @@ def _no_lesson(request: Request, product: Product) -> Response:
 def save_section(product_id: str, section_id: str, request: Request, session: SessionDep, staff: StaffDep,
                  title: Annotated[str, Form()] = "", position: Annotated[str, Form()] = ""):
     """Renames the section or moves it (sections are shown by position)."""
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
-    section = _section(session, product.id, section_id)
-    if section is None:
-        return _no_section(request, product)
+    product = _membership(session, product_id)
+    section = _found_section(session, product, section_id)
     try:
         changes = _checked(SectionChange, {
             "title": form_text(title, label="Title", max_length=MAX_TITLE, required=True),
@@ -153,11 +142,8 @@ def save_section(product_id: str, section_id: str, request: Request, session: Se
 def remove_section(product_id: str, section_id: str, request: Request, session: SessionDep,
                    staff: StaffDep) -> Response:
     """Removes the section and its lessons (asked for confirmation on the page)."""
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
-    if _section(session, product.id, section_id) is None:
-        return _no_section(request, product)
+    product = _membership(session, product_id)
+    _found_section(session, product, section_id)
     membership.remove_section(session, product.id, section_id)
     session.commit()
     return RedirectResponse(_content_url(product.id, "section_removed"), status_code=303)
@@ -170,12 +156,8 @@ def add_lesson(product_id: str, section_id: str, request: Request, session: Sess
                video_url: Annotated[str, Form()] = "", audio_url: Annotated[str, Form()] = "",
                drip_days: Annotated[str, Form()] = "", submission: Annotated[str, Form()] = ""):
     """A new lesson, last in its section; it opens `drip_days` after a customer's access began."""
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
-    section = _section(session, product.id, section_id)
-    if section is None:
-        return _no_section(request, product)
+    product = _membership(session, product_id)
+    section = _found_section(session, product, section_id)
     typed = {"title": title, "body": body, "video_url": video_url, "audio_url": audio_url, "drip_days": drip_days}
     try:
         token = submission_of(submission)
@@ -188,9 +170,12 @@ def add_lesson(product_id: str, section_id: str, request: Request, session: Sess
     return RedirectResponse(_content_url(product.id, "lesson_added"), status_code=303)
 
 
-def _lesson(session: Session, product_id: str, lesson_id: str) -> Lesson | None:
+def _found_lesson(session: Session, product: Product, lesson_id: str) -> Lesson:
     lesson = session.get(Lesson, lesson_id) if is_id(lesson_id) else None
-    return lesson if lesson is not None and lesson.product_id == product_id else None
+    if lesson is None or lesson.product_id != product.id:
+        raise HTTPException(status_code=404, detail=f"{product.name} has no such lesson (it may be removed "
+                                                    "already).")
+    return lesson
 
 
 def _lesson_page(request: Request, session: Session, staff: StaffSession, product: Product, lesson: Lesson, *,
@@ -206,12 +191,8 @@ def _lesson_page(request: Request, session: Session, staff: StaffSession, produc
 
 @pages.get("/products/{product_id}/edit/content/lessons/{lesson_id}", response_class=HTMLResponse)
 def lesson_page(product_id: str, lesson_id: str, request: Request, session: SessionDep, staff: StaffDep):
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
-    lesson = _lesson(session, product.id, lesson_id)
-    if lesson is None:
-        return _no_lesson(request, product)
+    product = _membership(session, product_id)
+    lesson = _found_lesson(session, product, lesson_id)
     return _lesson_page(request, session, staff, product, lesson)
 
 
@@ -223,12 +204,8 @@ def save_lesson(product_id: str, lesson_id: str, request: Request, session: Sess
                 drip_days: Annotated[str, Form()] = "", section_id: Annotated[str, Form()] = "",
                 position: Annotated[str, Form()] = ""):
     """Changes the lesson; an emptied link or drip is taken away."""
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
-    lesson = _lesson(session, product.id, lesson_id)
-    if lesson is None:
-        return _no_lesson(request, product)
+    product = _membership(session, product_id)
+    lesson = _found_lesson(session, product, lesson_id)
     typed = {"title": title, "body": body, "video_url": video_url, "audio_url": audio_url, "drip_days": drip_days,
              "section_id": section_id, "position": position}
     try:
@@ -250,11 +227,8 @@ def save_lesson(product_id: str, lesson_id: str, request: Request, session: Sess
 @pages.post("/products/{product_id}/edit/content/lessons/{lesson_id}/remove", dependencies=[Depends(require_csrf)])
 def remove_lesson(product_id: str, lesson_id: str, request: Request, session: SessionDep,
                   staff: StaffDep) -> Response:
-    product = _membership(session, request, staff, product_id)
-    if isinstance(product, Response):
-        return product
-    if _lesson(session, product.id, lesson_id) is None:
-        return _no_lesson(request, product)
+    product = _membership(session, product_id)
+    _found_lesson(session, product, lesson_id)
     membership.remove_lesson(session, product.id, lesson_id)
     session.commit()
     return RedirectResponse(_content_url(product.id, "lesson_removed"), status_code=303)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Callable, TypeVar
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime.backoffice import FormError, is_submission_token, not_found, submission_token
+from postsale.runtime.backoffice import FormError, is_submission_token, submission_token
 from postsale.runtime.staff import StaffSession, backoffice_context
 
 ACTIVE = "Products"  # the navigation entry of the product pages
@@ -62,9 +62,13 @@ def find_product(session: Session, product_id: str) -> Product | None:
     return session.get(Product, product_id) if is_id(product_id) else None
 
 
-def missing_product(request: Request, product_id: str) -> Response:
-    return not_found(request, templates, f"There is no product {product_id[:100]}. Open it from the products list "
-                                         "instead.")
+def product_or_404(session: Session, product_id: str) -> Product:
+    """The product the address names; a 404 page (the app renders it in the back office) otherwise."""
+    product = find_product(session, product_id)
+    if product is None:
+        raise HTTPException(status_code=404, detail=f"There is no product {product_id[:100]}. Open it from the "
+                                                    "products list instead.")
+    return product
 
 
 # --- one submission, one creation ---------------------------------------------------------------

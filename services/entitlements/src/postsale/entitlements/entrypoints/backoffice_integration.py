@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -22,10 +22,8 @@ from postsale.entitlements import products
 from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.delivery.base import product_settings
 from postsale.entitlements.delivery.integration import IntegrationSettings
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, find_product, missing_product, problem_of,
-                                                                render)
-from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime.backoffice import FormError, form_text, not_found, typed_again
+from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, problem_of, product_or_404, render)
+from postsale.runtime.backoffice import FormError, form_text, typed_again
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OwnerDep, StaffSession
@@ -42,12 +40,12 @@ def secret_page(request: Request, owner: StaffSession, product: Product, *, crea
                   product=product, secret=(product.delivery_settings or {}).get("secret", ""), created=created)
 
 
-def _integration(request: Request, session, product_id: str) -> Product | Response:
-    product = find_product(session, product_id)
-    if product is None:
-        return missing_product(request, product_id)
+def _integration(session, product_id: str) -> Product:
+    """The third-party membership the address names; a 404 page (the app renders it) for anything else."""
+    product = product_or_404(session, product_id)
     if product.delivery_type != "integration":
-        return not_found(request, templates, f"{product.name} is not a third-party membership: it has no endpoint.")
+        raise HTTPException(status_code=404, detail=f"{product.name} is not a third-party membership: it has no "
+                                                    "endpoint.")
     return product
 
 
@@ -62,9 +60,7 @@ def settings_page(request: Request, owner: StaffSession, product: Product, *, ty
 @pages.get("/products/{product_id}/edit/integration", response_class=HTMLResponse)
 def integration_settings(product_id: str, request: Request, session: SessionDep, owner: OwnerDep):
     """Where Postsale calls, where customers go, and replacing the signing secret."""
-    product = _integration(request, session, product_id)
-    if isinstance(product, Response):
-        return product
+    product = _integration(session, product_id)
     return settings_page(request, owner, product)
 
 
@@ -75,9 +71,7 @@ def save_integration(product_id: str, request: Request, session: SessionDep, own
                      secret: Annotated[str, Form()] = ""):
     """Replaces the URLs, and the secret when one is typed (the current one is kept otherwise);
     deliveries waiting for a retry are tried again at once."""
-    product = _integration(request, session, product_id)
-    if isinstance(product, Response):
-        return product
+    product = _integration(session, product_id)
     try:
         typed_secret = form_text(secret, label="Signing secret", max_length=MAX_SECRET)
         settings = {
@@ -101,9 +95,7 @@ def save_integration(product_id: str, request: Request, session: SessionDep, own
             dependencies=[Depends(require_csrf)])
 def make_secret(product_id: str, request: Request, session: SessionDep, owner: OwnerDep):
     """A new signing secret, shown once; calls are signed with it from the next attempt on."""
-    product = _integration(request, session, product_id)
-    if isinstance(product, Response):
-        return product
+    product = _integration(session, product_id)
     try:
         products.configure_delivery(session, product.id, {**(product.delivery_settings or {}), "secret": new_secret()})
     except ValidationError as exc:  # an endpoint saved before it was checked, that may not be called

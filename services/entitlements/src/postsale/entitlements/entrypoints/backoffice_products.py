@@ -27,9 +27,8 @@ from postsale.entitlements.adapters.tables import Lesson, Product, Section
 from postsale.entitlements.delivery import download, strategy_for
 from postsale.entitlements.delivery.base import product_settings
 from postsale.entitlements.entrypoints import backoffice_content, backoffice_files, backoffice_integration
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, create_once, find_product, missing_product,
-                                                                problem_of, readable_size, render, submission_of,
-                                                                whole_number)
+from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, create_once, problem_of, product_or_404,
+                                                                readable_size, render, submission_of, whole_number)
 from postsale.entitlements.entrypoints.pages import templates
 from postsale.runtime.backoffice import FormError, form_text, not_found, page_number, typed_again
 from postsale.runtime.clock import utcnow
@@ -183,9 +182,7 @@ def edit_page(request: Request, session: Session, staff: StaffSession, product: 
 @pages.get("/products/{product_id}/edit", response_class=HTMLResponse)
 def edit_product_page(product_id: str, request: Request, session: SessionDep, staff: StaffDep, done: str = ""):
     """A product's name, description, delivery settings, files or lessons, and status."""
-    product = find_product(session, product_id)
-    if product is None:
-        return missing_product(request, product_id)
+    product = product_or_404(session, product_id)
     return edit_page(request, session, staff, product, done=done)
 
 
@@ -193,9 +190,7 @@ def edit_product_page(product_id: str, request: Request, session: SessionDep, st
 def save_details(product_id: str, request: Request, session: SessionDep, staff: StaffDep,
                  name: Annotated[str, Form()] = "", description: Annotated[str, Form()] = ""):
     """Renames or redescribes the product (published as `ProductUpdated`)."""
-    product = find_product(session, product_id)
-    if product is None:
-        return missing_product(request, product_id)
+    product = product_or_404(session, product_id)
     typed = {"name": typed_again(name, MAX_NAME), "description": typed_again(description, MAX_DESCRIPTION)}
     try:
         clean_name = form_text(name, label="Name", max_length=MAX_NAME, required=True)
@@ -250,9 +245,7 @@ def save_delivery(product_id: str, request: Request, session: SessionDep, staff:
     """Replaces the product's delivery settings; deliveries already made stay as they were, and
     those waiting for a retry are tried again at once with the new settings. A third-party
     membership's are the owner's, on their own page (`backoffice_integration`)."""
-    product = find_product(session, product_id)
-    if product is None:
-        return missing_product(request, product_id)
+    product = product_or_404(session, product_id)
     if product.delivery_type == "integration":
         raise HTTPException(403, detail="A third-party membership's endpoint and signing secret are changed on "
                                         "their own page, by the store's owner only.")
@@ -275,8 +268,7 @@ def save_delivery(product_id: str, request: Request, session: SessionDep, staff:
 @pages.post("/products/{product_id}/edit/archive", dependencies=[Depends(require_csrf)])
 def archive(product_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
     """Takes the product out of new offers (`ProductArchived`); customers who have it keep it."""
-    if find_product(session, product_id) is None:
-        return missing_product(request, product_id)
+    product_or_404(session, product_id)
     products.archive_product(session, product_id)
     session.commit()
     return RedirectResponse(f"/admin/products/{product_id}/edit?done=archived", status_code=303)
@@ -284,8 +276,7 @@ def archive(product_id: str, request: Request, session: SessionDep, staff: Staff
 
 @pages.post("/products/{product_id}/edit/unarchive", dependencies=[Depends(require_csrf)])
 def unarchive(product_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
-    if find_product(session, product_id) is None:
-        return missing_product(request, product_id)
+    product_or_404(session, product_id)
     products.unarchive_product(session, product_id)
     session.commit()
     return RedirectResponse(f"/admin/products/{product_id}/edit?done=unarchived", status_code=303)
@@ -297,9 +288,7 @@ def unarchive(product_id: str, request: Request, session: SessionDep, staff: Sta
 def _upload_refused(request: Request, staff: StaffSession, product_id: str,
                     refused: backoffice_files.UploadRefused) -> Response:
     with Session(request.app.state.engine) as session:
-        product = find_product(session, product_id)
-        if product is None:
-            return missing_product(request, product_id)
+        product = product_or_404(session, product_id)
         return edit_page(request, session, staff, product, upload_error=str(refused),
                          status_code=refused.status_code)
 
@@ -318,8 +307,7 @@ async def upload_file(product_id: str, request: Request, staff: StaffDep) -> Res
 @pages.post("/products/{product_id}/edit/files/{file_id}/remove", dependencies=[Depends(require_csrf)])
 def remove_file(product_id: str, file_id: str, request: Request, session: SessionDep, staff: StaffDep) -> Response:
     """Takes the file out of the product and deletes it; links to it stop working."""
-    if find_product(session, product_id) is None:
-        return missing_product(request, product_id)
+    product_or_404(session, product_id)
     try:
         file = download.remove_file(session, product_id, file_id, utcnow())
     except download.UnknownFile:
