@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from sqlalchemy import event
 from sqlmodel import Field, Session, SQLModel, select
 
 from postsale.contracts import ProductPublished, encode
@@ -87,6 +88,65 @@ async def test_failing_handler_is_dead_lettered_then_replayed_after_the_fix(kafk
         await producer.send_and_wait(topic, value2, key=b"k", headers=list(headers2.items()))
         await asyncio.sleep(1.5)
         assert sorted(effects()) == ["prod_first", "prod_second"]
+    finally:
+        await broker.stop()
+        await producer.stop()
+
+
+async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_failing_one_alone(kafka_bootstrap,
+                                                                                                  tmp_path):
+    service = f"svc{uuid.uuid4().hex[:8]}"
+    topic = f"test.products.{service}"
+    engine = make_engine(f"sqlite:///{tmp_path / 'consumer.db'}")
+    create_tables(engine)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda _connection: commits.append(1))
+
+    def record_product(session: Session, event_: ProductPublished, _event_id: str) -> None:
+        if event_.name == "broken":
+            raise RuntimeError("cannot handle this one")
+        session.add(ReplayEffect(product_id=event_.product_id))
+
+    def effects() -> list[str]:
+        with Session(engine) as session:
+            return [e.product_id for e in session.exec(select(ReplayEffect).order_by(ReplayEffect.id)).all()]
+
+    broker = make_broker(kafka_bootstrap, service)
+    subscribe(broker, engine, Subscription(service, topic, {ProductPublished: record_product},
+                                           retry=RetryPolicy(attempts=2, first_delay=0.05)))
+    await ensure_topics(kafka_bootstrap, service)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+
+    async def send(*names: str) -> None:
+        for name in names:
+            headers, value = encode(product(name), source="/tests")
+            await producer.send_and_wait(topic, value, key=b"k", headers=list(headers.items()))
+
+    try:
+        # Waiting on the topic before the consumer starts: fetched, and handled, together.
+        first = [f"a{i}" for i in range(40)]
+        await send(*first)
+        await broker.start()
+        await until(lambda: asyncio.sleep(0, result=len(effects()) == 40))
+        assert effects() == [f"prod_{name}" for name in first]
+        assert len(commits) < 10, f"{len(commits)} commits for 40 records"
+
+        # A batch with a record whose use case fails and one that is not an event at all: the
+        # others are kept, in order, and each of the two is set aside alone.
+        commits.clear()
+        await producer.send_and_wait(topic, b"not an event", key=b"k")
+        await send("b0", "broken", "b1")
+
+        async def two_dead_letters():
+            letters = await list_dead_letters(kafka_bootstrap, service)
+            return letters if len(letters) == 2 else None
+
+        letters = await until(two_dead_letters)
+        assert sorted((letter.error_type, letter.attempts) for letter in letters) == [("DecodeError", 0),
+                                                                                      ("RuntimeError", 2)]
+        await until(lambda: asyncio.sleep(0, result=len(effects()) == 42))
+        assert effects()[40:] == ["prod_b0", "prod_b1"]
     finally:
         await broker.stop()
         await producer.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import logging
 import re
+import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -80,8 +81,9 @@ def store(tmp_path, monkeypatch) -> Store:
 
 
 def offer_form(**fields) -> dict:
-    """The new offer form as a seller leaves it: a one-time offer of the course, defaults elsewhere."""
-    form = {"name": "Course", "billing_type": "one_time", "price": "49.00", "currency": "EUR", "interval": "month",
+    """The new offer form as a seller leaves it: a one-time offer of the course, defaults elsewhere,
+    with the form's one-time token (a new one for each form)."""
+    form = {"submission": secrets.token_urlsafe(18), "name": "Course", "billing_type": "one_time", "price": "49.00", "currency": "EUR", "interval": "month",
             "interval_count": "1", "trial_days": "0", "instalments": "3", "minimum": "", "product_ids": "prod_course",
             "order_bump_offer_id": "", "destination": "library", "landing_page_url": "", "access_days": "",
             "on_cancel": "period_end", "on_pause": "keep", "on_partial_refund": "keep", "send_welcome_email": "on",
@@ -106,6 +108,22 @@ def test_a_stranger_is_sent_to_the_staff_login(store):
         assert sent.status_code == 303 and sent.headers["location"].startswith("http://127.0.0.1:8003/admin/login?next=")
     refused = store.browser(None).post("/admin/offers/new", data=offer_form(), csrf=False)
     assert refused.status_code in (303, 403) and store.offer_count() == 0
+
+
+def test_a_new_offer_form_posted_twice_makes_one_offer(store):
+    owner = store.browser("owner")
+    page = owner.get("/admin/offers/new")
+    token = re.search(r'name="submission" value="([\w-]+)"', page.text).group(1)
+    first = created_id(owner.post("/admin/offers/new", data=offer_form(submission=token)))
+    again = created_id(owner.post("/admin/offers/new", data=offer_form(submission=token)))  # a double click
+    assert again == first and store.offer_count() == 1
+    # Without its token (a page from before, a made-up post) the form comes back, and nothing is made.
+    refused = owner.post("/admin/offers/new", data=offer_form(submission=None, name="Other"))
+    assert refused.status_code == 422 and "This form has expired" in text(refused)
+    assert 'value="Other"' in refused.text and store.offer_count() == 1
+    assert created_id(owner.post("/admin/offers/new", data=offer_form(
+        name="Other", submission=re.search(r'name="submission" value="([\w-]+)"', refused.text).group(1))))
+    assert store.offer_count() == 2
 
 
 def test_the_owner_creates_an_offer_with_an_upsell_funnel_and_shares_its_link(store):

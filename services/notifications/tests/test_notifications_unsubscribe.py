@@ -17,6 +17,7 @@ from postsale.notifications import handlers, suppressions
 from postsale.notifications.adapters.smtp import RelayRefused, SmtpSender
 from postsale.notifications.adapters.tables import Email
 from postsale.notifications.config import MIGRATIONS_DIR
+from postsale.notifications.entrypoints.dispatcher import send_due
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging.outbox import OutboxMessage
 from postsale.runtime.migrations import migrate
@@ -82,13 +83,13 @@ def test_an_unsubscribed_address_gets_no_marketing_email_but_every_transactional
     assert queued["abandoned-checkout:att_1"].status == "suppressed"
     assert queued[f"purchase-confirmation:pur_{T0.timestamp()}"].status == "queued"
     with Session(engine) as session:
-        assert [e.key for e in handlers.due_emails(session, limit=10)] == [f"purchase-confirmation:pur_{T0.timestamp()}"]
+        assert [e.key for e in handlers.claim_due_emails(session, limit=10)] == [f"purchase-confirmation:pur_{T0.timestamp()}"]
 
 
 def test_an_address_the_relay_refuses_for_good_is_suppressed_and_not_retried(engine):
     deliver(engine, bought(T0))
     with Session(engine) as session:
-        [email] = handlers.due_emails(session, limit=10)
+        [email] = handlers.claim_due_emails(session, limit=10)
         handlers.mark_failed_attempt(session, email, "RelayRefused('550 5.1.1 no such user')", 8, refused=True)
         session.commit()
     with Session(engine) as session:
@@ -106,6 +107,7 @@ class Relay:
 
     def __init__(self) -> None:
         self.received: list = []
+        self.connections: list = []  # the client's address and port, for each email received
 
     async def handle_RCPT(self, _server, _session, envelope, address, _options):
         if address.startswith("gone@"):
@@ -113,7 +115,8 @@ class Relay:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, _server, _session, envelope):
+    async def handle_DATA(self, _server, session, envelope):
+        self.connections.append(session.peer)
         self.received.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
         return "250 OK"
 
@@ -143,3 +146,30 @@ def test_a_refused_address_raises_relay_refused(relay):
     _, sender = relay
     with pytest.raises(RelayRefused, match="550"):
         sender.send(to="gone@example.com", subject="Hi", text_body="t", html_body="<p>h</p>", key="k")
+
+
+def test_a_batch_goes_out_on_one_connection_past_an_address_the_relay_refuses(engine, relay):
+    handler, sender = relay
+    addresses = ["ann@example.com", "gone@example.com", "bob@example.com"]
+    for n, address in enumerate(addresses):
+        deliver(engine, bought(T0 + timedelta(minutes=n), email=address))
+    assert send_due(engine, sender, 8) is False
+    assert [m["To"] for m in handler.received] == ["ann@example.com", "bob@example.com"]
+    assert len(set(handler.connections)) == 1
+    assert {e.to: (e.status, e.attempts) for e in emails(engine).values()} == {
+        "ann@example.com": ("sent", 1), "gone@example.com": ("failed", 1), "bob@example.com": ("sent", 1)}
+    assert send_due(engine, sender, 8) is False and len(handler.received) == 2
+
+
+def test_claimed_emails_are_left_to_their_sender_until_the_lease_is_over(engine, monkeypatch):
+    deliver(engine, bought(T0))
+    with Session(engine) as session:
+        [claimed] = [e.key for e in handlers.claim_due_emails(session, limit=10)]
+        session.commit()
+    with Session(engine) as session:
+        assert handlers.claim_due_emails(session, limit=10) == []  # another replica, meanwhile
+    # The sender died before it could mark the email: once the lease is over, it falls due again.
+    later = handlers.utcnow() + handlers.CLAIM_LEASE + timedelta(seconds=1)
+    monkeypatch.setattr(handlers, "utcnow", lambda: later)
+    with Session(engine) as session:
+        assert [e.key for e in handlers.claim_due_emails(session, limit=10)] == [claimed]

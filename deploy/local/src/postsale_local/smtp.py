@@ -21,8 +21,8 @@ class SmtpInbox:
         self.messages: list[EmailMessage] = []
         self._received = threading.Condition()
         self._controller: Controller | None = None
-        # For fault tests: while `holding` is set, QUIT goes unanswered, so a sender that has
-        # handed a message over waits before it can record that; `held` tells one waits.
+        # For fault tests: while `holding` is set, a message is kept but not yet answered, so its
+        # sender waits before it can record that it went; `held` tells one waits.
         self.holding = threading.Event()
         self.held = threading.Event()
 
@@ -30,13 +30,10 @@ class SmtpInbox:
         with self._received:
             self.messages.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
             self._received.notify_all()
-        return "250 OK"
-
-    async def handle_QUIT(self, _server, _session, _envelope) -> str:
         while self.holding.is_set():
             self.held.set()
             await asyncio.sleep(0.05)
-        return "221 Bye"
+        return "250 OK"
 
     def with_key(self, key: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["X-Postsale-Email-Key"] == key]

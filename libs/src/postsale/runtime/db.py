@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, AsyncIterator
+from typing import Annotated, AsyncIterator, Callable, Hashable, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -15,6 +15,8 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from postsale.runtime import tracing  # noqa: F401 - spans of database transactions, once traced work begins one
 from postsale.runtime.settings import DatabasePoolSettings
+
+T = TypeVar("T")
 
 # Constraints and indexes get names by rule, the same on SQLite and PostgreSQL, so that a
 # later migration can name what it alters or drops (SQLite's batch mode needs the names).
@@ -103,3 +105,42 @@ def insert_for(session: Session, table):
     """An INSERT in the session's dialect, for its `ON CONFLICT` clauses (PostgreSQL or SQLite)."""
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+_REMEMBERED = "postsale.remembered"
+
+
+def remembered(session: Session, model: type, key: Hashable, load: Callable[[], T]) -> T:
+    """`load()` once per transaction for (`model`, `key`): what a batch of events reads for each
+    of them and that rarely changes (the store's theme, an edited template, the webhook endpoints),
+    read once for the batch. Forgotten when the transaction ends, and as soon as a `model` row is
+    added, changed or deleted in this session, so the transaction always sees its own writes."""
+    memo = session.info.setdefault(_REMEMBERED, {})
+    if memo:
+        _forget_changed(session)  # changed since, and not flushed yet
+    if (model, key) not in memo:
+        memo[(model, key)] = load()
+    return memo[(model, key)]
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_at_transaction_end(session: Session, _transaction) -> None:
+    session.info.pop(_REMEMBERED, None)
+
+
+@event.listens_for(Session, "transient_to_pending")
+def _forget_added(session: Session, instance) -> None:
+    _forget_model(session, type(instance))
+
+
+@event.listens_for(Session, "before_flush")
+def _forget_changed(session: Session, *_flush) -> None:
+    for instance in (*session.dirty, *session.deleted):
+        _forget_model(session, type(instance))
+
+
+def _forget_model(session: Session, model: type) -> None:
+    memo = session.info.get(_REMEMBERED)
+    if memo:
+        for remembered_model, key in [k for k in memo if k[0] is model]:
+            del memo[(remembered_model, key)]

@@ -147,25 +147,28 @@ def current_span_id() -> str | None:
     return f"{context.span_id:016x}" if context.is_valid else None
 
 
-@contextmanager
-def start(name: str, *, traceparent: str | None = None, kind: SpanKind = SpanKind.INTERNAL,
-          attributes: Attributes | None = None, record: bool = True) -> Iterator[Span]:
-    """Runs the block in a new current span continuing `traceparent` (a new trace when it has
-    none). `record=False`: a trace id for the block (logs, answers) but no span exported, for
-    health probes; so too when spans are not exported at all, and when the SDK is disabled
-    (`OTEL_SDK_DISABLED`)."""
+def open_span(name: str, *, traceparent: str | None = None, kind: SpanKind = SpanKind.INTERNAL,
+              attributes: Attributes | None = None, record: bool = True) -> Span:
+    """A span continuing `traceparent` (a new trace when it has none) that the caller makes current
+    (`trace.use_span`) and ends. `record=False`: a trace id for the work (logs, answers) but no span
+    exported, for health probes; so too when spans are not exported at all, and when the SDK is
+    disabled (`OTEL_SDK_DISABLED`)."""
     if not record or not _exporting or isinstance(_tracer, trace.NoOpTracer):
         parent = trace.get_current_span(_context_of(traceparent)).get_span_context()
-        span: Span = NonRecordingSpan(SpanContext(
+        return NonRecordingSpan(SpanContext(
             trace_id=parent.trace_id if parent.is_valid else int(secrets.token_hex(16), 16),
             span_id=int(secrets.token_hex(8), 16), is_remote=False,
             # The caller's sampling decision goes on to the work this causes.
             trace_flags=parent.trace_flags if parent.is_valid else TraceFlags(TraceFlags.SAMPLED)))
-        with trace.use_span(span, end_on_exit=True):
-            yield span
-        return
-    with _tracer.start_as_current_span(name, context=_context_of(traceparent), kind=kind,
-                                       attributes=dict(attributes or {})) as span:
+    return _tracer.start_span(name, context=_context_of(traceparent), kind=kind, attributes=dict(attributes or {}))
+
+
+@contextmanager
+def start(name: str, *, traceparent: str | None = None, kind: SpanKind = SpanKind.INTERNAL,
+          attributes: Attributes | None = None, record: bool = True) -> Iterator[Span]:
+    """Runs the block in a new current span (see `open_span`), ended with the block."""
+    with trace.use_span(open_span(name, traceparent=traceparent, kind=kind, attributes=attributes, record=record),
+                        end_on_exit=True) as span:
         yield span
 
 

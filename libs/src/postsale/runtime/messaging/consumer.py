@@ -4,12 +4,19 @@ Each record is decoded with the contracts, handed to the use case registered for
 type inside one database transaction together with its inbox row, and only then is the
 offset committed. A redelivered record finds its inbox row and changes nothing.
 
+Records are fetched in batches of what the broker already holds (never waiting to fill one),
+and a batch's use cases run in one transaction with an inbox row each: one commit per batch
+rather than per record. When any of them fails, nothing of the batch is kept and its records
+are handled again one at a time, each in a transaction of its own, so a failing record is
+retried and set aside alone while the others go through.
+
 A record that cannot be decoded goes straight to the dead-letter topic (retrying cannot fix
 it); one whose handler keeps failing goes there after bounded retries with backoff. Either
 way the partition moves on. A failure while the database does not answer at all is an outage,
-not the record's fault: the record waits for the database without using up its attempts. Only when the dead letter itself cannot be written does the
-record stay uncommitted, to be delivered again; a dead letter too large for the broker is
-written without its value (which stays readable at its original offset) rather than stall.
+not the record's fault: the record waits for the database without using up its attempts.
+Only when the dead letter itself cannot be written are the batch's offsets left uncommitted,
+to be delivered again; a dead letter too large for the broker is written without its value
+(which stays readable at its original offset) rather than stall.
 
 `LagMonitor` measures each consumer group's lag per partition for the metrics.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -27,10 +35,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from faststream.kafka.subscriber.usecase import BatchSubscriber
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from postsale.contracts import DecodeError, Event, UnknownEventType, decode
 from postsale.contracts.envelope import cloudevent_attributes
@@ -67,6 +76,7 @@ class Subscription:
     handlers: Mapping[type[Event], EventHandler]
     description: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    batch_size: int = 100  # records handled in one transaction, at most
 
     @property
     def group_id(self) -> str:
@@ -103,18 +113,57 @@ def apply_once(engine: Engine, consumer: str, handler: EventHandler, event: Even
         return True
 
 
+@dataclass
+class Delivery:
+    """One record of a batch on its way to its use case, with its `process` span."""
+
+    event: Event
+    handler: EventHandler
+    event_id: str
+    span: Span
+    record: object  # the ConsumerRecord, for its dead letter
+
+
+def apply_batch(engine: Engine, consumer: str, deliveries: list[Delivery]) -> list[bool]:
+    """`apply_once` for a batch in one transaction: for each delivery, whether it ran.
+
+    One inbox query, one flush and one commit for the whole batch instead of one each. Raises
+    (nothing of the batch committed) when any use case fails or a replica handled one of them
+    meanwhile; the caller then handles the records one at a time, which isolates the failing one.
+    """
+    with Session(engine) as session:
+        ids = [delivery.event_id for delivery in deliveries]
+        handled = set(session.exec(select(InboxMessage.event_id).where(
+            InboxMessage.consumer == consumer, col(InboxMessage.event_id).in_(ids))).all())
+        applied = []
+        for delivery in deliveries:
+            if delivery.event_id in handled:  # handled before, or twice in this batch
+                applied.append(False)
+                continue
+            # The record's span is current for its use case, so what it publishes continues its trace.
+            with trace.use_span(delivery.span, record_exception=False, set_status_on_exception=False):
+                delivery.handler(session, delivery.event, delivery.event_id)
+            session.add(InboxMessage(consumer=consumer, event_id=delivery.event_id,
+                                     event_type=delivery.event.event_type))
+            handled.add(delivery.event_id)
+            applied.append(True)
+        session.commit()
+        return applied
+
+
 def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
               kafka: KafkaSettings | str | None = None) -> None:
     """Register `subscription` on `broker`: offsets are committed only after the transaction.
 
-    `kafka` (default: the environment's) names the topic, the group and the dead-letter topic on
-    the cluster: the subscription's own names with the installation's prefix."""
+    Records come in batches of what the broker already has (up to `subscription.batch_size`),
+    handled in one transaction when all of them succeed, else one at a time. `kafka` (default: the
+    environment's) names the topic, the group and the dead-letter topic on the cluster: the
+    subscription's own names with the installation's prefix."""
     kafka = kafka_settings(kafka)
     topic, group_id = kafka.topic(subscription.topic), kafka.group(subscription.group_id)
     dead_letter_topic = kafka.topic(subscription.dead_letter_topic)
 
-    async def dead_letter(msg: KafkaMessage, error: BaseException, attempts: int) -> None:
-        record = msg.raw_message
+    async def dead_letter(record, error: BaseException, attempts: int) -> None:
         headers = dead_letter_headers(record, consumer=subscription.consumer_name, error=error, attempts=attempts)
         with tracing.span(f"{dead_letter_topic} send", kind=SpanKind.PRODUCER, attributes={
                 "messaging.system": "kafka", "messaging.operation.type": "send",
@@ -136,41 +185,70 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
             record.topic, record.partition, record.offset, attempts, error,
         )
 
-    async def on_record(msg: KafkaMessage) -> None:
-        record = msg.raw_message
-        # A child of the event's create span, whatever becomes of the record.
-        traceparent = _header(record, tracing.EVENT_HEADER)
-        with tracing.start(f"{record.topic} process", traceparent=traceparent, kind=SpanKind.CONSUMER, attributes={
-                "messaging.system": "kafka", "messaging.operation.type": "process",
-                "messaging.destination.name": record.topic, "messaging.consumer.group.name": group_id,
-                "messaging.destination.partition.id": str(record.partition), "messaging.kafka.offset": record.offset,
-                "messaging.message.id": _header(record, "ce_id") or ""}) as span:
-            try:
-                event = decode(record.headers or (), record.value)
-            except UnknownEventType:
-                span.set_attribute("postsale.outcome", "skipped: unknown event type")
-                return  # a newer publisher's event type that this consumer does not need
-            except DecodeError as exc:
-                span.set_attribute("postsale.outcome", "dead-lettered: not an event")
-                await dead_letter(msg, exc, attempts=0)
-                return
-            span.set_attribute("cloudevents.event_type", event.event_type)
-            handler = subscription.handlers.get(type(event))
-            if handler is None:
-                span.set_attribute("postsale.outcome", "skipped: not handled here")
-                return
-            attributes = cloudevent_attributes(record.headers or ())
-            await handle(msg, event, handler, attributes["ce_id"])
+    async def on_batch(msg: KafkaMessage) -> None:
+        spans: list[Span] = []
+        try:
+            deliveries = []
+            for record in msg.raw_message:
+                # A child of the event's create span, whatever becomes of the record.
+                span = tracing.open_span(f"{record.topic} process", traceparent=_header(record, tracing.EVENT_HEADER),
+                                         kind=SpanKind.CONSUMER, attributes={
+                    "messaging.system": "kafka", "messaging.operation.type": "process",
+                    "messaging.destination.name": record.topic, "messaging.consumer.group.name": group_id,
+                    "messaging.destination.partition.id": str(record.partition), "messaging.kafka.offset": record.offset,
+                    "messaging.message.id": _header(record, "ce_id") or ""})
+                spans.append(span)
+                delivery = await prepare(record, span)
+                if delivery is not None:
+                    deliveries.append(delivery)
+            if len(deliveries) > 1:
+                try:
+                    applied = await asyncio.to_thread(apply_batch, engine, subscription.consumer_name, deliveries)
+                except Exception as exc:  # noqa: BLE001 - the records are handled one at a time below
+                    log.info("%s: a batch of %s failed (%r); handling them one at a time",
+                             subscription.consumer_name, len(deliveries), exc)
+                else:
+                    for delivery, ran in zip(deliveries, applied):
+                        consumed(delivery, ran)
+                    return
+            for delivery in deliveries:
+                await handle(delivery)
+        finally:
+            for span in spans:
+                span.end()
 
-    async def handle(msg: KafkaMessage, event: Event, handler: EventHandler, event_id: str) -> None:
-        span = trace.get_current_span()
+    async def prepare(record, span: Span) -> Delivery | None:
+        """The record's event and use case, or None when there is nothing to do (skipped, or dead-lettered)."""
+        try:
+            event = decode(record.headers or (), record.value)
+        except UnknownEventType:
+            span.set_attribute("postsale.outcome", "skipped: unknown event type")
+            return None  # a newer publisher's event type that this consumer does not need
+        except DecodeError as exc:
+            span.set_attribute("postsale.outcome", "dead-lettered: not an event")
+            with trace.use_span(span):
+                await dead_letter(record, exc, attempts=0)
+            return None
+        span.set_attribute("cloudevents.event_type", event.event_type)
+        handler = subscription.handlers.get(type(event))
+        if handler is None:
+            span.set_attribute("postsale.outcome", "skipped: not handled here")
+            return None
+        return Delivery(event, handler, cloudevent_attributes(record.headers or ())["ce_id"], span, record)
+
+    def consumed(delivery: Delivery, applied: bool) -> None:
+        CONSUMED.labels(consumer=subscription.consumer_name, event_type=delivery.event.event_type).inc()
+        delivery.span.set_attribute("postsale.outcome", "handled" if applied else "skipped: handled before")
+
+    async def handle(delivery: Delivery) -> None:
+        span = delivery.span
         attempt = waits = 0
         while True:
             try:
-                applied = await asyncio.to_thread(apply_once, engine, subscription.consumer_name, handler, event,
-                                                  event_id)
-                CONSUMED.labels(consumer=subscription.consumer_name, event_type=event.event_type).inc()
-                span.set_attribute("postsale.outcome", "handled" if applied else "skipped: handled before")
+                with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                    applied = await asyncio.to_thread(apply_once, engine, subscription.consumer_name,
+                                                      delivery.handler, delivery.event, delivery.event_id)
+                consumed(delivery, applied)
                 return
             except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
                 if not await asyncio.to_thread(database_answers, engine):
@@ -186,25 +264,50 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
                 if attempt >= subscription.retry.attempts:
                     span.set_status(Status(StatusCode.ERROR, f"dead-lettered after {attempt} attempts: {exc!r}"[:500]))
                     span.set_attribute("postsale.outcome", "dead-lettered")
-                    await dead_letter(msg, exc, attempts=attempt)
+                    with trace.use_span(span):
+                        await dead_letter(delivery.record, exc, attempts=attempt)
                     return
                 log.warning("%s failed on attempt %s: %r", subscription.consumer_name, attempt, exc)
                 await asyncio.sleep(subscription.retry.delay(attempt))
 
-    broker.subscriber(
+    subscriber = broker.subscriber(
         topic,
-        # Hand over the raw record: decoding is ours, so a malformed one is dead-lettered
+        # Hand over the raw records: decoding is ours, so a malformed one is dead-lettered
         # instead of failing inside the framework and being redelivered for ever.
         decoder=_undecoded,
         parser=_lenient_headers,
         group_id=group_id,
         auto_offset_reset="earliest",
-        # Never the acknowledge-first default: the offset is committed after on_record
-        # returns, and an exception (the dead letter could not be written) rewinds it.
+        # Never the acknowledge-first default: the offsets are committed after on_batch returns,
+        # and an exception (a dead letter could not be written) rewinds each partition to the
+        # batch's first record there (the records handled meanwhile find their inbox rows).
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=subscription.batch_size,
+        batch_timeout_ms=_IDLE_POLL_MS,
         description=subscription.description or None,
         title=f"{subscription.consumer_name}",
-    )(on_record)
+    )
+    subscriber.__class__ = _PromptBatchSubscriber
+    subscriber(on_batch)
+
+
+_IDLE_POLL_MS = 1000
+"""How long one fetch waits for a record when none is there; a record that comes meanwhile is
+handed over at once, so this costs no latency (see `_PromptBatchSubscriber`)."""
+
+
+class _PromptBatchSubscriber(BatchSubscriber):
+    """faststream's batch subscriber without its pause after a fetch that found nothing.
+
+    That pause (as long as the fetch's own wait) would hold back a record that comes during it
+    for up to a second on a quiet topic; the fetch itself returns as soon as a record is there."""
+
+    __slots__ = ()
+
+    async def get_msg(self, consumer):
+        records = await consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.max_records)
+        return tuple(chain.from_iterable(records.values()))
 
 
 def _header(record, name: str) -> str | None:
@@ -214,21 +317,22 @@ def _header(record, name: str) -> str | None:
     return None
 
 
-async def _undecoded(msg: KafkaMessage) -> bytes:
+async def _undecoded(msg: KafkaMessage) -> list[bytes]:
     return msg.body
 
 
-async def _lenient_headers(record, original_parser) -> KafkaMessage:
+async def _lenient_headers(records, original_parser) -> KafkaMessage:
     """faststream reads every header as UTF-8 and fails on other bytes, before our handler and
-    so for ever (the record is redelivered); let it read a copy with those bytes replaced, and
-    hand our handler the record itself."""
+    so for ever (the batch is redelivered); let it read copies with those bytes replaced, and
+    hand our handler the records themselves."""
     try:
-        return await original_parser(record)
+        return await original_parser(records)
     except UnicodeDecodeError:
-        readable = dataclasses.replace(record, headers=[(name, value.decode(errors="replace").encode())
-                                                        for name, value in record.headers])
+        readable = tuple(dataclasses.replace(record, headers=[(name, value.decode(errors="replace").encode())
+                                                              for name, value in record.headers])
+                         for record in records)
         message = await original_parser(readable)
-        message.raw_message = record
+        message.raw_message = records
         return message
 
 

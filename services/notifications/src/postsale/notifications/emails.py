@@ -15,6 +15,7 @@ from postsale.notifications import rendering, suppressions
 from postsale.notifications.adapters.tables import Email, EmailSettings
 from postsale.notifications.config import SellerNotifications
 from postsale.runtime import wakeups
+from postsale.runtime.db import remembered
 
 DISPATCHER = "email-dispatcher"
 
@@ -51,10 +52,15 @@ def _add(session: Session, email: Email) -> Email:
     return email
 
 
+def email_settings(session: Session) -> EmailSettings | None:
+    """The seller's email settings, when set: read once per transaction."""
+    return remembered(session, EmailSettings, "store", lambda: session.get(EmailSettings, "store"))
+
+
 def seller_addresses(session: Session) -> tuple[str, ...]:
     """Where the seller's emails go: the addresses set through the admin API, else
     `NOTIFICATIONS_SELLER_EMAILS`."""
-    settings = session.get(EmailSettings, "store")
+    settings = email_settings(session)
     if settings is not None and settings.seller_addresses:
         return tuple(settings.seller_addresses)
     return SellerNotifications().seller_emails

@@ -10,9 +10,10 @@ from sqlmodel import Session, select
 from postsale.contracts import (AccountSetupLinkIssued, EmailChangeRequested, EmailFailed, EmailSent, LoginLinkIssued,
                                 PasswordResetRequested, PurchaseCompleted, PurchaseRefunded)
 from postsale.notifications import access, billing, rules, sequences, suppressions
-from postsale.notifications.adapters.tables import Email, EmailSettings, PurchaseRecord
+from postsale.notifications.adapters.smtp import SMTP_TIMEOUT
+from postsale.notifications.adapters.tables import Email, PurchaseRecord
 from postsale.notifications.config import SERVICE
-from postsale.notifications.emails import queue_email, queue_for_sellers
+from postsale.notifications.emails import email_settings, queue_email, queue_for_sellers
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.settings import PublicUrls
@@ -53,7 +54,7 @@ def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _eve
 def notify_sellers_of_sale(session: Session, event: PurchaseCompleted, _event_id: str) -> None:
     """Part of `PurchaseCompleted`: "New sale" to each of the seller's addresses, unless the seller
     turned it off (`PUT /admin/email-settings`)."""
-    settings = session.get(EmailSettings, "store")
+    settings = email_settings(session)
     if settings is not None and not settings.notify_each_sale:
         return
     queue_for_sellers(session, key=f"seller-sale:{event.purchase_id}", template="seller_sale", purchase=event)
@@ -118,12 +119,29 @@ def _purchase_of(url: str) -> str | None:
     return values[0] if values and len(values[0]) <= 100 else None
 
 
-def due_emails(session: Session, limit: int) -> list[Email]:
-    """Claims queued emails that are due; replicas skip each other's claims."""
-    return list(session.exec(
+CLAIM_LEASE = timedelta(seconds=60)
+"""How long a claimed email is its sender's: an email whose sender died (or whose mark could not be
+committed) is sent again about a minute later. The dispatcher starts no email after
+`SEND_CUTOFF`, so no email is still being sent when its lease ends and a replica claims it."""
+SEND_CUTOFF = CLAIM_LEASE - timedelta(seconds=2 * SMTP_TIMEOUT + 5)  # connecting, then sending, each up to the timeout
+
+
+def claim_due_emails(session: Session, limit: int) -> list[Email]:
+    """Claims queued emails that are due: each falls due again only when `CLAIM_LEASE` is over.
+
+    The caller commits the claim before sending: then it holds no lock while it talks to the relay,
+    and replicas (which skip rows being claimed) do not pick the same emails up meanwhile. Sending
+    marks each email sent or due again (`mark_sent`, `mark_failed_attempt`); a sender that dies
+    first leaves its emails to be sent when their lease is over."""
+    emails = list(session.exec(
         select(Email).where(Email.status == "queued", Email.next_attempt_at <= utcnow())
         .order_by(Email.created_at).limit(limit).with_for_update(skip_locked=True)
     ).all())
+    lease_over = utcnow() + CLAIM_LEASE
+    for email in emails:
+        email.next_attempt_at = lease_over
+        session.add(email)
+    return emails
 
 
 def mark_sent(session: Session, email: Email, message_id: str | None = None) -> None:

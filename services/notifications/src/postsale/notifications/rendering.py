@@ -19,6 +19,7 @@ from markupsafe import Markup
 from sqlmodel import Session
 
 from postsale.notifications.adapters.tables import StoreTheme, TemplateOverride
+from postsale.runtime.db import remembered
 from postsale.runtime.theme import FONTS, Theme, resolved
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,15 @@ def variables_of(parts: Parts) -> set[str]:
 
 
 def current_parts(session: Session, name: str) -> Parts | None:
-    """The seller's version if edited, else the default; None when the template does not exist."""
-    override = session.get(TemplateOverride, name)
-    if override is not None:
-        return Parts(override.subject, override.text_body, override.html_body)
-    return default_parts(name)
+    """The seller's version if edited, else the default; None when the template does not exist.
+    Read once per transaction (a batch of events renders many emails from few templates)."""
+    def load() -> Parts | None:
+        override = session.get(TemplateOverride, name)
+        if override is not None:
+            return Parts(override.subject, override.text_body, override.html_body)
+        return default_parts(name)
+
+    return remembered(session, TemplateOverride, name, load)
 
 
 @lru_cache(maxsize=512)
@@ -116,13 +121,17 @@ def render(session: Session, name: str, context: dict) -> tuple[str, str, str]:
 
 
 def store_theme(session: Session) -> Theme | None:
-    row = session.get(StoreTheme, "store")
-    if row is None or not row.settings:
-        return None
-    try:
-        return Theme.model_validate(row.settings)
-    except ValueError:
-        return None  # a theme this version cannot read: the default look
+    """The store's theme, read once per transaction."""
+    def load() -> Theme | None:
+        row = session.get(StoreTheme, "store")
+        if row is None or not row.settings:
+            return None
+        try:
+            return Theme.model_validate(row.settings)
+        except ValueError:
+            return None  # a theme this version cannot read: the default look
+
+    return remembered(session, StoreTheme, "store", load)
 
 
 def theme_context(theme: Theme | None) -> dict:

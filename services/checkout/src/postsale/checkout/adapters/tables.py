@@ -61,6 +61,8 @@ class Offer(Base, table=True):
     send_confirmation_email: bool = True
     send_recovery_email: bool = True  # carried on `CheckoutAbandoned`: notifications sends the reminder
     created_at: datetime = Field(default_factory=utcnow)
+    # The back office's new-offer form's one-time token: a form posted twice makes one offer.
+    submission: str | None = Field(default=None, unique=True)
 
 
 class Coupon(Base, table=True):

@@ -23,7 +23,7 @@ from postsale.checkout.domain.money import AmountError, NotAnAmount, format_majo
 from postsale.checkout.domain.post_purchase import MAX_URL_LENGTH, PostPurchase
 from postsale.checkout.offers import MAX_NAME_LENGTH
 from postsale.contracts import AccessPolicy
-from postsale.runtime.backoffice import FormError
+from postsale.runtime.backoffice import FormError, is_submission_token, submission_token
 
 BILLING_TYPES = {"one_time": "One-time payment", "subscription": "Subscription", "payment_plan": "Payment plan",
                  "pay_what_you_want": "Pay what you want", "free": "Free"}
@@ -42,8 +42,8 @@ SHOWN_STEPS = 3  # empty upsell rows on a form, beyond those in use
 
 
 def blank_offer_form() -> dict:
-    """A new offer's form: Postsale's defaults."""
-    return {"name": "", "billing_type": "one_time", "price": "", "currency": "EUR", "interval": "month",
+    """A new offer's form: Postsale's defaults, and the one-time token of this form."""
+    return {"submission": submission_token(), "name": "", "billing_type": "one_time", "price": "", "currency": "EUR", "interval": "month",
             "interval_count": "1", "trial_days": "0", "instalments": "3", "minimum": "", "product_ids": [],
             "order_bump_offer_id": "", "upsells": [], "destination": "library", "landing_page_url": "",
             "access_days": "", "on_cancel": "period_end", "on_pause": "keep", "on_partial_refund": "keep",
@@ -125,6 +125,8 @@ def read_offer_form(data: FormData) -> dict:
                        for i in range(1, MAX_STEPS + 1)]
     form["upsells"] = [row for row in form["upsells"] if row != ("", "")]
     form.update({name: name in data for name in CHECKS})
+    submission = _text(data, "submission")
+    form["submission"] = submission if is_submission_token(submission) else ""
     return form
 
 

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.datastructures import FormData
 
@@ -107,13 +108,30 @@ def _create_offer(request: Request, session: Session, owner: StaffSession, data:
     form = forms.blank_offer_form()
     try:
         form = forms.read_offer_form(data)
-        offer = offers.create_offer(session, **forms.offer_arguments(form))
+        if not form["submission"]:  # a form from before this version, or made up
+            form["submission"] = forms.blank_offer_form()["submission"]
+            raise FormError("This form has expired: check the values and create the offer again.")
+        # Posted twice (a double click, a reload): the offer the first one made, nothing more.
+        earlier = _offer_of_submission(session, form["submission"])
+        if earlier is None:
+            offer = offers.create_offer(session, **forms.offer_arguments(form))
+            offer.submission = form["submission"]
+            session.commit()
     except (FormError, CheckoutError) as exc:
         session.rollback()
         return templates.TemplateResponse(request, "backoffice/offer_new.html",
                                           _form_context(request, session, owner, None, form, str(exc)), status_code=422)
-    session.commit()
-    return RedirectResponse(f"/admin/offers/{offer.id}/edit?done=created", status_code=303)
+    except IntegrityError:  # both submissions at once: the later one is rolled back
+        session.rollback()
+        earlier = _offer_of_submission(session, form["submission"])
+        if earlier is None:
+            raise
+    offer_id = earlier.id if earlier is not None else offer.id
+    return RedirectResponse(f"/admin/offers/{offer_id}/edit?done=created", status_code=303)
+
+
+def _offer_of_submission(session: Session, submission: str) -> Offer | None:
+    return session.exec(select(Offer).where(Offer.submission == submission)).first()
 
 
 def _edit_page(request: Request, session: Session, staff: StaffSession, offer: Offer, *, form: dict | None = None,

@@ -104,9 +104,9 @@ def _start(request: Request, session: Session, *, offers: list[Offer], action: s
     if normalized is None:
         return _email_page(request, session, offers=offers, action=action, email=email[:254],
                            error="Enter a valid email address.", status_code=422)
-    checkout = handlers.start_checkout(session, offer=offers[0], email=normalized, cart=cart)
+    checkout_id = handlers.start_checkout(session, offer=offers[0], email=normalized, cart=cart).id
     session.commit()
-    return RedirectResponse(f"/checkout/{checkout.id}", status_code=303)
+    return RedirectResponse(f"/checkout/{checkout_id}", status_code=303)
 
 
 @router.post("/offers/{offer_id}/checkout", response_class=HTMLResponse)

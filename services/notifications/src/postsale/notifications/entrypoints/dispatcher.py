@@ -13,6 +13,7 @@ from postsale.notifications import handlers
 from postsale.notifications.adapters.smtp import RelayRefused, SmtpSender
 from postsale.notifications.emails import DISPATCHER
 from postsale.runtime import tracing, wakeups
+from postsale.runtime.clock import utcnow
 from postsale.runtime.metrics import EMAIL_SEND_FAILURES, EMAILS_FAILED, EMAILS_SENT
 from postsale.runtime.service import BackgroundTask
 
@@ -22,16 +23,28 @@ BATCH = 20
 
 def send_due(engine, sender: SmtpSender, max_attempts: int) -> bool:
     """Sends what is due; True when more may be due at once. An email is sent at least once:
-    a crash after the SMTP server took it but before it was marked sent sends it again."""
-    with Session(engine) as session:
-        emails = handlers.due_emails(session, limit=BATCH)
-        for email in emails:
+    a crash after the SMTP server took it but before it was marked sent sends it again.
+
+    The batch is claimed (and committed) first and shares one SMTP connection; each email's
+    outcome is committed as soon as it is known."""
+    # Nothing is read back after a commit, so committing need not expire (and reload) the batch.
+    with Session(engine, expire_on_commit=False) as session, sender.connection() as smtp:
+        cutoff = utcnow() + handlers.SEND_CUTOFF
+        emails = handlers.claim_due_emails(session, limit=BATCH)
+        if not emails:
+            return False
+        session.commit()
+        for sent, email in enumerate(emails):
+            if utcnow() > cutoff:  # a slow relay: the rest go when their lease is over
+                log.warning("the SMTP relay is slow: %s email(s) of this batch wait for their lease to end",
+                            len(emails) - sent)
+                return False
             # A span per attempt: the SMTP conversation, with its outcome.
             sending = tracing.start_span("email send", kind=SpanKind.CLIENT, attributes={
                 "postsale.email.key": email.key, "postsale.email.template": email.template,
                 "postsale.email.attempt": email.attempts + 1, "server.address": sender.host, "server.port": sender.port})
             try:
-                message_id = sender.send(to=email.to, subject=email.subject, text_body=email.text_body,
+                message_id = smtp.send(to=email.to, subject=email.subject, text_body=email.text_body,
                                          html_body=email.html_body, key=email.key,
                                          list_unsubscribe=email.unsubscribe_url)
             except Exception as exc:  # noqa: BLE001 - any SMTP failure is retried later
@@ -45,10 +58,9 @@ def send_due(engine, sender: SmtpSender, max_attempts: int) -> bool:
                 handlers.mark_sent(session, email, message_id)
                 counters = [EMAILS_SENT]
             # One commit per email, so one bad address never holds back the others' state.
-            template = email.template
             session.commit()
             for counter in counters:
-                counter.labels(template=template).inc()
+                counter.labels(template=email.template).inc()
         return len(emails) == BATCH
 
 

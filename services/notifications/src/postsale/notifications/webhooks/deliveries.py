@@ -26,6 +26,7 @@ from postsale.notifications.webhooks import domain
 from postsale.notifications.webhooks.tables import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookSend
 from postsale.runtime import wakeups
 from postsale.runtime.clock import as_utc, utcnow
+from postsale.runtime.db import remembered
 from postsale.runtime.scheduler import end_pending
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,10 @@ def record_event(session: Session, event: Event, event_id: str) -> None:
     """Started by every event on a public topic: a delivery to each enabled endpoint that wants its
     type, started at once unless an earlier one of the same key is unfinished. Safe to redeliver:
     one delivery per event and endpoint (a unique constraint)."""
-    wanted = [e.id for e in session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled)
-                                         .order_by(WebhookEndpoint.id)).all()
-              if event.event_type in e.event_types]
+    enabled = remembered(session, WebhookEndpoint, "enabled", lambda: [
+        (e.id, e.event_types) for e in session.exec(select(WebhookEndpoint).where(WebhookEndpoint.enabled)
+                                                    .order_by(WebhookEndpoint.id)).all()])
+    wanted = [endpoint_id for endpoint_id, event_types in enabled if event.event_type in event_types]
     if not wanted:
         return
     now = utcnow()

@@ -97,7 +97,8 @@ class SandboxProvider:
     def _record(self, *, idempotency_key: str, attempt_id: str, amount: int, currency: str, card: TestCard,
                 payment_method_id: str, status: str, message: str | None,
                 expiry: tuple[int, int] | None = None) -> PaymentResult:
-        with Session(self.engine) as session:
+        # The payment is answered from what was just written: nothing to read back after the commit.
+        with Session(self.engine, expire_on_commit=False) as session:
             existing = self._by_key(session, idempotency_key)
             if existing is not None:
                 return self._result(existing)
