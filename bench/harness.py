@@ -108,3 +108,53 @@ def machine() -> dict:
     """What a reader needs to judge the numbers: the machine, and how busy it was."""
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform(),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def cpu_seconds_by_component() -> dict[str, float]:
+    """CPU seconds (user and system) used so far by the benchmark's own process (load generator,
+    SMTP server, counting) and by each component it started, every process of its tree counted
+    (PostgreSQL's backends, reaped children through their parent): read from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    command: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = sum(int(f) for f in fields[11:15]) / ticks
+    me = os.getpid()
+    totals: dict[str, float] = {}
+    for pid, seconds in used.items():
+        ancestor = pid
+        while ancestor not in (me, 0, 1) and ancestor in parent:
+            ancestor = parent[ancestor]
+        if ancestor != me:
+            continue
+        name = _component(pid, me, parent, command)
+        totals[name] = totals.get(name, 0.0) + seconds
+    return {name: round(seconds, 2) for name, seconds in sorted(totals.items())}
+
+
+def _component(pid: int, me: int, parent: dict[int, int], command: dict[int, str]) -> str:
+    """What `pid` belongs to, named by the first process under the benchmark on its way up."""
+    if pid == me:
+        return "benchmark (load, SMTP server, counting)"
+    while parent.get(pid) != me:
+        pid = parent[pid]
+    line = command.get(pid, "")
+    for service in SERVICES:
+        if f"postsale.{service}." in line:
+            return service
+    if "java" in line:
+        return "Kafka"
+    if "postgres" in line:
+        return "PostgreSQL"
+    if "py-spy" in line:
+        return "py-spy (profiling)"
+    return line.split(" ", 1)[0].rsplit("/", 1)[-1] or "other"

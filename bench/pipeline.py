@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 import growth  # noqa: E402
 import purchases  # noqa: E402
 import report  # noqa: E402
-from harness import RESULTS, Components, machine, percentiles, running_components  # noqa: E402
+from harness import (RESULTS, Components, cpu_seconds_by_component, machine, percentiles,  # noqa: E402
+                     running_components)
 from loadgen import closed_loop  # noqa: E402
 from postsale_local.processes import free_port, start_process, stop_process, wait_for_port  # noqa: E402
 from tests.support import set_up_account  # noqa: E402
@@ -101,6 +102,14 @@ async def library_against_bare(components: Components, cookie: str, product_name
                for name, r in (("service", service), ("bare", floor))}}
 
 
+def cpu_per_purchase(before: dict[str, float], after: dict[str, float], purchases: int) -> dict[str, float]:
+    """Milliseconds of CPU each component spent per purchase between the two readings (the
+    throughput phase and its drain: every purchase of the phase all the way through), with their
+    total: on 2 cores, 2,000 ms of CPU a second bound the rate at 2,000 / total purchases a second."""
+    spent = {name: round((after[name] - before.get(name, 0.0)) * 1000 / max(purchases, 1), 1) for name in after}
+    return {**spent, "total": round(sum(spent.values()), 1)}
+
+
 def profile_start(components: Components, seconds: float, services: tuple[str, ...], phase: str) -> dict:
     """py-spy sampling the services (every thread, waiting ones too) for `seconds`, in the background."""
     py_spy = Path(sys.executable).parent / "py-spy"
@@ -159,10 +168,13 @@ async def measure(components: Components, settings: dict, result: dict) -> None:
     log(f"throughput: {settings['buyers']} buyers for {settings['seconds']} s")
     before = purchases.database_activity(components.database_urls)
     shop.scanned.clear()
-    profiles = (profile_start(components, settings["seconds"], ("checkout", "entitlements"), "throughput")
-                if settings["profile"] else {})
+    profiles = (profile_start(components, settings["seconds"], ("checkout", "entitlements", "notifications"),
+                              "throughput") if settings["profile"] else {})
+    cpu_before = cpu_seconds_by_component()
     result["throughput"] = await purchases.throughput(shop, buyers=settings["buyers"], seconds=settings["seconds"],
                                                       drain_timeout=settings["drain_timeout"])
+    result["throughput"]["cpu_ms_per_purchase"] = cpu_per_purchase(cpu_before, cpu_seconds_by_component(),
+                                                                   result["throughput"]["paid"])
     result["profile"] = profile_collect(profiles)
     await asyncio.sleep(1)  # PostgreSQL publishes a backend's counters within a second of its transactions
     result["throughput"]["database_per_purchase"] = purchases.per_purchase(

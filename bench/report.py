@@ -124,7 +124,8 @@ OWN = CATEGORIES[-2][1]
 NOTABLE = [
     ("in the request thread pool (anyio's workers: request handlers)", r"^WorkerThread\.run \(anyio/"),
     ("in asyncio's executor threads (consumers, outbox relay, schedulers)", r"^_WorkItem\.run \(concurrent/"),
-    ("consumers handling a record, a transaction each (`apply_once`)", r"^apply_once \("),
+    ("consumers handling records (`apply_batch`, a transaction per batch; `apply_once`, one per record)",
+     r"^apply_(batch|once) \("),
     ("the outbox relay", r"^OutboxRelay\."),
     ("the schedulers' rounds (`Scheduler.run_due`)", r"^Scheduler\.run_due \("),
     ("single-row reads by primary key (`Session.get`)", r"^Session\.get \(sqlalchemy/"),
@@ -215,6 +216,22 @@ def database_table(r: dict) -> str:
                           for t, c in w.get("most_scanned", {}).items() if c["seq_rows_read"] >= 1)
         lines.append(f"| {db} | {w['commits']:g} | {w['rows_read']:g} | {w['rows_inserted']:g} | "
                      f"{w['rows_updated']:g} | {scans or 'none'} |")
+    return "\n".join(lines + [""])
+
+
+def cpu_table(r: dict) -> str:
+    """CPU per purchase by component over the throughput phase: what bounds the rate on this machine."""
+    cpu = dict(r["throughput"].get("cpu_ms_per_purchase") or {})
+    if not cpu:
+        return ""
+    total = cpu.pop("total")
+    cores = r["machine_at_start"]["cpus"]
+    lines = [f"CPU spent per purchase over the throughput phase and its drain, by component (every process "
+             f"of its tree), from `/proc`. At {total:g} ms a purchase, {cores} cores allow at most "
+             f"{cores * 1000 / total:.1f} purchases a second, whatever waits on what:", "",
+             "| component | CPU per purchase | share |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {ms:g} ms | {100 * ms / total:.0f} % |"
+              for name, ms in sorted(cpu.items(), key=lambda item: -item[1])]
     return "\n".join(lines + [""])
 
 
@@ -320,7 +337,7 @@ def write(r: dict, out: Path) -> None:
     text = README.read_text()
     text = _replace_between(text, TABLE_START, TABLE_END, table(r))
     text = _replace_between(text, PROFILE_START, PROFILE_END,
-                            database_table(r) + "\n" + profile_tables(r.get("profile", {})))
+                            cpu_table(r) + "\n" + database_table(r) + "\n" + profile_tables(r.get("profile", {})))
     README.write_text(text)
 
 
