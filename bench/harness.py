@@ -123,6 +123,8 @@ def cpu_seconds_by_component() -> dict[str, float]:
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                continue  # ended, not reaped yet: its time moves to its parent when it is
             command[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # ended meanwhile

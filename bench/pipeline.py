@@ -45,10 +45,10 @@ from tests.support import set_up_account  # noqa: E402
 
 FULL = {"seconds": 60, "http_alone_seconds": 8, "buyers": 16, "rate": 50, "paced_seconds": 20, "hop_seconds": 10,
         "rps_seconds": 10, "rps_connections": 16, "ledger_points": "10000,100000,1000000", "cost_requests": 400,
-        "outbox_sent": 1_000_000, "relay_rows": 5000, "drain_timeout": 180}
+        "outbox_sent": 1_000_000, "relay_rows": 5000, "drain_timeout": 180, "profile_seconds": 20}
 QUICK = {"seconds": 10, "http_alone_seconds": 4, "paced_seconds": 6, "hop_seconds": 4, "rps_seconds": 4,
          "ledger_points": "10000,30000", "cost_requests": 100, "outbox_sent": 30_000, "relay_rows": 2000,
-         "drain_timeout": 30}
+         "drain_timeout": 30, "profile_seconds": 6}
 
 
 def log(message: str) -> None:
@@ -168,14 +168,11 @@ async def measure(components: Components, settings: dict, result: dict) -> None:
     log(f"throughput: {settings['buyers']} buyers for {settings['seconds']} s")
     before = purchases.database_activity(components.database_urls)
     shop.scanned.clear()
-    profiles = (profile_start(components, settings["seconds"], ("checkout", "entitlements", "notifications"),
-                              "throughput") if settings["profile"] else {})
     cpu_before = cpu_seconds_by_component()
     result["throughput"] = await purchases.throughput(shop, buyers=settings["buyers"], seconds=settings["seconds"],
                                                       drain_timeout=settings["drain_timeout"])
     result["throughput"]["cpu_ms_per_purchase"] = cpu_per_purchase(cpu_before, cpu_seconds_by_component(),
                                                                    result["throughput"]["paid"])
-    result["profile"] = profile_collect(profiles)
     await asyncio.sleep(1)  # PostgreSQL publishes a backend's counters within a second of its transactions
     result["throughput"]["database_per_purchase"] = purchases.per_purchase(
         before, purchases.database_activity(components.database_urls), result["throughput"]["paid"], shop.scanned)
@@ -190,6 +187,7 @@ async def measure(components: Components, settings: dict, result: dict) -> None:
                                                               seconds=settings["paced_seconds"])
     log("  " + json.dumps({k: v for k, v in result["paid_to_access"].items() if k != "samples_ms"}))
 
+    result["profile"] = {}
     log("/api/library against a bare FastAPI endpoint")
     result["library_rps"] = await library_against_bare(components, reader["cookie"], store.product_name,
                                                        seconds=settings["rps_seconds"],
@@ -215,6 +213,14 @@ async def measure(components: Components, settings: dict, result: dict) -> None:
         rate = await asyncio.to_thread(growth.relay_rate, checkout_db, rows=settings["relay_rows"])
         result["outbox_relay"].append({"label": label, **loaded, **rate})
         log(f"  {rate}")
+
+    if settings["profile"]:
+        # Last, apart from every measured run: three profilers take a good part of the two cores.
+        log(f"profiling the throughput phase's load for {settings['profile_seconds']} s")
+        profiles = profile_start(components, settings["profile_seconds"], ("checkout", "entitlements",
+                                                                           "notifications"), "throughput")
+        await purchases.buy_for(shop, buyers=settings["buyers"], seconds=settings["profile_seconds"])
+        result["profile"].update(profile_collect(profiles))
 
 
 def main() -> None:

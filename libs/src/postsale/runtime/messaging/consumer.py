@@ -26,16 +26,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
-from opentelemetry import trace
 from faststream.kafka.subscriber.usecase import BatchSubscriber
+from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -288,6 +288,8 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
         description=subscription.description or None,
         title=f"{subscription.consumer_name}",
     )
+    # faststream makes the subscriber itself; its class swapped for a subclass with no state of its
+    # own is the one way to change how it fetches.
     subscriber.__class__ = _PromptBatchSubscriber
     subscriber(on_batch)
 

@@ -261,7 +261,9 @@ async def pay(checkout_id: str, request: Request, customer: CustomerDep):
 
 
 def _pay(request: Request, checkout_id: str, customer: CustomerSession | None, form: dict[str, str]) -> Response:
-    with Session(request.app.state.engine) as session:
+    # What a commit wrote stays loaded rather than read back at the next use: the payment holds and
+    # re-reads the attempt itself (`hold_attempt`), and the offers and products do not change under it.
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
         checkout = checkout_or_404(session, checkout_id)
         if checkout.status == "paid":
             return after_purchase(request, session, checkout, customer)
