@@ -121,9 +121,10 @@ def _purchase_of(url: str) -> str | None:
 
 CLAIM_LEASE = timedelta(seconds=60)
 """How long a claimed email is its sender's: an email whose sender died (or whose mark could not be
-committed) is sent again about a minute later. The dispatcher starts no email after
-`SEND_CUTOFF`, so no email is still being sent when its lease ends and a replica claims it."""
-SEND_CUTOFF = CLAIM_LEASE - timedelta(seconds=2 * SMTP_TIMEOUT + 5)  # connecting, then sending, each up to the timeout
+committed) is sent again about a minute later. The dispatcher starts no email after `SEND_CUTOFF`,
+so an email is still being sent when its lease ends and a replica claims it only when the relay
+takes longer than its timeout over several steps (and the copy has the same Message-ID)."""
+SEND_CUTOFF = CLAIM_LEASE - timedelta(seconds=2 * SMTP_TIMEOUT + 5)  # time to connect, then to send
 
 
 def claim_due_emails(session: Session, limit: int) -> list[Email]:
