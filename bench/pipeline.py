@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 import uuid
@@ -240,6 +241,8 @@ def main() -> None:
         "machine_at_start": machine(), "settings": settings,
         "short_run": any(settings[k] != v for k, v in FULL.items()),
     }
+    # Stopped from outside (`timeout`, a plain kill): still stop what the run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     log(f"load average at start: {result['machine_at_start']['load_average']}")
     RESULTS.mkdir(exist_ok=True)
     began = time.perf_counter()

@@ -9,7 +9,6 @@ from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Iterator
 
-
 SMTP_TIMEOUT = 20
 """Seconds the relay may take over each step of the conversation (connecting, each command)."""
 
@@ -104,7 +103,7 @@ class SmtpConnection:
                     from refused
             raise
         except smtplib.SMTPServerDisconnected:
-            raise
+            raise  # `send` closes it, and tries once more when it was a connection kept from before
         except BaseException:
             self.close()
             raise
