@@ -133,23 +133,24 @@ def cpu_seconds_by_component() -> dict[str, float]:
     me = os.getpid()
     totals: dict[str, float] = {}
     for pid, seconds in used.items():
-        ancestor = pid
-        while ancestor not in (me, 0, 1) and ancestor in parent:
-            ancestor = parent[ancestor]
-        if ancestor != me:
-            continue
-        name = _component(pid, me, parent, command)
+        top = _under(pid, me, parent)
+        if top is None:
+            continue  # not started by the benchmark
+        name = "benchmark (load, SMTP server, counting)" if top == me else _name(command.get(top, ""))
         totals[name] = totals.get(name, 0.0) + seconds
     return {name: round(seconds, 2) for name, seconds in sorted(totals.items())}
 
 
-def _component(pid: int, me: int, parent: dict[int, int], command: dict[int, str]) -> str:
-    """What `pid` belongs to, named by the first process under the benchmark on its way up."""
-    if pid == me:
-        return "benchmark (load, SMTP server, counting)"
-    while parent.get(pid) != me:
+def _under(pid: int, me: int, parent: dict[int, int]) -> int | None:
+    """The process right under the benchmark that `pid` descends from (the benchmark itself for
+    its own pid), or None when `pid` is not one of the benchmark's."""
+    while pid != me and parent.get(pid) not in (me, None, 0, 1):
         pid = parent[pid]
-    line = command.get(pid, "")
+    return pid if pid == me or parent.get(pid) == me else None
+
+
+def _name(line: str) -> str:
+    """A component by its command line."""
     for service in SERVICES:
         if f"postsale.{service}." in line:
             return service

@@ -28,6 +28,7 @@ class Relay:
     """An SMTP relay that accepts, or refuses, every email."""
 
     host, port = "127.0.0.1", 25  # what the dispatcher's spans name
+    timeout = 20
 
     def __init__(self, up: bool) -> None:
         self.up = up

@@ -119,7 +119,7 @@ def test_a_new_offer_form_posted_twice_makes_one_offer(store):
     assert again == first and store.offer_count() == 1
     # Without its token (a page from before, a made-up post) the form comes back, and nothing is made.
     refused = owner.post("/admin/offers/new", data=offer_form(submission=None, name="Other"))
-    assert refused.status_code == 422 and "This form has expired" in text(refused)
+    assert refused.status_code == 422 and "This form came without its one-time token" in text(refused)
     assert 'value="Other"' in refused.text and store.offer_count() == 1
     assert created_id(owner.post("/admin/offers/new", data=offer_form(
         name="Other", submission=re.search(r'name="submission" value="([\w-]+)"', refused.text).group(1))))

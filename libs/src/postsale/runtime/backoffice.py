@@ -1,6 +1,7 @@
 """What every service's back-office pages share besides the layout (`postsale.runtime.staff`):
 page numbers and paging, a form's problem in words, text fields checked at the edge, and a
-one-time token that makes a form's second submission change nothing.
+one-time token that makes a form's second submission change nothing (`create_once`: what the form
+creates, stored under the token's unique constraint).
 
 The templates' shared macros are in `backoffice/_macros.html` of the shared templates:
 `{% from "backoffice/_macros.html" import when, pager %}`.
@@ -9,17 +10,19 @@ The templates' shared macros are in `backoffice/_macros.html` of the shared temp
 from __future__ import annotations
 
 import secrets
-from typing import Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
-from sqlmodel import Session
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
 
 from postsale.runtime.staff import backoffice_problem
 
 PER_PAGE = 50
 MAX_PAGE = 10_000
 T = TypeVar("T")
+Row = TypeVar("Row")
 
 
 class FormError(ValueError):
@@ -73,6 +76,41 @@ def submission_token() -> str:
 
 def is_submission_token(value: str) -> bool:
     return 16 <= len(value) <= 64 and value.isascii() and all(c.isalnum() or c in "-_" for c in value)
+
+
+def submission_of(raw: str) -> str:
+    """The form's one-time token; FormError when the form came without a valid one (nothing changes)."""
+    if not is_submission_token(raw):
+        raise FormError("This form came without its one-time token, so nothing was changed: check it and send it "
+                        "again.")
+    return raw
+
+
+def made_by(session: Session, table: type[Row], token: str) -> Row | None:
+    """What an earlier submission of the same form created, if one did."""
+    return session.exec(select(table).where(table.submission == token)).first()  # type: ignore[attr-defined]
+
+
+def create_once(session: Session, table: type[Row], token: str, make: Callable[[], Row]) -> tuple[Row, bool]:
+    """What the form with this token creates, committed, and True; or what an earlier submission of
+    it created, and False: a double click or a reload after posting creates nothing more. The unique
+    token is the guarantee when both submissions run at once (the later one is rolled back). What
+    `make` raises (a FormError) leaves the transaction to the caller."""
+    earlier = made_by(session, table, token)
+    if earlier is not None:
+        return earlier, False
+    try:
+        row = make()
+        row.submission = token  # type: ignore[attr-defined]
+        session.add(row)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        earlier = made_by(session, table, token)
+        if earlier is None:
+            raise
+        return earlier, False
+    return row, True
 
 
 def not_found(request: Request, templates, message: str, *, title: str = "This page does not exist") -> Response:

@@ -115,9 +115,8 @@ def remembered(session: Session, model: type, key: Hashable, load: Callable[[], 
     of them and that rarely changes (the store's theme, an edited template, the webhook endpoints),
     read once for the batch. Forgotten when the transaction ends, and as soon as a `model` row is
     added, changed or deleted in this session, so the transaction always sees its own writes."""
+    _forget_changed(session)  # changed since, and not flushed yet
     memo = session.info.setdefault(_REMEMBERED, {})
-    if memo:
-        _forget_changed(session)  # changed since, and not flushed yet
     if (model, key) not in memo:
         memo[(model, key)] = load()
     return memo[(model, key)]
@@ -135,12 +134,14 @@ def _forget_added(session: Session, instance) -> None:
 
 @event.listens_for(Session, "before_flush")
 def _forget_changed(session: Session, *_flush) -> None:
-    for instance in (*session.dirty, *session.deleted):
-        _forget_model(session, type(instance))
+    # Every flush of every session comes here: nothing to look at unless something is remembered.
+    if session.info.get(_REMEMBERED):
+        for instance in (*session.dirty, *session.deleted):
+            _forget_model(session, type(instance))
 
 
 def _forget_model(session: Session, model: type) -> None:
     memo = session.info.get(_REMEMBERED)
     if memo:
-        for remembered_model, key in [k for k in memo if k[0] is model]:
-            del memo[(remembered_model, key)]
+        for key in [key for key in memo if key[0] is model]:
+            del memo[key]

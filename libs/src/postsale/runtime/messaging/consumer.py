@@ -91,28 +91,6 @@ class Subscription:
         return dead_letter_topic(self.service)
 
 
-def apply_once(engine: Engine, consumer: str, handler: EventHandler, event: Event, event_id: str) -> bool:
-    """Run `handler` unless this consumer already did for `event_id`. True when it ran.
-
-    Safe to redeliver: the inbox row is inserted in the handler's transaction, so the effect
-    and the record that it happened commit together or not at all.
-    """
-    with Session(engine) as session:
-        if session.get(InboxMessage, (consumer, event_id)) is not None:
-            return False
-        handler(session, event, event_id)
-        session.add(InboxMessage(consumer=consumer, event_id=event_id, event_type=event.event_type))
-        try:
-            session.commit()
-        except IntegrityError:
-            # A replica handled the same event between our check and our commit.
-            session.rollback()
-            if session.get(InboxMessage, (consumer, event_id)) is not None:
-                return False
-            raise
-        return True
-
-
 @dataclass
 class Delivery:
     """One record of a batch on its way to its use case, with its `process` span."""
@@ -121,13 +99,15 @@ class Delivery:
     handler: EventHandler
     event_id: str
     span: Span
-    record: object  # the ConsumerRecord, for its dead letter
+    record: object = None  # the ConsumerRecord, for its dead letter
 
 
 def apply_batch(engine: Engine, consumer: str, deliveries: list[Delivery]) -> list[bool]:
-    """`apply_once` for a batch in one transaction: for each delivery, whether it ran.
+    """Runs each delivery's use case unless this consumer already did for its event id, all in one
+    transaction; for each delivery, whether it ran.
 
-    One inbox query, one flush and one commit for the whole batch instead of one each. Raises
+    Safe to redeliver: each inbox row is inserted in the transaction of the effects, so both commit
+    or neither does. One inbox query and one commit for the whole batch instead of one each. Raises
     (nothing of the batch committed) when any use case fails or a replica handled one of them
     meanwhile; the caller then handles the records one at a time, which isolates the failing one.
     """
@@ -149,6 +129,19 @@ def apply_batch(engine: Engine, consumer: str, deliveries: list[Delivery]) -> li
             applied.append(True)
         session.commit()
         return applied
+
+
+def apply_once(engine: Engine, consumer: str, handler: EventHandler, event: Event, event_id: str) -> bool:
+    """Run `handler` unless this consumer already did for `event_id`, in a transaction of its own
+    (`apply_batch` of one). True when it ran."""
+    try:
+        return apply_batch(engine, consumer, [Delivery(event, handler, event_id, trace.get_current_span())])[0]
+    except IntegrityError:
+        # A replica handled the same event between our check and our commit.
+        with Session(engine) as session:
+            if session.get(InboxMessage, (consumer, event_id)) is not None:
+                return False
+        raise
 
 
 def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,

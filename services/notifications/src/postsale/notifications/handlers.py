@@ -10,7 +10,6 @@ from sqlmodel import Session, select
 from postsale.contracts import (AccountSetupLinkIssued, EmailChangeRequested, EmailFailed, EmailSent, LoginLinkIssued,
                                 PasswordResetRequested, PurchaseCompleted, PurchaseRefunded)
 from postsale.notifications import access, billing, rules, sequences, suppressions
-from postsale.notifications.adapters.smtp import SMTP_TIMEOUT
 from postsale.notifications.adapters.tables import Email, PurchaseRecord
 from postsale.notifications.config import SERVICE
 from postsale.notifications.emails import email_settings, queue_email, queue_for_sellers
@@ -121,10 +120,8 @@ def _purchase_of(url: str) -> str | None:
 
 CLAIM_LEASE = timedelta(seconds=60)
 """How long a claimed email is its sender's: an email whose sender died (or whose mark could not be
-committed) is sent again about a minute later. The dispatcher starts no email after `SEND_CUTOFF`,
-so an email is still being sent when its lease ends and a replica claims it only when the relay
-takes longer than its timeout over several steps (and the copy has the same Message-ID)."""
-SEND_CUTOFF = CLAIM_LEASE - timedelta(seconds=2 * SMTP_TIMEOUT + 5)  # time to connect, then to send
+committed) is sent again about a minute later. The dispatcher starts no email that its relay's
+timeouts could carry past the lease (`entrypoints/dispatcher.py`)."""
 
 
 def claim_due_emails(session: Session, limit: int) -> list[Email]:

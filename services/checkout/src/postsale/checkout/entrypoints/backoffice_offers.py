@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 from anyio import to_thread
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.datastructures import FormData
 
@@ -26,7 +25,8 @@ from postsale.checkout.entrypoints import backoffice_offer_form as forms
 from postsale.checkout.entrypoints.buyer import templates
 from postsale.checkout.errors import CheckoutError
 from postsale.checkout.records import offer_terms
-from postsale.runtime.backoffice import PER_PAGE, FormError, page_number
+from postsale.runtime.backoffice import (PER_PAGE, FormError, create_once, page_number, submission_of,
+                                         submission_token)
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OwnerDep, StaffDep, StaffSession, backoffice_context
@@ -108,30 +108,15 @@ def _create_offer(request: Request, session: Session, owner: StaffSession, data:
     form = forms.blank_offer_form()
     try:
         form = forms.read_offer_form(data)
-        if not form["submission"]:  # a form from before this version, or made up
-            form["submission"] = forms.blank_offer_form()["submission"]
-            raise FormError("This form has expired: check the values and create the offer again.")
         # Posted twice (a double click, a reload): the offer the first one made, nothing more.
-        earlier = _offer_of_submission(session, form["submission"])
-        if earlier is None:
-            offer = offers.create_offer(session, **forms.offer_arguments(form))
-            offer.submission = form["submission"]
-            session.commit()
+        offer, _ = create_once(session, Offer, submission_of(form["submission"]),
+                               lambda: offers.create_offer(session, **forms.offer_arguments(form)))
     except (FormError, CheckoutError) as exc:
         session.rollback()
+        form["submission"] = form["submission"] or submission_token()  # the form, sent again, still makes one
         return templates.TemplateResponse(request, "backoffice/offer_new.html",
                                           _form_context(request, session, owner, None, form, str(exc)), status_code=422)
-    except IntegrityError:  # both submissions at once: the later one is rolled back
-        session.rollback()
-        earlier = _offer_of_submission(session, form["submission"])
-        if earlier is None:
-            raise
-    offer_id = earlier.id if earlier is not None else offer.id
-    return RedirectResponse(f"/admin/offers/{offer_id}/edit?done=created", status_code=303)
-
-
-def _offer_of_submission(session: Session, submission: str) -> Offer | None:
-    return session.exec(select(Offer).where(Offer.submission == submission)).first()
+    return RedirectResponse(f"/admin/offers/{offer.id}/edit?done=created", status_code=303)
 
 
 def _edit_page(request: Request, session: Session, staff: StaffSession, offer: Offer, *, form: dict | None = None,

@@ -20,10 +20,10 @@ from sqlmodel import Session, select
 
 from postsale.entitlements import access_views, grants, products
 from postsale.entitlements.adapters.tables import Customer, Grant, Product
-from postsale.entitlements.entrypoints.backoffice_forms import (create_once, is_id, render, submission_of,
-                                                                whole_number)
+from postsale.entitlements.entrypoints.backoffice_forms import is_id, render, whole_number
 from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime.backoffice import FormError, form_text, not_found, page_number, typed_again
+from postsale.runtime.backoffice import (FormError, create_once, form_text, not_found, page_number, submission_of,
+                                         typed_again)
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import StaffDep, StaffSession

@@ -1,26 +1,22 @@
 """What entitlements' back-office pages share beyond the shared helpers (`postsale.runtime.backoffice`):
-their templates, reading ids and whole numbers a seller typed, and making what a form creates once
-however often the form is posted (its one-time `submission` token, stored under a unique constraint)."""
+their templates, and reading ids and whole numbers a seller typed."""
 
 from __future__ import annotations
 
 import re
-from typing import Callable, TypeVar
 
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime.backoffice import FormError, is_submission_token, submission_token
+from postsale.runtime.backoffice import FormError, submission_token
 from postsale.runtime.staff import StaffSession, backoffice_context
 
 ACTIVE = "Products"  # the navigation entry of the product pages
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")
-Row = TypeVar("Row")
 
 
 def readable_size(size: int) -> str:
@@ -72,41 +68,6 @@ def product_or_404(session: Session, product_id: str) -> Product:
 
 
 # --- one submission, one creation ---------------------------------------------------------------
-
-
-def submission_of(raw: str) -> str:
-    """The form's one-time token; FormError when the form came without a valid one (nothing changes)."""
-    if not is_submission_token(raw):
-        raise FormError("This form came without its one-time token, so nothing was changed: check it and send it "
-                        "again.")
-    return raw
-
-
-def made_by(session: Session, table: type[Row], token: str) -> Row | None:
-    """What an earlier submission of the same form created, if one did."""
-    return session.exec(select(table).where(table.submission == token)).first()  # type: ignore[attr-defined]
-
-
-def create_once(session: Session, table: type[Row], token: str, make: Callable[[], Row]) -> tuple[Row, bool]:
-    """What the form with this token creates, committed, and True; or what an earlier submission of
-    it created, and False: a double click or a reload after posting creates nothing more. The unique
-    token is the guarantee when both submissions run at once (the later one is rolled back). What
-    `make` raises (a FormError) leaves the transaction to the caller."""
-    earlier = made_by(session, table, token)
-    if earlier is not None:
-        return earlier, False
-    try:
-        row = make()
-        row.submission = token  # type: ignore[attr-defined]
-        session.add(row)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        earlier = made_by(session, table, token)
-        if earlier is None:
-            raise
-        return earlier, False
-    return row, True
 
 
 def problem_of(error: ValidationError, labels: dict[str, str]) -> str:

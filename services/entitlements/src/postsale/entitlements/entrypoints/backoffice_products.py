@@ -27,10 +27,11 @@ from postsale.entitlements.adapters.tables import Lesson, Product, Section
 from postsale.entitlements.delivery import download, strategy_for
 from postsale.entitlements.delivery.base import product_settings
 from postsale.entitlements.entrypoints import backoffice_content, backoffice_files, backoffice_integration
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, create_once, problem_of, product_or_404,
-                                                                readable_size, render, submission_of, whole_number)
+from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, problem_of, product_or_404, readable_size,
+                                                                render, whole_number)
 from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime.backoffice import FormError, form_text, not_found, page_number, typed_again
+from postsale.runtime.backoffice import (FormError, create_once, form_text, not_found, page_number, submission_of,
+                                         typed_again)
 from postsale.runtime.clock import utcnow
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from fastapi import FastAPI
 from opentelemetry.trace import SpanKind
@@ -29,7 +30,10 @@ def send_due(engine, sender: SmtpSender, max_attempts: int) -> bool:
     outcome is committed as soon as it is known."""
     # Nothing is read back after a commit, so committing need not expire (and reload) the batch.
     with Session(engine, expire_on_commit=False) as session, sender.connection() as smtp:
-        cutoff = utcnow() + handlers.SEND_CUTOFF
+        # No email starts once connecting and sending (each up to the relay's timeout) could outlast the
+        # lease: then a replica claims it only when the relay is slower than that over several steps
+        # (and the copy it sends has the same Message-ID).
+        cutoff = utcnow() + handlers.CLAIM_LEASE - timedelta(seconds=2 * sender.timeout + 5)
         emails = handlers.claim_due_emails(session, limit=BATCH)
         if not emails:
             return False
