@@ -6,7 +6,8 @@ then measures, in this order:
 1. `/library` and the access check with a small access ledger (10 thousand rows);
 2. checkout's HTTP side alone (downstream services paused): the floor for throughput;
 3. purchases through all four services, sustained (py-spy profiles checkout and entitlements);
-4. a raw aiokafka hop, then paid -> access at an open-loop paced rate;
+4. a raw aiokafka hop, then paid -> access at open-loop paced rates: half the rate the throughput
+   phase sustained (the pipeline's own latency, without a queue), then the issue's 50 a second;
 5. `/api/library` against a bare FastAPI endpoint served the same way, same load generator;
 6. `/library` and the access check again as the ledger grows to 1 million rows;
 7. checkout's outbox relay with few, then many, rows already sent in its table.
@@ -44,10 +45,10 @@ from loadgen import closed_loop  # noqa: E402
 from postsale_local.processes import free_port, start_process, stop_process, wait_for_port  # noqa: E402
 from tests.support import set_up_account  # noqa: E402
 
-FULL = {"seconds": 60, "http_alone_seconds": 8, "buyers": 16, "rate": 50, "paced_seconds": 20, "hop_seconds": 10,
+FULL = {"seconds": 60, "http_alone_seconds": 8, "buyers": 16, "rate": 50, "paced_seconds": 20, "calm_seconds": 30, "hop_seconds": 10,
         "rps_seconds": 10, "rps_connections": 16, "ledger_points": "10000,100000,1000000", "cost_requests": 400,
         "outbox_sent": 1_000_000, "relay_rows": 5000, "drain_timeout": 180, "profile_seconds": 20}
-QUICK = {"seconds": 10, "http_alone_seconds": 4, "paced_seconds": 6, "hop_seconds": 4, "rps_seconds": 4,
+QUICK = {"seconds": 10, "http_alone_seconds": 4, "paced_seconds": 6, "calm_seconds": 8, "hop_seconds": 4, "rps_seconds": 4,
          "ledger_points": "10000,30000", "cost_requests": 100, "outbox_sent": 30_000, "relay_rows": 2000,
          "drain_timeout": 30, "profile_seconds": 6}
 
@@ -183,6 +184,12 @@ async def measure(components: Components, settings: dict, result: dict) -> None:
     result["kafka_hop"] = await purchases.kafka_hop(components.kafka.bootstrap_servers, rate=settings["rate"],
                                                     seconds=settings["hop_seconds"])
     log(f"  {result['kafka_hop']['produce_to_consume']}")
+    # At 50 a second this machine only measures a growing queue; at half what the throughput phase
+    # got through, the same path is measured with nothing waiting in front of each purchase.
+    calm = max(0.5, round(result["throughput"]["through_per_second"] / 2, 1))
+    log(f"paid -> access at {calm}/s (half the sustained rate) for {settings['calm_seconds']} s")
+    result["paid_to_access_calm"] = await purchases.paid_to_access(shop, rate=calm, seconds=settings["calm_seconds"])
+    log("  " + json.dumps({k: v for k, v in result["paid_to_access_calm"].items() if k != "samples_ms"}))
     log(f"paid -> access at {settings['rate']}/s for {settings['paced_seconds']} s")
     result["paid_to_access"] = await purchases.paid_to_access(shop, rate=settings["rate"],
                                                               seconds=settings["paced_seconds"])

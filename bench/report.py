@@ -48,14 +48,19 @@ def figures(r: dict) -> list[dict]:
                             f"slowest stage: {t['slowest_stage'].replace('_', ' ')})",
                 "target": "≥ 200/s", "floor": f"{alone['per_second']:g}/s: checkout's HTTP side alone",
                 "met": met, "how_far": gap})
-    access, hop = r["paid_to_access"], r["kafka_hop"]["produce_to_consume"]
-    for q, target in (("p50", 25), ("p99", 100)):
-        value = access["paid_to_access"][f"{q}_ms"]
-        met, gap = _at_most(value, target)
-        out.append({"figure": f"paid → access visible {q}, paced {access['rate']:g}/s "
-                              f"(checkout answered {access['answered_per_second']:g}/s)",
-                    "measured": _ms(value), "target": f"≤ {target} ms",
-                    "floor": f"{_ms(hop[f'{q}_ms'])}: raw aiokafka produce → consume", "met": met, "how_far": gap})
+    hop = r["kafka_hop"]["produce_to_consume"]
+    paced = [(r["paid_to_access"], "")]
+    if "paid_to_access_calm" in r:
+        paced.append((r["paid_to_access_calm"], ", half the sustained rate"))
+    for access, why in paced:
+        for q, target in (("p50", 25), ("p99", 100)):
+            value = access["paid_to_access"][f"{q}_ms"]
+            met, gap = _at_most(value, target)
+            out.append({"figure": f"paid → access visible {q}, paced {access['rate']:g}/s{why} "
+                                  f"(checkout answered {access['answered_per_second']:g}/s)",
+                        "measured": _ms(value), "target": f"≤ {target} ms",
+                        "floor": f"{_ms(hop[f'{q}_ms'])}: raw aiokafka produce → consume", "met": met,
+                        "how_far": gap})
     lib = r["library_rps"]
     service, bare = lib["service"]["per_second"], lib["bare"]["per_second"]
     share = service / bare if bare else 0.0
@@ -264,9 +269,12 @@ def plots(r: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    paced = r["paid_to_access"]
-    for label, samples in ((f"paid → access, paced {paced['rate']:g}/s", paced["samples_ms"]),
-                           ("raw aiokafka produce → consume (floor)", r["kafka_hop"]["samples_ms"])):
+    lines = [(f"paid → access, paced {r['paid_to_access']['rate']:g}/s", r["paid_to_access"]["samples_ms"])]
+    if "paid_to_access_calm" in r:
+        calm = r["paid_to_access_calm"]
+        lines.append((f"paid → access, paced {calm['rate']:g}/s (half the sustained rate)", calm["samples_ms"]))
+    lines.append(("raw aiokafka produce → consume (floor)", r["kafka_hop"]["samples_ms"]))
+    for label, samples in lines:
         ordered = sorted(samples)
         if ordered:
             ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=label)
