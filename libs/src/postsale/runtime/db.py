@@ -107,6 +107,28 @@ def insert_for(session: Session, table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+_KEPT = "postsale.kept"
+_kept_models: set[type] = set()
+
+
+def keep_loaded(*models: type) -> None:
+    """Rows of `models` (a store's settings and catalogue, read again and again by one request or
+    batch) stay in a session's identity map once loaded, for as long as the session is open.
+
+    SQLAlchemy's identity map holds unchanged rows weakly: `session.get(Offer, id).name` drops the
+    row as soon as the expression ends, and the next `session.get` of it reads the database again
+    (five times for the same offer in one payment). Only small, often-read models belong here: a
+    session keeps every row of them it loads."""
+    _kept_models.update(models)
+
+
+@event.listens_for(Session, "loaded_as_persistent")
+@event.listens_for(Session, "pending_to_persistent")  # written by this session: as good as loaded
+def _keep_loaded_row(session: Session, instance) -> None:
+    if type(instance) in _kept_models:
+        session.info.setdefault(_KEPT, []).append(instance)
+
+
 _REMEMBERED = "postsale.remembered"
 
 

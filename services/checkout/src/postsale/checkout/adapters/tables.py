@@ -6,7 +6,7 @@ from sqlalchemy import JSON, CheckConstraint, Column, Index, UniqueConstraint, t
 from sqlmodel import Field, SQLModel
 
 from postsale.runtime.clock import utcnow
-from postsale.runtime.db import table_registry
+from postsale.runtime.db import keep_loaded, table_registry
 from postsale.runtime.scheduler import DueRow, pending_index
 
 
@@ -422,3 +422,7 @@ class PurchaseHappening(Base, table=True):
     service: str  # entitlements | notifications
     kind: str  # access_granted, access_revoked, ..., email_sent, email_failed
     summary: str  # what happened, as the seller reads it
+
+
+# Read by every step of a payment, several times each: kept once loaded (`keep_loaded`).
+keep_loaded(Offer, CatalogProduct, Customer, StoreSettings, Cart)

@@ -7,7 +7,7 @@ from sqlmodel import Field, SQLModel
 
 from postsale.runtime.activity import ActivityPublication
 from postsale.runtime.clock import utcnow
-from postsale.runtime.db import table_registry
+from postsale.runtime.db import keep_loaded, table_registry
 from postsale.runtime.scheduler import DueRow, pending_index
 
 
@@ -378,3 +378,7 @@ class ProductCompletion(Base, table=True):
     product_id: str = Field(primary_key=True)
     lessons: int
     completed_at: datetime
+
+
+# Read by each grant's delivery, and again by its strategy: kept once loaded (`keep_loaded`).
+keep_loaded(Product)
