@@ -16,7 +16,7 @@ from postsale.contracts import AccountActivated, AccountSetupLinkIssued, Custome
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 SOURCE = f"/postsale/{SERVICE}"
 
@@ -91,7 +91,7 @@ def issue_setup_link(session: Session, customer: Customer, *, purchase_id: str |
     query = urlencode({"purchase": purchase_id, "token": token} if purchase_id else {"token": token})
     publish_later(session, AccountSetupLinkIssued(
         customer_id=customer.id, email=customer.email, expires_at=setup.expires_at,
-        url=f"{PublicUrls().accounts_url}/setup?{query}", reason=reason, issued_at=setup.created_at,
+        url=f"{from_environment(PublicUrls).accounts_url}/setup?{query}", reason=reason, issued_at=setup.created_at,
     ), source=SOURCE)
     return setup
 

@@ -30,7 +30,7 @@ from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from postsale.runtime.passwords import password_problem
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 SOURCE = f"/postsale/{SERVICE}"
 
@@ -128,7 +128,8 @@ def issue_login_link(session: Session, customer: Customer, *, next_url: str | No
     query = {"token": token, **({"next": next_url} if next_url else {})}
     publish_later(session, LoginLinkIssued(
         customer_id=customer.id, email=customer.email, expires_at=challenge.expires_at,
-        url=f"{PublicUrls().accounts_url}/login/link?{urlencode(query)}", code=code, issued_at=challenge.created_at,
+        url=f"{from_environment(PublicUrls).accounts_url}/login/link?{urlencode(query)}", code=code,
+        issued_at=challenge.created_at,
         reason=reason,
     ), source=SOURCE)
     return challenge
@@ -150,7 +151,8 @@ def request_password_reset(session: Session, email: str | None) -> None:
     token, code, challenge = _challenge(session, customer, Purpose.RESET, None)
     publish_later(session, PasswordResetRequested(
         customer_id=customer.id, email=customer.email, expires_at=challenge.expires_at,
-        url=f"{PublicUrls().accounts_url}/password/reset/confirm?{urlencode({'token': token})}", code=code,
+        url=f"{from_environment(PublicUrls).accounts_url}/password/reset/confirm?{urlencode({'token': token})}",
+        code=code,
         requested_at=challenge.created_at,
     ), source=SOURCE)
 
@@ -274,7 +276,8 @@ def request_email_change(session: Session, customer: Customer, new_email: str | 
     session.add(change)
     publish_later(session, EmailChangeRequested(
         customer_id=customer.id, email=customer.email, new_email=new_email, expires_at=change.expires_at,
-        url=f"{PublicUrls().accounts_url}/account/email/confirm?{urlencode({'token': token})}", requested_at=now,
+        url=f"{from_environment(PublicUrls).accounts_url}/account/email/confirm?{urlencode({'token': token})}",
+        requested_at=now,
     ), source=SOURCE)
 
 

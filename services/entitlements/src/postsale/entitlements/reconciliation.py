@@ -30,6 +30,7 @@ from postsale.entitlements.config import SERVICE, DeliverySettings
 from postsale.entitlements.domain.reconciliation import Finding, GrantSnapshot, compare_purchase, orphan_grant
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.scheduler import wake
+from postsale.runtime.settings import from_environment
 
 log = logging.getLogger(__name__)
 RECONCILIATIONS = f"{SERVICE}-reconciliations"
@@ -182,7 +183,7 @@ def run_scheduled(session: Session, row: ReconciliationRun, now: datetime, *,
     """Run by the scheduler for a due `reconciliation_runs` row: reconciles (repairing when
     `ENTITLEMENTS_RECONCILE_REPAIR` says so), keeps the report on the row, logs each finding, and
     schedules the next run."""
-    settings = settings or DeliverySettings()
+    settings = settings or from_environment(DeliverySettings)
     report = reconcile(session.get_bind(), repair_them=settings.reconcile_repair, now=now)  # type: ignore[arg-type]
     row.checked, row.mismatches, row.repaired = report.purchases, len(report.findings), len(report.repaired)
     row.report = json.dumps(report.as_dict())

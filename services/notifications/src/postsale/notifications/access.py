@@ -20,7 +20,7 @@ from postsale.notifications.domain import access as rules
 from postsale.notifications.emails import queue_email
 from postsale.runtime.clock import as_utc
 from postsale.runtime.scheduler import wake
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 log = logging.getLogger(__name__)
 FOLLOW_UPS = "follow-up-scheduler"
@@ -114,4 +114,4 @@ def send_ending_reminder(session: Session, row: FollowUp, now: datetime) -> None
         log.info("access-ending reminder %s not sent: %s", row.id, why_not)
         return
     queue_email(session, key=row.id, template="access_ending", to=row.to, customer_id=row.customer_id,
-                product_name=this.product_name, ends_at=ends_at, library_url=PublicUrls().library_url)
+                product_name=this.product_name, ends_at=ends_at, library_url=from_environment(PublicUrls).library_url)

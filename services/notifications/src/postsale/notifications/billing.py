@@ -36,7 +36,7 @@ from postsale.notifications.domain.subscriptions import Standing
 from postsale.notifications.emails import queue_email, queue_for_sellers
 from postsale.runtime.clock import as_utc
 from postsale.runtime.scheduler import wake
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 log = logging.getLogger(__name__)
 REMINDERS = "reminder-scheduler"
@@ -50,7 +50,7 @@ TEMPLATES: dict[str, str] = {"trial_ending": "trial_ending", "renewal": "renewal
 
 def billing_page_url() -> str:
     """The customer's billing page: update the card, cancel, receipts."""
-    return f"{PublicUrls().checkout_url}/billing"
+    return f"{from_environment(PublicUrls).checkout_url}/billing"
 
 
 # --- what checkout's events say -------------------------------------------------------------
@@ -115,7 +115,8 @@ def on_subscription_cancelled(session: Session, event: SubscriptionCancelled, _e
         return
     queue_email(session, key=f"subscription-cancelled:{event.subscription_id}", template="subscription_cancelled",
                 to=event.email, customer_id=event.customer_id, cancellation=event, name=_name(state),
-                offer_name=state.offer_name, offer_url=f"{PublicUrls().checkout_url}/offers/{event.offer_id}",
+                offer_name=state.offer_name,
+                offer_url=f"{from_environment(PublicUrls).checkout_url}/offers/{event.offer_id}",
                 billing_url=billing_page_url())
 
 

@@ -1,5 +1,3 @@
-import functools
-import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -38,18 +36,13 @@ def seller_addresses(value: object) -> tuple[str, ...]:
 SellerEmails = Annotated[tuple[str, ...], NoDecode, BeforeValidator(seller_addresses)]
 
 
-def configured_seller_addresses() -> tuple[str, ...]:
-    """Who hears of each sale and each failed payment when the seller set no addresses: read where
-    an email is queued; `Settings` checks the same variable when the service starts, so a bad
-    address never gets that far."""
-    return _parsed_seller_addresses(os.environ.get("NOTIFICATIONS_SELLER_EMAILS"))
+class SellerNotifications(BaseSettings):
+    """Who hears of each sale and each failed payment. Read where an email is queued; `Settings`
+    checks the same variable when the service starts, so a bad address never gets that far."""
 
+    model_config = SettingsConfigDict(env_prefix="NOTIFICATIONS_")
 
-@functools.lru_cache(maxsize=4)
-def _parsed_seller_addresses(value: str | None) -> tuple[str, ...]:
-    # Parsed once per value, not once per email (a settings object per email cost a twentieth of
-    # the service's CPU); keyed by the value, so a changed environment is still read.
-    return seller_addresses(value)
+    seller_emails: SellerEmails = ()
 
 
 class Settings(BaseSettings):

@@ -13,9 +13,10 @@ from sqlmodel import Session
 
 from postsale.notifications import rendering, suppressions
 from postsale.notifications.adapters.tables import Email, EmailSettings
-from postsale.notifications.config import configured_seller_addresses
+from postsale.notifications.config import SellerNotifications
 from postsale.runtime import wakeups
 from postsale.runtime.db import remembered
+from postsale.runtime.settings import from_environment
 
 DISPATCHER = "email-dispatcher"
 
@@ -63,7 +64,7 @@ def seller_addresses(session: Session) -> tuple[str, ...]:
     settings = email_settings(session)
     if settings is not None and settings.seller_addresses:
         return tuple(settings.seller_addresses)
-    return configured_seller_addresses()
+    return from_environment(SellerNotifications).seller_emails
 
 
 def queue_for_sellers(session: Session, *, key: str, template: str, **context) -> list[Email]:

@@ -15,7 +15,7 @@ from postsale.notifications.config import SERVICE
 from postsale.notifications.emails import email_settings, queue_email, queue_for_sellers
 from postsale.runtime.clock import utcnow
 from postsale.runtime.messaging import publish_later
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 SOURCE = f"/postsale/{SERVICE}"
 
@@ -47,7 +47,8 @@ def queue_purchase_confirmation(session: Session, event: PurchaseCompleted, _eve
     if not event.send_confirmation_email:
         return
     queue_email(session, key=f"purchase-confirmation:{event.purchase_id}", template="purchase_confirmation",
-                to=event.email, customer_id=event.customer_id, purchase=event, library_url=PublicUrls().library_url)
+                to=event.email, customer_id=event.customer_id, purchase=event,
+                library_url=from_environment(PublicUrls).library_url)
 
 
 def notify_sellers_of_sale(session: Session, event: PurchaseCompleted, _event_id: str) -> None:
@@ -82,7 +83,7 @@ def queue_account_setup_email(session: Session, event: AccountSetupLinkIssued, e
     key = f"account-setup:{purchase_id}" if purchase_id else f"account-setup:{event_id}"
     queue_email(session, key=key, template="account_setup", to=event.email, customer_id=event.customer_id,
                 url=event.url, email=event.email, expires_at=event.expires_at, reason=event.reason,
-                login_url=PublicUrls().login_url())
+                login_url=from_environment(PublicUrls).login_url())
 
 
 def queue_login_link_email(session: Session, event: LoginLinkIssued, event_id: str) -> None:
@@ -108,7 +109,7 @@ def queue_email_change_emails(session: Session, event: EmailChangeRequested, eve
                 expires_at=event.expires_at)
     queue_email(session, key=f"email-change-notice:{event_id}", template="email_change_notice", to=event.email,
                 customer_id=event.customer_id, new_email=event.new_email, old_email=event.email,
-                login_url=PublicUrls().login_url())
+                login_url=from_environment(PublicUrls).login_url())
 
 
 def _purchase_of(url: str) -> str | None:

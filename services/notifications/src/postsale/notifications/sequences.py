@@ -19,7 +19,7 @@ from postsale.notifications.domain import followups as rules
 from postsale.notifications.emails import queue_email
 from postsale.notifications.rendering import TemplateProblem
 from postsale.runtime.scheduler import wake
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def queue_follow_up(session: Session, row: FollowUp, template: str, *, offer_id:
 def follow_up_context(session: Session, row: FollowUp, *, offer_id: str, step: int | None) -> dict:
     """The variables of a follow-up email (`catalogue.FOLLOW_UP_VARIABLES`)."""
     purchase = session.get(PurchaseRecord, row.purchase_id or "")
-    urls = PublicUrls()
+    urls = from_environment(PublicUrls)
     return {"email": row.to, "offer_name": purchase.offer_name if purchase else "",
             "products": [{"name": p["name"]} for p in purchase.products] if purchase else [],
             "offer_url": f"{urls.checkout_url}/offers/{offer_id}", "library_url": urls.library_url, "step": step}

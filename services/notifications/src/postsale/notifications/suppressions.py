@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from postsale.notifications.adapters.tables import Recipient
 from postsale.runtime.clock import utcnow
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 UNSUBSCRIBED = "unsubscribed"
@@ -33,11 +33,11 @@ def recipient(session: Session, address: str) -> Recipient:
 
 
 def unsubscribe_url(row: Recipient) -> str:
-    return f"{PublicUrls().notifications_url}/unsubscribe/{row.token}"
+    return f"{from_environment(PublicUrls).notifications_url}/unsubscribe/{row.token}"
 
 
 def preferences_url(row: Recipient) -> str:
-    return f"{PublicUrls().notifications_url}/preferences/{row.token}"
+    return f"{from_environment(PublicUrls).notifications_url}/preferences/{row.token}"
 
 
 def is_suppressed(session: Session, address: str) -> bool:

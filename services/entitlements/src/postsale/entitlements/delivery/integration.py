@@ -40,6 +40,7 @@ from postsale.runtime.messaging import publish_later
 from postsale.runtime.standard_webhooks import SECRET_PREFIX, new_secret, sign
 from postsale.runtime import targets
 from postsale.runtime.standard_webhooks import secret_key as _key
+from postsale.runtime.settings import from_environment
 
 SOURCE = f"/postsale/{SERVICE}"
 USER_AGENT = "Postsale-Entitlements/1 (+https://www.standardwebhooks.com)"
@@ -50,7 +51,8 @@ def private_targets_allowed(settings: DeliverySettings | None = None) -> bool:
     """Whether an endpoint may be private or loopback: only when the setting is true. Read from the
     process's environment when no settings are given (where a product's settings are saved, by the
     back office or the JSON admin API)."""
-    return (settings if settings is not None else DeliverySettings()).integration_private_targets is True
+    settings = settings if settings is not None else from_environment(DeliverySettings)
+    return settings.integration_private_targets is True
 
 
 class IntegrationSettings(BaseModel):

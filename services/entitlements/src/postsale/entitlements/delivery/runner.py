@@ -29,7 +29,7 @@ from postsale.entitlements.delivery.base import (MAX_WAIT, RETRY_SCHEDULE, STILL
                                                  still_given)
 from postsale.runtime.clock import as_utc
 from postsale.runtime.scheduler import wake
-from postsale.runtime.settings import PublicUrls
+from postsale.runtime.settings import PublicUrls, from_environment
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _CHANGES = "postsale_entitlements_access_changes"
 
 @lru_cache(maxsize=1)
 def default_settings() -> tuple[DeliverySettings, PublicUrls]:
-    return DeliverySettings(), PublicUrls()
+    return from_environment(DeliverySettings), from_environment(PublicUrls)
 
 
 @dataclass
