@@ -45,7 +45,7 @@ class Browser(TestClient):
     def post(self, url, *, data=None, csrf: bool = True, submission: bool = True, **kwargs):
         if csrf and "csrf_token" not in (data or {}):
             data = {"csrf_token": self.csrf_token(), **(data or {})}
-        if submission and "files" not in kwargs and "submission" not in (data or {}):
+        if submission and "submission" not in (data or {}):
             data = {"submission": submission_token(), **(data or {})}
         return super().post(url, data=data, **kwargs)
 
@@ -360,7 +360,9 @@ def test_a_download_gets_files_uploaded_within_the_limit_and_removed(support, en
            utcnow())  # bought before the file exists: the delivery waits for it
     page = support.get(f"/admin/products/{ebook}/edit").text
     assert "No file yet" in page and 'enctype="multipart/form-data"' in page and "up to 2 KB" in page
-    assert page.index('name="csrf_token"', page.index("data-upload")) < page.index('name="file"')
+    form_start = page.index("data-upload")
+    assert page.index('name="csrf_token"', form_start) < page.index('name="file"')
+    assert page.index('name="submission"', form_start) < page.index('name="file"')
 
     upload = f"/admin/products/{ebook}/edit/files"
     uploaded = support.post(upload, files={"file": ("../The Book.pdf", b"%PDF-1.7 the book", "application/pdf")})
@@ -378,6 +380,8 @@ def test_a_download_gets_files_uploaded_within_the_limit_and_removed(support, en
     assert huge.status_code == 413 and "larger than the limit of 2 KB" in huge.text  # refused before reading it
     nothing = support.post(upload, files={"file": ("", b"", "application/octet-stream")})
     assert nothing.status_code == 422 and "Choose a file to upload" in nothing.text
+    untokened = support.post(upload, files={"file": ("twice.pdf", b"%PDF", "application/pdf")}, submission=False)
+    assert untokened.status_code == 422 and "without its one-time token" in text_of(untokened)
     forged = support.post(upload, files={"file": ("evil.pdf", b"%PDF", "application/pdf")}, csrf=False)
     assert forged.status_code == 403 and "did not come from this site" in text_of(forged)
     late_token = support.post(upload, files=[("file", ("late.pdf", b"%PDF", "application/pdf")),
@@ -396,6 +400,16 @@ def test_a_download_gets_files_uploaded_within_the_limit_and_removed(support, en
     assert removed.status_code == 303 and "its links stop working" in support.get(removed.headers["location"]).text
     assert not (tmp_path / "files" / ebook / file.id).exists()
     assert support.post(remove).status_code == 404
+
+    # The same form posted twice (a double click, a reload after posting) stores the file once.
+    once = {"submission": form_token(support.get(f"/admin/products/{ebook}/edit").text, upload)}
+    book = {"file": ("The Book.pdf", b"%PDF-1.7 the book", "application/pdf")}
+    twice = support.post(upload, data=once, files=book), support.post(upload, data=once, files=book)
+    assert [r.status_code for r in twice] == [303, 303]
+    assert "The file is uploaded" in support.get(twice[1].headers["location"]).text
+    with Session(engine) as session:
+        [again] = session.exec(select(ProductFile).where(ProductFile.removed_at.is_(None))).all()
+    assert [p.name for p in (tmp_path / "files" / ebook).iterdir()] == [again.id]
 
 
 def test_renaming_publishes_only_a_change_and_an_archived_product_waits_for_unarchiving(engine):

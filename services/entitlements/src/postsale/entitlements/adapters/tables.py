@@ -246,6 +246,8 @@ class ProductFile(Base, table=True):
     storage_key: str
     uploaded_at: datetime
     removed_at: datetime | None = None
+    # The back-office upload form's one-time token: the same form posted twice stores the file once.
+    submission: str | None = Field(default=None, unique=True)
 
 
 class DownloadLink(Base, table=True):

@@ -18,6 +18,7 @@ from postsale.entitlements.delivery import download, membership, runner
 from postsale.entitlements.delivery.integration import IntegrationSettings
 from postsale.entitlements.entrypoints.fields import Id, Text, no_nul_in_path
 from postsale.entitlements.entrypoints.uploads import FIELD, BadUpload, StreamedFile, UploadTooLarge, boundary_of
+from postsale.runtime.backoffice import create_once
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.db import SessionDep
 from postsale.runtime.web import require_admin
@@ -63,16 +64,28 @@ def _check_download_product(engine, product_id: str) -> None:
         _product(session, product_id, "download")
 
 
-def _record_file(engine, product_id: str, file_id: str, received, now: datetime) -> ProductFile:
+def _record_file(engine, product_id: str, file_id: str, received, now: datetime,
+                 submission: str | None = None) -> tuple[ProductFile, bool]:
+    """Records a file stored under `file_id`, and True. With the back-office form's one-time token,
+    the same form posted again records nothing: the file its first submission recorded, and False
+    (the caller deletes what this one stored)."""
     with Session(engine) as session:
         _product(session, product_id, "download")
-        file = download.add_file(session, file_id=file_id, product_id=product_id, name=received.name,
-                                 content_type=received.content_type, size=received.size, sha256=received.sha256,
-                                 now=now)
-        products.retry_deliveries(session, product_id, now)  # grants that waited for a file get their link
-        session.commit()
+
+        def add() -> ProductFile:
+            file = download.add_file(session, file_id=file_id, product_id=product_id, name=received.name,
+                                     content_type=received.content_type, size=received.size,
+                                     sha256=received.sha256, now=now)
+            products.retry_deliveries(session, product_id, now)  # grants that waited for a file get their link
+            return file
+
+        if submission is None:
+            file, created = add(), True
+            session.commit()
+        else:
+            file, created = create_once(session, ProductFile, submission, add)
         session.refresh(file)
-        return file
+        return file, created
 
 
 @admin_delivery.post("/products/{product_id}/files", status_code=201, response_model=FileOut,
@@ -107,7 +120,7 @@ async def upload_file(product_id: str, request: Request) -> FileOut:
         await run_in_threadpool(receiver.abort)
         raise
     try:
-        file = await run_in_threadpool(_record_file, engine, product_id, file_id, received, utcnow())
+        file, _ = await run_in_threadpool(_record_file, engine, product_id, file_id, received, utcnow())
     except BaseException:
         await run_in_threadpool(storage.delete, download.storage_key(product_id, file_id))
         raise

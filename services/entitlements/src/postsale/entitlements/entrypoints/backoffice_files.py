@@ -3,8 +3,9 @@ admin API's parser (`uploads.py`) and size limit, so it is never whole in memory
 file.
 
 The route cannot take `require_csrf`, which reads the whole form before the route runs. The form
-puts its CSRF token before the file instead (a browser sends fields in the form's order), and the
-parser checks it before storing a byte of the file: a forged form stores nothing.
+puts its CSRF token and its one-time submission token before the file instead (a browser sends
+fields in the form's order), and the parser checks them before storing a byte of the file: a forged
+form stores nothing, and the same form posted twice records one file.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from postsale.entitlements.delivery import download
 from postsale.entitlements.entrypoints.admin_delivery import _check_download_product, _record_file
 from postsale.entitlements.entrypoints.backoffice_forms import readable_size
 from postsale.entitlements.entrypoints.uploads import FIELD, BadUpload, StreamedFile, UploadTooLarge, boundary_of
+from postsale.runtime.backoffice import FormError, submission_of
 from postsale.runtime.clock import utcnow
 from postsale.runtime.csrf import CSRF_FIELD, CsrfRefused, csrf_token, from_elsewhere
 
 MAX_TOKEN_BYTES = 200
+SUBMISSION_FIELD = "submission"
 # After a refusal, what is left of a body no larger than the limit plus this is read and dropped,
 # so the browser gets the page instead of a reset connection.
 DRAIN_BYTES = 1024 * 1024
@@ -39,33 +42,40 @@ class UploadRefused(Exception):
 
 
 class TokenFirst(StreamedFile):
-    """`StreamedFile` that also reads the form's CSRF token, and refuses a file that comes before a
-    valid token."""
+    """`StreamedFile` that also reads the form's CSRF token and its one-time submission token, and
+    refuses a file that comes before both: CsrfRefused without a valid CSRF token, FormError
+    without a submission token."""
 
     def __init__(self, boundary: bytes, storage: FileStorage, key: str, limit: int, expected: str) -> None:
         super().__init__(boundary, storage, key, limit)
         self.expected, self.token_ok = expected, False
-        self._in_token, self._token = False, b""
+        self.submission: str | None = None
+        self._reading: bytes | None = None  # the name of the small field being read
+        self._value = b""
 
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get("content-disposition", ""))
         name, filename = params.get(b"name"), params.get(b"filename")
-        self._in_token, self._token = name == CSRF_FIELD.encode() and filename is None, b""
-        if name == FIELD.encode() and filename is not None and not self.token_ok:
-            raise CsrfRefused()
+        small = filename is None and name in (CSRF_FIELD.encode(), SUBMISSION_FIELD.encode())
+        self._reading, self._value = (name if small else None), b""
+        if name == FIELD.encode() and filename is not None:
+            if not self.token_ok:
+                raise CsrfRefused()
+            self.submission = submission_of(self.submission or "")  # FormError: nothing stored
         super()._headers_finished()
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._in_token:
-            self._token += data[start:end]
-            if len(self._token) > MAX_TOKEN_BYTES:
-                raise CsrfRefused()
+        if self._reading is not None:
+            # Cut short: a longer value is no token, and is refused as a wrong one.
+            self._value = (self._value + data[start:end])[:MAX_TOKEN_BYTES + 1]
         super()._part_data(data, start, end)
 
     def _part_end(self) -> None:
-        if self._in_token:
-            self.token_ok = hmac.compare_digest(self._token, self.expected.encode())
-            self._in_token = False
+        if self._reading == CSRF_FIELD.encode():
+            self.token_ok = hmac.compare_digest(self._value, self.expected.encode())
+        elif self._reading is not None:
+            self.submission = self._value.decode(errors="replace")
+        self._reading = None
         super()._part_end()
 
 
@@ -115,11 +125,13 @@ async def receive(request: Request, product_id: str) -> ProductFile:
         if receiver.received is None or receiver.received.size == 0:
             raise UploadRefused(422, "Choose a file to upload (an empty file cannot be sent to customers).")
         received = await run_in_threadpool(receiver.finish)
-    except (UploadTooLarge, CsrfRefused) as exc:
+    except (UploadTooLarge, CsrfRefused, FormError) as exc:
         await run_in_threadpool(receiver.abort)
         await _drain(request, read, declared)
         if isinstance(exc, CsrfRefused):
             raise
+        if isinstance(exc, FormError):  # no one-time token
+            raise UploadRefused(422, str(exc)) from None
         raise UploadRefused(413, too_large) from None
     except BadUpload as exc:
         await run_in_threadpool(receiver.abort)
@@ -128,7 +140,11 @@ async def receive(request: Request, product_id: str) -> ProductFile:
         await run_in_threadpool(receiver.abort)
         raise
     try:
-        return await run_in_threadpool(_record_file, engine, product_id, file_id, received, utcnow())
+        file, created = await run_in_threadpool(_record_file, engine, product_id, file_id, received, utcnow(),
+                                                receiver.submission)
     except BaseException:
         await run_in_threadpool(storage.delete, download.storage_key(product_id, file_id))
         raise
+    if not created:  # the same form posted again: its first submission stored the file
+        await run_in_threadpool(storage.delete, download.storage_key(product_id, file_id))
+    return file
