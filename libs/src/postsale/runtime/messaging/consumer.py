@@ -37,6 +37,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -44,6 +45,7 @@ from sqlmodel import Session, col, select
 from postsale.contracts import DecodeError, Event, UnknownEventType, decode
 from postsale.contracts.envelope import cloudevent_attributes
 from postsale.runtime import tracing
+from postsale.runtime.clock import utcnow
 from postsale.runtime.db import database_answers
 from postsale.runtime.messaging.deadletters import VALUE_OMITTED_HEADER, dead_letter_headers, dead_letter_topic
 from postsale.runtime.messaging.inbox import InboxMessage
@@ -116,6 +118,7 @@ def apply_batch(engine: Engine, consumer: str, deliveries: list[Delivery]) -> li
         handled = set(session.exec(select(InboxMessage.event_id).where(
             InboxMessage.consumer == consumer, col(InboxMessage.event_id).in_(ids))).all())
         applied = []
+        inbox_rows = []
         for delivery in deliveries:
             if delivery.event_id in handled:  # handled before, or twice in this batch
                 applied.append(False)
@@ -123,10 +126,12 @@ def apply_batch(engine: Engine, consumer: str, deliveries: list[Delivery]) -> li
             # The record's span is current for its use case, so what it publishes continues its trace.
             with trace.use_span(delivery.span, record_exception=False, set_status_on_exception=False):
                 delivery.handler(session, delivery.event, delivery.event_id)
-            session.add(InboxMessage(consumer=consumer, event_id=delivery.event_id,
-                                     event_type=delivery.event.event_type))
+            inbox_rows.append({"consumer": consumer, "event_id": delivery.event_id,
+                               "event_type": delivery.event.event_type, "received_at": utcnow()})
             handled.add(delivery.event_id)
             applied.append(True)
+        if inbox_rows:  # one plain INSERT for the batch: as ORM objects, each row cost ten times the CPU
+            session.execute(insert(InboxMessage.__table__), inbox_rows)
         session.commit()
         return applied
 
