@@ -90,6 +90,30 @@ def test_an_upload_past_the_limit_or_not_multipart_is_refused_and_nothing_is_kep
         assert session.exec(select(ProductFile)).all() == []
 
 
+def test_an_upload_sent_again_with_its_idempotency_key_stores_one_file(client, engine, tmp_path):
+    ebook, guide = product(engine, "Ebook", "download"), product(engine, "Guide", "download")
+    book = {"file": ("book.pdf", b"%PDF-1.7 the book", "application/pdf")}
+    keyed = {**admin_headers(), "Idempotency-Key": "upload book.pdf 1"}
+    first = client.post(f"/admin/products/{ebook}/files", headers=keyed, files=book)
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    again = client.post(f"/admin/products/{ebook}/files", headers=keyed, files=book)  # a retry after a timeout
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+
+    other_file = client.post(f"/admin/products/{ebook}/files", headers=keyed,
+                             files={"file": ("other.pdf", b"%PDF-1.7 another book", "application/pdf")})
+    assert other_file.status_code == 422 and "used for another upload" in other_file.text
+    other_product = client.post(f"/admin/products/{guide}/files", headers=keyed, files=book)
+    assert other_product.status_code == 422 and "used for another upload" in other_product.text
+    too_long = client.post(f"/admin/products/{ebook}/files", files=book,
+                           headers={**admin_headers(), "Idempotency-Key": "k" * 256})
+    assert too_long.status_code == 422 and "Idempotency-Key" in too_long.text
+
+    with Session(engine) as session:
+        assert [f.id for f in session.exec(select(ProductFile)).all()] == [first.json()["id"]]
+    assert sorted(p.name for p in (tmp_path / "files").rglob("*") if p.is_file()) == [first.json()["id"]]
+
+
 def test_the_library_click_downloads_a_counted_file_and_refusals_lead_back_to_the_library(client, engine):
     ebook = product(engine, "Ebook", "download", download_limit=1)
     file_id = client.post(f"/admin/products/{ebook}/files", headers=admin_headers(),

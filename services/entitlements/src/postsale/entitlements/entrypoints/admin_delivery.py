@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Session
@@ -66,9 +66,9 @@ def _check_download_product(engine, product_id: str) -> None:
 
 def _record_file(engine, product_id: str, file_id: str, received, now: datetime,
                  submission: str | None = None) -> tuple[ProductFile, bool]:
-    """Records a file stored under `file_id`, and True. With the back-office form's one-time token,
-    the same form posted again records nothing: the file its first submission recorded, and False
-    (the caller deletes what this one stored)."""
+    """Records a file stored under `file_id`, and True. With a one-time token (the back-office
+    form's, or the API's `Idempotency-Key`), the same upload sent again records nothing: the file
+    its first submission recorded, and False (the caller deletes what this one stored)."""
     with Session(engine) as session:
         _product(session, product_id, "download")
 
@@ -88,12 +88,23 @@ def _record_file(engine, product_id: str, file_id: str, received, now: datetime,
         return file, created
 
 
+# Kept apart from the back office's one-time form tokens, which never hold a colon.
+_API_KEY_PREFIX = "api:"
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", pattern=r"^[ -~]{1,255}$",
+    description="Any 1 to 255 printable ASCII characters, new for each file: the same upload sent again "
+                "with the same key (a retry after a timeout) stores nothing more and answers with the "
+                "file the first one stored.")]
+
+
 @admin_delivery.post("/products/{product_id}/files", status_code=201, response_model=FileOut,
                      openapi_extra=_UPLOAD_BODY, responses={413: {"description": "The file is over the limit."}})
-async def upload_file(product_id: str, request: Request) -> FileOut:
+async def upload_file(product_id: str, request: Request, response: Response,
+                      idempotency_key: IdempotencyKey = None) -> FileOut:
     """Adds a file to a download product: `multipart/form-data` with the file in the field `file`.
     The body is streamed to storage as it arrives and refused past `ENTITLEMENTS_MAX_UPLOAD_BYTES`.
-    Customers waiting for a first file get their link at once."""
+    Customers waiting for a first file get their link at once. With an `Idempotency-Key`, a repeat
+    of the same upload answers with the first one's file and `Idempotent-Replayed: true`."""
     engine, storage = request.app.state.engine, request.app.state.storage
     limit = request.app.state.delivery_settings.max_upload_bytes
     await run_in_threadpool(_check_download_product, engine, product_id)
@@ -119,11 +130,20 @@ async def upload_file(product_id: str, request: Request) -> FileOut:
     except BaseException:
         await run_in_threadpool(receiver.abort)
         raise
+    submission = _API_KEY_PREFIX + idempotency_key if idempotency_key is not None else None
     try:
-        file, _ = await run_in_threadpool(_record_file, engine, product_id, file_id, received, utcnow())
+        file, created = await run_in_threadpool(_record_file, engine, product_id, file_id, received, utcnow(),
+                                                submission)
     except BaseException:
         await run_in_threadpool(storage.delete, download.storage_key(product_id, file_id))
         raise
+    if not created:  # a repeat: the first upload with this key stored the file
+        await run_in_threadpool(storage.delete, download.storage_key(product_id, file_id))
+        if (file.product_id, file.sha256) != (product_id, received.sha256):
+            raise HTTPException(status_code=422, detail=f"the Idempotency-Key was used for another upload (file "
+                                                        f"{file.id} of product {file.product_id}): send a new "
+                                                        f"file with a new key")
+        response.headers["Idempotent-Replayed"] = "true"
     return FileOut.of(file)
 
 
