@@ -7,7 +7,8 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import event
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -16,6 +17,7 @@ from postsale.runtime.db import create_tables, make_engine
 from postsale.runtime.messaging import Subscription, subscribe
 from postsale.runtime.messaging.consumer import RetryPolicy
 from postsale.runtime.messaging.deadletters import list_dead_letters, replay_dead_letters
+from postsale.runtime.messaging.inbox import InboxMessage
 from postsale.runtime.service import ensure_topics, make_broker
 
 pytestmark = pytest.mark.integration
@@ -147,6 +149,90 @@ async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_fai
                                                                                       ("RuntimeError", 2)]
         await until(lambda: asyncio.sleep(0, result=len(effects()) == 42))
         assert effects()[40:] == ["prod_b0", "prod_b1"]
+    finally:
+        await broker.stop()
+        await producer.stop()
+
+
+async def test_events_no_use_case_wants_are_passed_over_without_a_transaction_or_an_inbox_row(kafka_bootstrap,
+                                                                                                 tmp_path):
+    service = f"svc{uuid.uuid4().hex[:8]}"
+    topic = f"test.products.{service}"
+    engine = make_engine(f"sqlite:///{tmp_path / 'consumer.db'}")
+    create_tables(engine)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda _connection: commits.append(1))
+    check = {"fails": False, "calls": 0}
+
+    def record_product(session: Session, event_: ProductPublished, _event_id: str) -> None:
+        session.add(ReplayEffect(product_id=event_.product_id))
+
+    def wanted(engine_, events: list[ProductPublished]) -> list[bool]:
+        check["calls"] += 1
+        if check["fails"]:
+            raise RuntimeError("the database does not answer")
+        return [e.name.startswith("keep") for e in events]
+
+    def effects() -> list[str]:
+        with Session(engine) as session:
+            return [e.product_id for e in session.exec(select(ReplayEffect).order_by(ReplayEffect.id)).all()]
+
+    def inbox() -> int:
+        with Session(engine) as session:
+            return len(session.exec(select(InboxMessage)).all())
+
+    async def committed_offset(group: str, topic_: str) -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        finally:
+            await admin.close()
+        return offsets.get(TopicPartition(topic_, 0)) is not None and offsets[TopicPartition(topic_, 0)].offset == 6
+
+    def consumer(wanted_check) -> object:
+        broker = make_broker(kafka_bootstrap, service)
+        subscribe(broker, engine, Subscription(service, topic, {ProductPublished: record_product},
+                                               wanted=wanted_check))
+        return broker
+
+    await ensure_topics(kafka_bootstrap, service)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+
+    async def send(*names: str) -> None:
+        for name in names:
+            headers, value = encode(product(name), source="/tests")
+            await producer.send_and_wait(topic, value, key=b"k", headers=list(headers.items()))
+
+    broker = consumer(wanted)
+    try:
+        await send("skip0", "keep1", "skip2")
+        await broker.start()
+        await until(lambda: asyncio.sleep(0, result=effects() == ["prod_keep1"]))
+        await send("skip3")
+        await until(lambda: asyncio.sleep(0, result=check["calls"] >= 2 and not commits[1:]))
+        assert (effects(), inbox(), len(commits)) == (["prod_keep1"], 1, 1)
+
+        # When the check cannot answer, every event goes to its use case, as without a check.
+        check["fails"] = True
+        await send("skip4")
+        await until(lambda: asyncio.sleep(0, result=effects() == ["prod_keep1", "prod_skip4"]))
+        assert inbox() == 2
+        check["fails"] = False
+        await send("skip5")
+        await until(lambda: committed_offset(f"postsale-{service}", topic), timeout=30)
+    finally:
+        await broker.stop()
+
+    # The events passed over were consumed: a consumer of the same group that wants everything
+    # starts after them, and never sees skip5.
+    broker = consumer(None)
+    try:
+        await broker.start()
+        await send("keep6")
+        await until(lambda: asyncio.sleep(0, result=len(effects()) >= 3))
+        assert effects() == ["prod_keep1", "prod_skip4", "prod_keep6"]
     finally:
         await broker.stop()
         await producer.stop()

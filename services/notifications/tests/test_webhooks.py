@@ -25,6 +25,7 @@ from postsale.notifications.webhooks.tables import WebhookAttempt, WebhookDelive
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging.consumer import apply_once
+from postsale.runtime.messaging.inbox import InboxMessage
 from postsale.runtime.migrations import migrate
 
 pytestmark = pytest.mark.unit
@@ -97,9 +98,12 @@ def add_endpoint(engine, url="https://hooks.seller.test/postsale", event_types=(
 
 
 def publish(engine, event, event_id: str | None = None) -> str:
-    """Hands the event to the webhooks' consumer as Kafka would; returns its event id."""
+    """Hands the event to the webhooks' consumer as Kafka would (passed over when no endpoint
+    wants it); returns its event id."""
     event_id = event_id or uuid.uuid4().hex
     subscription = next(s for s in SUBSCRIPTIONS if type(event) in s.handlers)
+    if not subscription.wanted(engine, [event])[0]:
+        return event_id
     apply_once(engine, subscription.consumer_name, subscription.handlers[type(event)], event, event_id)
     return event_id
 
@@ -164,6 +168,25 @@ def test_each_event_arrives_once_signed_so_a_standard_webhooks_library_verifies_
     assert attempt.succeeded and attempt.status_code == 200 and attempt.response_excerpt == "status 200"
     with pytest.raises(Exception, match="No matching signature"):
         Webhook("whsec_" + "QUJD" * 11).verify(request.content, dict(request.headers))
+
+
+def test_only_events_an_enabled_endpoint_wants_open_a_transaction(engine):
+    wanted = SUBSCRIPTIONS[0].wanted
+    assert wanted(engine, [PURCHASE, REFUND]) == [False, False]  # no endpoint yet
+    endpoint = add_endpoint(engine, event_types=("postsale.purchase.completed",))
+    add_endpoint(engine, url="https://hooks.seller.test/other", event_types=("postsale.purchase.refunded",))
+    assert wanted(engine, [PURCHASE, REFUND]) == [True, True]
+    with Session(engine) as session:
+        other = session.exec(select(WebhookEndpoint).where(WebhookEndpoint.id != endpoint.id)).one()
+        endpoints.change(session, other, {"enabled": False}, utcnow())
+        session.commit()
+    assert wanted(engine, [PURCHASE, REFUND]) == [True, False]  # a disabled endpoint wants nothing
+    assert all(subscription.wanted is wanted for subscription in SUBSCRIPTIONS)
+
+    publish(engine, REFUND)
+    with Session(engine) as session:  # passed over: no inbox row, no delivery
+        assert session.exec(select(InboxMessage)).all() == []
+        assert session.exec(select(WebhookDelivery)).all() == []
 
 
 def test_restricted_events_are_never_forwarded_nor_offered():

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Callable, Hashable, TypeVar
+from typing import Annotated, AsyncIterator, Callable, Hashable, Iterator, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import registry
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -81,6 +82,15 @@ def database_answers(engine: Engine) -> bool:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def one_read(engine: Engine) -> Iterator[Connection]:
+    """A connection of the pool for one statement that only reads: on PostgreSQL in autocommit, so
+    the server is asked once, not BEGIN, the query and ROLLBACK (each a round trip). Not on SQLite,
+    where those are calls in the process and switching the mode back costs a statement more."""
+    with engine.connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT") if is_postgres(engine) else connection
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:

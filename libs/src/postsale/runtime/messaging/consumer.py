@@ -10,6 +10,10 @@ rather than per record. When any of them fails, nothing of the batch is kept and
 are handled again one at a time, each in a transaction of its own, so a failing record is
 retried and set aside alone while the others go through.
 
+A group that acts on few of the events it reads (the webhooks', whose endpoints want only some
+types, or none) gives its subscription a `wanted` check: one query before a batch's transaction,
+and the events no use case here would act on are passed over without a transaction or an inbox row.
+
 A record that cannot be decoded goes straight to the dead-letter topic (retrying cannot fix
 it); one whose handler keeps failing goes there after bounded retries with backoff. Either
 way the partition moves on. A failure while the database does not answer at all is an outage,
@@ -56,6 +60,8 @@ from postsale.runtime.settings import KafkaSettings, kafka_settings
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Session, Event, str], None]
+WantedCheck = Callable[[Engine, list[Event]], list[bool]]
+"""Which of a batch's events a use case would act on, read outside any transaction."""
 """A use case: `(session, event, event id)`. Runs inside the consumer's transaction; it must not commit."""
 
 
@@ -79,6 +85,9 @@ class Subscription:
     description: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     batch_size: int = 100  # records handled in one transaction, at most
+    # None: every event is handed to its use case. Else the events for which it says False are
+    # passed over, so a check must only say False of an event its use case would do nothing with.
+    wanted: WantedCheck | None = None
 
     @property
     def group_id(self) -> str:
@@ -199,6 +208,7 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
                 delivery = await prepare(record, span)
                 if delivery is not None:
                     deliveries.append(delivery)
+            deliveries = await wanted_only(deliveries)
             if len(deliveries) > 1:
                 try:
                     applied = await asyncio.to_thread(apply_batch, engine, subscription.consumer_name, deliveries)
@@ -233,6 +243,20 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
             span.set_attribute("postsale.outcome", "skipped: not handled here")
             return None
         return Delivery(event, handler, cloudevent_attributes(record.headers or ())["ce_id"], span, record)
+
+    async def wanted_only(deliveries: list[Delivery]) -> list[Delivery]:
+        if subscription.wanted is None or not deliveries:
+            return deliveries
+        try:
+            wanted = await asyncio.to_thread(subscription.wanted, engine, [d.event for d in deliveries])
+        except Exception as exc:  # noqa: BLE001 - the use cases run as without a check, and wait for the database
+            log.warning("%s: could not tell which events are wanted (%r)", subscription.consumer_name, exc)
+            return deliveries
+        for delivery, kept in zip(deliveries, wanted):
+            if not kept:
+                CONSUMED.labels(consumer=subscription.consumer_name, event_type=delivery.event.event_type).inc()
+                delivery.span.set_attribute("postsale.outcome", "skipped: not wanted here")
+        return [delivery for delivery, kept in zip(deliveries, wanted) if kept]
 
     def consumed(delivery: Delivery, applied: bool) -> None:
         CONSUMED.labels(consumer=subscription.consumer_name, event_type=delivery.event.event_type).inc()

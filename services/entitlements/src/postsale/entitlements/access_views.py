@@ -13,7 +13,6 @@ from sqlmodel import Session, select
 from postsale.entitlements.adapters.tables import AccessEntry, Customer, Grant, Product, Purchase
 from postsale.entitlements.domain.access import ACCESS_PERIOD_ENDED, GRANTED_BY_SELLER, PURCHASE, GrantView, available
 from postsale.runtime.clock import as_utc, utcnow
-from postsale.runtime.db import is_postgres
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -121,11 +120,6 @@ def library_products(connection: Connection, customer_id: str, now: datetime | N
     the grants' and products' columns it needs, read as plain rows by a statement built once,
     rather than every column of both as ORM objects (which cost several times the query itself)."""
     now = now or utcnow()
-    # One statement needs no transaction of its own: in autocommit, PostgreSQL is asked once, not
-    # BEGIN, the query and ROLLBACK (each a round trip to the server). Not on SQLite, where those
-    # are calls in the process and switching the mode back costs a statement more.
-    if is_postgres(connection.engine) and not connection.in_transaction():
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
     rows = connection.execute(_LIBRARY_ROWS, {"customer_id": customer_id}).all()
     by_product: dict[str, list] = {}
     for row in rows:

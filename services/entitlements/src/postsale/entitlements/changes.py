@@ -26,6 +26,7 @@ from postsale.entitlements.config import SERVICE
 from postsale.entitlements.delivery.runner import deliver_changes, note_change
 from postsale.entitlements.domain.access import AccessState, Action, Fact, Policy, Status, access_state, change
 from postsale.runtime.clock import as_utc, utcnow
+from postsale.runtime.db import insert_for
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.scheduler import wake
 
@@ -55,15 +56,19 @@ def new_id(prefix: str) -> str:
 def lock_customer(session: Session, customer_id: str, email: str | None = None) -> Customer:
     """The customer's row, locked until the transaction ends (created when new). Taken first by
     every change: on PostgreSQL it orders one customer's changes, on SQLite it starts the write."""
-    locked = session.execute(update(Customer).where(Customer.id == customer_id)
-                             .values(ledger_seq=Customer.ledger_seq))  # type: ignore[arg-type]
-    if locked.rowcount == 0:
-        if email is None:
-            raise LookupError(f"unknown customer {customer_id}")
-        session.add(Customer(id=customer_id, email=email))
-        session.flush()
-    customer = session.get(Customer, customer_id, populate_existing=True)
-    assert customer is not None
+    # One statement locks the row and reads it (and, given an email, creates it first when new):
+    # this runs for every change of access, and three round trips cost more than the change.
+    if email is None:
+        statement = update(Customer).where(Customer.id == customer_id).values(ledger_seq=Customer.ledger_seq)
+    else:
+        statement = insert_for(session, Customer).values(id=customer_id, email=email, ledger_seq=0,
+                                                         updated_at=utcnow())
+        statement = statement.on_conflict_do_update(index_elements=[Customer.id],
+                                                    set_={"ledger_seq": Customer.ledger_seq})
+    customer = session.scalars(statement.returning(Customer),  # type: ignore[union-attr]
+                               execution_options={"populate_existing": True}).one_or_none()
+    if customer is None:
+        raise LookupError(f"unknown customer {customer_id}")
     if email and customer.email != email:
         customer.email = email  # the newest purchase's
         customer.updated_at = utcnow()
@@ -94,8 +99,8 @@ def apply_policy(session: Session, customer: Customer, grants: list[Grant], now:
     grant_ids = [g.id for g in grants]
     rows = session.exec(select(AccessFact).where(or_(
         AccessFact.purchase_id.in_(purchase_ids), AccessFact.grant_id.in_(grant_ids)))).all()  # type: ignore[union-attr]
-    purchases = {p.id: p for p in session.exec(
-        select(Purchase).where(Purchase.id.in_(purchase_ids))).all()}  # type: ignore[attr-defined]
+    # By key: a purchase just recorded (as when it is granted) is in the session, and read no more.
+    purchases = {purchase_id: session.get(Purchase, purchase_id) for purchase_id in purchase_ids}
     by_id = {row.id: row for row in rows}
     for grant in grants:
         facts = [domain_fact(r) for r in rows

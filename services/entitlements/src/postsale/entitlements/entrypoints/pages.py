@@ -23,7 +23,7 @@ from postsale.entitlements.entrypoints.fields import no_nul_in_path
 from postsale.runtime.activity import throttle_of
 from postsale.runtime.auth import CustomerSession, current_customer
 from postsale.runtime.clock import utcnow
-from postsale.runtime.db import SessionDep
+from postsale.runtime.db import SessionDep, one_read
 from postsale.runtime.web import templates_for
 
 templates = templates_for(Path(__file__).parents[1] / "templates")
@@ -162,7 +162,7 @@ def library_json(request: Request, customer: CustomerDep) -> list[ProductOut]:
         raise HTTPException(status_code=401, detail="log in first")
     # One read on a connection of the pool, not an ORM session: the session's dependency, its begin
     # and its close cost more than the query (scripts may ask this often).
-    with request.app.state.engine.connect() as connection:
+    with one_read(request.app.state.engine) as connection:
         products = access_views.library_products(connection, customer.customer_id)
     return [ProductOut(id=p.product_id, name=p.name, description=p.description, delivery_type=p.delivery_type)
             for p in products]

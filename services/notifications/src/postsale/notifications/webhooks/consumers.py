@@ -35,6 +35,7 @@ SUBSCRIPTIONS = [
         topic.name,
         {event: deliveries.record_event for event in EVENT_TYPES.values() if event.topic == topic.name},
         description="Queues a signed delivery of each event to every enabled webhook endpoint that wants its type.",
+        wanted=deliveries.wanted_by_endpoints,
     )
     for topic in FORWARDED_TOPICS
 ]
