@@ -178,6 +178,8 @@ class DatabasePoolSettings(BaseSettings):
     max_overflow: int = Field(10, ge=0)  # opened beyond them at a peak, closed once returned
     pool_timeout: float = Field(30.0, gt=0)  # seconds a request waits for a connection before failing
     pool_recycle: int = -1  # seconds after which a connection is replaced (-1: never), for proxies that cut idle ones
+    # Seconds a connection may rest in the pool before it is pinged on its next use (0: before every use).
+    pool_ping_after_idle: float = Field(1.0, ge=0)
 
 
 class PublicUrls(BaseSettings):
