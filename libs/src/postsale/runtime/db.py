@@ -151,6 +151,19 @@ def insert_for(session: Session, table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+def insert_new(session: Session, row: SQLModel) -> bool:
+    """Inserts `row` unless a row with its primary key exists (then nothing); True when inserted.
+
+    One plain statement (`ON CONFLICT DO NOTHING`) rather than a read of the key and the ORM
+    object flushed through the unit of work, which costs ten times the CPU: for a row a use case
+    writes once per event and does not change in the same transaction (`row` itself is never
+    added to the session). Built as a model instance, it has the model's defaults."""
+    table = type(row).__table__  # type: ignore[attr-defined]
+    key = list(table.primary_key.columns)
+    statement = insert_for(session, table).values({column: getattr(row, column.key) for column in table.columns})
+    return session.execute(statement.on_conflict_do_nothing(index_elements=key).returning(*key)).first() is not None
+
+
 _KEPT = "postsale.kept"
 _kept_models: set[type] = set()
 

@@ -298,7 +298,6 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     if payment is not None:
         billing.replay_waiting_events(session, payment.provider_payment_id, provider=provider, now=now)
     checkout.status = "paid"
-    _drop_recovery(session, checkout, now)
     checkout.provider = provider
     checkout.provider_payment_id = result.payment_id
     checkout.payment_method_id = result.payment_method_id
@@ -308,6 +307,7 @@ def complete_first_payment(session: Session, checkout: CheckoutSession, *, provi
     checkout.funnel_step = position.step if position else None
     checkout.funnel_downsell = False
     session.add(checkout)
+    _drop_recovery(session, checkout, now)  # last: its flush writes the attempt's changes in one UPDATE
     return purchases
 
 

@@ -15,17 +15,16 @@ from postsale.notifications import rendering, suppressions
 from postsale.notifications.adapters.tables import Email, EmailSettings
 from postsale.notifications.config import SellerNotifications
 from postsale.runtime import wakeups
-from postsale.runtime.db import remembered
+from postsale.runtime.db import insert_new, remembered
 from postsale.runtime.settings import from_environment
 
 DISPATCHER = "email-dispatcher"
 
 
 def queue_email(session: Session, *, key: str, template: str, to: str, customer_id: str | None,
-                marketing: bool = False, **context) -> Email | None:
-    """Queues an email unless one with this key exists: one key, one email, however often asked."""
-    if session.get(Email, key) is not None:
-        return None
+                marketing: bool = False, **context) -> bool:
+    """Queues an email unless one with this key exists: one key, one email, however often asked.
+    True when it was queued now."""
     unsubscribe_url = preferences_url = None
     if marketing:
         row = suppressions.recipient(session, to)
@@ -36,20 +35,21 @@ def queue_email(session: Session, *, key: str, template: str, to: str, customer_
                   text_body=text_body, html_body=html_body, marketing=marketing, unsubscribe_url=unsubscribe_url)
     if marketing and suppressions.is_suppressed(session, to):
         email.status = "suppressed"
-    return _add(session, email)
+    # Inserted unless the key exists, without reading it first: every purchase queues several
+    # emails, and a repeat (rare) only renders for nothing.
+    queued = insert_new(session, email)
+    if queued and email.status == "queued":
+        wakeups.wake_after_commit(session, DISPATCHER)
+    return queued
 
 
 def queue_rendered(session: Session, *, key: str, template: str, to: str, subject: str, text_body: str,
                    html_body: str) -> Email:
-    """Queues an email rendered already (the seller's test send)."""
-    return _add(session, Email(key=key, template=template, to=to, customer_id=None, subject=subject,
-                               text_body=text_body, html_body=html_body))
-
-
-def _add(session: Session, email: Email) -> Email:
+    """Queues an email rendered already (the seller's test send); a key that exists fails the flush."""
+    email = Email(key=key, template=template, to=to, customer_id=None, subject=subject, text_body=text_body,
+                  html_body=html_body)
     session.add(email)
-    if email.status == "queued":
-        wakeups.wake_after_commit(session, DISPATCHER)
+    wakeups.wake_after_commit(session, DISPATCHER)
     return email
 
 
@@ -67,12 +67,8 @@ def seller_addresses(session: Session) -> tuple[str, ...]:
     return from_environment(SellerNotifications).seller_emails
 
 
-def queue_for_sellers(session: Session, *, key: str, template: str, **context) -> list[Email]:
+def queue_for_sellers(session: Session, *, key: str, template: str, **context) -> None:
     """One email per seller address (none when there is none), each keyed `<key>:<address>`."""
-    queued = []
     for address in seller_addresses(session):
-        email = queue_email(session, key=f"{key}:{address.lower()}", template=template, to=address, customer_id=None,
-                            **context)
-        if email is not None:
-            queued.append(email)
-    return queued
+        queue_email(session, key=f"{key}:{address.lower()}", template=template, to=address, customer_id=None,
+                    **context)
