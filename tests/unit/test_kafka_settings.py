@@ -120,13 +120,17 @@ def test_postgresql_pools_are_sized_by_the_environment(monkeypatch):
     monkeypatch.setenv("POSTSALE_DATABASE_MAX_OVERFLOW", "2")
     monkeypatch.setenv("POSTSALE_DATABASE_POOL_TIMEOUT", "4.5")
     monkeypatch.setenv("POSTSALE_DATABASE_POOL_RECYCLE", "1800")
+    monkeypatch.setenv("POSTSALE_DATABASE_POOL_PING_AFTER_IDLE", "2.5")
     engine = make_engine("postgresql+psycopg://postsale:secret@127.0.0.1:1/checkout")  # never connects here
     try:
         pool = engine.pool
         assert (pool.size(), pool._max_overflow, pool._timeout, pool._recycle, pool._pre_ping) == (  # noqa: SLF001
-            3, 2, 4.5, 1800, True)
+            3, 2, 4.5, 1800, False)  # pinged after a rest instead: tests/integration/test_database_pool.py
+        assert len(pool.dispatch.checkout) == 1 and DatabasePoolSettings().pool_ping_after_idle == 2.5
     finally:
         engine.dispose()
-    monkeypatch.setenv("POSTSALE_DATABASE_POOL_SIZE", "0")
-    with pytest.raises(ValidationError):
-        DatabasePoolSettings()
+    for name, value in (("POSTSALE_DATABASE_POOL_SIZE", "0"), ("POSTSALE_DATABASE_POOL_PING_AFTER_IDLE", "-1")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            DatabasePoolSettings()
+        monkeypatch.delenv(name)

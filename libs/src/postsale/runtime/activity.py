@@ -75,12 +75,3 @@ class ActivityThrottle:
 def throttle_of(request: Request) -> ActivityThrottle:
     """The app's throttle (`create_service_app` makes one); the default one for an app without it."""
     return getattr(request.app.state, "activity_throttle", None) or ActivityThrottle()
-
-
-def insert_once(session: Session, table: type[SQLModel], **values) -> bool:
-    """Inserts a row unless one with its key exists; True when this call inserted it. What happens
-    once (a product completed) rests on the table's key, not on a check before the insert."""
-    key = table.__table__.primary_key.columns
-    statement = insert_for(session, table.__table__).values(**values).on_conflict_do_nothing().returning(*key)
-    # A row comes back only when inserted (the driver's rowcount cannot be trusted for an upsert).
-    return session.execute(statement).first() is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, AsyncIterator, Callable, Hashable, Iterator, TypeVar
+from typing import Annotated, Any, AsyncIterator, Callable, Hashable, Iterator, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -147,21 +147,43 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 def insert_for(session: Session, table):
     """An INSERT in the session's dialect, for its `ON CONFLICT` clauses (PostgreSQL or SQLite)."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return _dialect_insert(session)(table)
 
 
-def insert_new(session: Session, row: SQLModel) -> bool:
-    """Inserts `row` unless a row with its primary key exists (then nothing); True when inserted.
+def _dialect_insert(session: Session) -> Callable:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
-    One plain statement (`ON CONFLICT DO NOTHING`) rather than a read of the key and the ORM
-    object flushed through the unit of work, which costs ten times the CPU: for a row a use case
-    writes once per event and does not change in the same transaction (`row` itself is never
-    added to the session). Built as a model instance, it has the model's defaults."""
+
+def insert_once(session: Session, row: SQLModel) -> bool:
+    """Inserts `row` unless a row with its primary key exists (then nothing); True when this call
+    inserted it. What happens once rests on the table's key, not on a check before the insert.
+
+    One plain statement (`ON CONFLICT DO NOTHING`), not a read of the key and the ORM object
+    flushed through the unit of work, which costs ten times the CPU: for a row written once and not
+    changed in the same transaction (`row` itself is never added to the session). Built as a model
+    instance, it has the model's defaults."""
     table = type(row).__table__  # type: ignore[attr-defined]
-    key = list(table.primary_key.columns)
-    statement = insert_for(session, table).values({column: getattr(row, column.key) for column in table.columns})
-    return session.execute(statement.on_conflict_do_nothing(index_elements=key).returning(*key)).first() is not None
+    statement = built_once(session, ("insert_once", table), lambda insert: insert(table).on_conflict_do_nothing(
+        index_elements=list(table.primary_key.columns)).returning(*table.primary_key.columns))
+    # A row comes back only when inserted (the driver's rowcount cannot be trusted for an upsert).
+    return session.execute(statement, {column.key: getattr(row, column.key) for column in table.columns}) \
+        .first() is not None
+
+
+_BUILT: dict[tuple[str, Hashable], Any] = {}
+
+
+def built_once(session: Session, name: Hashable, build: Callable[[Callable], T]) -> T:
+    """The statement `build(insert)` makes (`insert`: the session's dialect's INSERT, for its
+    `ON CONFLICT` clauses), built once per dialect and `name` and kept. Run it with its values as
+    parameters (`session.execute(statement, values)`): SQLAlchemy then finds it compiled, where a
+    statement built with `.values(...)` at each call computes its cache key again, which costs
+    six times the execution (0.6 ms against 0.09 for a row of 15 columns, on SQLite in memory)."""
+    key = (session.get_bind().dialect.name, name)
+    statement = _BUILT.get(key)
+    if statement is None:
+        statement = _BUILT[key] = build(_dialect_insert(session))
+    return statement
 
 
 _KEPT = "postsale.kept"

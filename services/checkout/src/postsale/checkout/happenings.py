@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from postsale.checkout.adapters.tables import PurchaseHappening, Refund, Subscription
 from postsale.contracts import (AccessGranted, AccessRestored, AccessRevoked, AccessSuspended, EmailFailed,
                                 EmailSent)
-from postsale.runtime.db import insert_for
+from postsale.runtime.db import built_once
 
 ACCESS_WORDS = {AccessGranted: "granted", AccessRevoked: "revoked", AccessSuspended: "suspended",
                 AccessRestored: "restored"}
@@ -24,9 +24,10 @@ ACCESS_WORDS = {AccessGranted: "granted", AccessRevoked: "revoked", AccessSuspen
 
 def _keep(session: Session, *, event_id: str, purchase_id: str, at: datetime, service: str, kind: str,
           summary: str) -> None:
-    row = {"event_id": event_id, "purchase_id": purchase_id, "at": at, "service": service, "kind": kind,
-           "summary": summary[:500]}
-    session.exec(insert_for(session, PurchaseHappening).values(**row).on_conflict_do_nothing())
+    statement = built_once(session, PurchaseHappening,
+                           lambda insert: insert(PurchaseHappening.__table__).on_conflict_do_nothing())
+    session.execute(statement, {"event_id": event_id, "purchase_id": purchase_id, "at": at, "service": service,
+                                "kind": kind, "summary": summary[:500]})
 
 
 def access_changed(session: Session, event: AccessGranted | AccessRevoked | AccessSuspended | AccessRestored,

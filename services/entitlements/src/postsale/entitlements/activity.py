@@ -18,7 +18,8 @@ from postsale.contracts import ContentOpened, ProductCompleted
 from postsale.entitlements.adapters.tables import (ContentPublication, Lesson, LessonOpening, Product,
                                                    ProductCompletion)
 from postsale.entitlements.config import SERVICE
-from postsale.runtime.activity import ActivityThrottle, insert_once
+from postsale.runtime.activity import ActivityThrottle
+from postsale.runtime.db import insert_once
 from postsale.runtime.messaging import publish_later
 
 SOURCE = f"/postsale/{SERVICE}"
@@ -46,8 +47,8 @@ def lesson_opened(session: Session, throttle: ActivityThrottle, *, customer_id: 
     The caller commits, then calls `complete_product` in a new transaction."""
     content_opened(session, throttle, customer_id=customer_id, kind="lesson", product_id=product.id,
                    lesson_id=lesson.id, now=now)
-    insert_once(session, LessonOpening, customer_id=customer_id, lesson_id=lesson.id, product_id=product.id,
-                opened_at=now)
+    insert_once(session, LessonOpening(customer_id=customer_id, lesson_id=lesson.id, product_id=product.id,
+                                       opened_at=now))
 
 
 def complete_product(session: Session, *, customer_id: str, email: str, product: Product, now: datetime) -> bool:
@@ -65,8 +66,8 @@ def complete_product(session: Session, *, customer_id: str, email: str, product:
     ).where(Lesson.product_id == product.id)).one()
     if lessons == 0 or opened < lessons:
         return False
-    if not insert_once(session, ProductCompletion, customer_id=customer_id, product_id=product.id, lessons=lessons,
-                       completed_at=now):
+    if not insert_once(session, ProductCompletion(customer_id=customer_id, product_id=product.id, lessons=lessons,
+                                                  completed_at=now)):
         return False  # another request completed it a moment ago
     publish_later(session, ProductCompleted(customer_id=customer_id, email=email, product_id=product.id,
                                             product_name=product.name, lessons=lessons, completed_at=now),

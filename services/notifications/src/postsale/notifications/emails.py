@@ -15,7 +15,7 @@ from postsale.notifications import rendering, suppressions
 from postsale.notifications.adapters.tables import Email, EmailSettings
 from postsale.notifications.config import SellerNotifications
 from postsale.runtime import wakeups
-from postsale.runtime.db import insert_new, remembered
+from postsale.runtime.db import insert_once, remembered
 from postsale.runtime.settings import from_environment
 
 DISPATCHER = "email-dispatcher"
@@ -37,7 +37,7 @@ def queue_email(session: Session, *, key: str, template: str, to: str, customer_
         email.status = "suppressed"
     # Inserted unless the key exists, without reading it first: every purchase queues several
     # emails, and a repeat (rare) only renders for nothing.
-    queued = insert_new(session, email)
+    queued = insert_once(session, email)
     if queued and email.status == "queued":
         wakeups.wake_after_commit(session, DISPATCHER)
     return queued

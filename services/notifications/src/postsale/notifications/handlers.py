@@ -14,7 +14,7 @@ from postsale.notifications.adapters.tables import Email, PurchaseRecord
 from postsale.notifications.config import SERVICE
 from postsale.notifications.emails import email_settings, queue_email, queue_for_sellers
 from postsale.runtime.clock import utcnow
-from postsale.runtime.db import insert_new
+from postsale.runtime.db import insert_once
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.settings import PublicUrls, from_environment
 
@@ -34,7 +34,7 @@ def on_purchase_completed(session: Session, event: PurchaseCompleted, event_id: 
 
 def remember_purchase(session: Session, event: PurchaseCompleted) -> None:
     """Keeps what later emails about the purchase name (its refunds, its billing)."""
-    insert_new(session, PurchaseRecord(id=event.purchase_id, customer_id=event.customer_id, offer_id=event.offer_id,
+    insert_once(session, PurchaseRecord(id=event.purchase_id, customer_id=event.customer_id, offer_id=event.offer_id,
                                        offer_name=event.offer_name, subscription_id=event.subscription_id,
                                        on_partial_refund=event.access_policy.on_partial_refund,
                                        completed_at=event.completed_at, email=event.email,

@@ -1,4 +1,4 @@
-"""`insert_new`: a row written once per event goes in as one statement with the model's defaults,
+"""`insert_once`: a row written once per event goes in as one statement with the model's defaults,
 and a second one with the same key changes nothing, in the same transaction or a later one."""
 
 from datetime import datetime
@@ -8,7 +8,7 @@ from sqlalchemy import JSON, Column, event
 from sqlmodel import Field, Session, SQLModel
 
 from postsale.runtime.clock import utcnow
-from postsale.runtime.db import create_tables, insert_new, make_engine
+from postsale.runtime.db import create_tables, insert_once, make_engine
 
 pytestmark = pytest.mark.unit
 
@@ -29,12 +29,12 @@ def test_a_new_key_is_inserted_with_the_defaults_and_a_known_one_changes_nothing
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
     try:
         with Session(engine) as session:
-            assert insert_new(session, OnceRow(key="k1", name="first", items=[{"a": 1}]))
-            assert not insert_new(session, OnceRow(key="k1", name="second"))  # same transaction
+            assert insert_once(session, OnceRow(key="k1", name="first", items=[{"a": 1}]))
+            assert not insert_once(session, OnceRow(key="k1", name="second"))  # same transaction
             session.commit()
         assert statements == ["INSERT", "INSERT"]  # no read of the key first, no flush
         with Session(engine) as session:
-            assert not insert_new(session, OnceRow(key="k1", name="third"))  # a later one
+            assert not insert_once(session, OnceRow(key="k1", name="third"))  # a later one
             session.commit()
             row = session.get(OnceRow, "k1")
             assert (row.name, row.status, row.items) == ("first", "queued", [{"a": 1}])
