@@ -60,9 +60,9 @@ from postsale.runtime.settings import KafkaSettings, kafka_settings
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[Session, Event, str], None]
+"""A use case: `(session, event, event id)`. Runs inside the consumer's transaction; it must not commit."""
 WantedCheck = Callable[[Engine, list[Event]], list[bool]]
 """Which of a batch's events a use case would act on, read outside any transaction."""
-"""A use case: `(session, event, event id)`. Runs inside the consumer's transaction; it must not commit."""
 
 
 @dataclass(frozen=True)
