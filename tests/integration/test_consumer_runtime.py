@@ -34,6 +34,27 @@ def product(name: str) -> ProductPublished:
                             published_at=datetime.now(timezone.utc))
 
 
+def scratch(tmp_path) -> tuple[str, str, object, list[int]]:
+    """A service of its own: its name, its topic, and its SQLite database with its commits counted."""
+    service = f"svc{uuid.uuid4().hex[:8]}"
+    engine = make_engine(f"sqlite:///{tmp_path / 'consumer.db'}")
+    create_tables(engine)
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda _connection: commits.append(1))
+    return service, f"test.products.{service}", engine, commits
+
+
+def effects_in(engine) -> list[str]:
+    with Session(engine) as session:
+        return [e.product_id for e in session.exec(select(ReplayEffect).order_by(ReplayEffect.id)).all()]
+
+
+async def send_products(producer: AIOKafkaProducer, topic: str, *names: str) -> None:
+    for name in names:
+        headers, value = encode(product(name), source="/tests")
+        await producer.send_and_wait(topic, value, key=b"k", headers=list(headers.items()))
+
+
 async def until(check, timeout: float = 30):
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -97,12 +118,7 @@ async def test_failing_handler_is_dead_lettered_then_replayed_after_the_fix(kafk
 
 async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_failing_one_alone(kafka_bootstrap,
                                                                                                   tmp_path):
-    service = f"svc{uuid.uuid4().hex[:8]}"
-    topic = f"test.products.{service}"
-    engine = make_engine(f"sqlite:///{tmp_path / 'consumer.db'}")
-    create_tables(engine)
-    commits: list[int] = []
-    event.listen(engine, "commit", lambda _connection: commits.append(1))
+    service, topic, engine, commits = scratch(tmp_path)
 
     def record_product(session: Session, event_: ProductPublished, _event_id: str) -> None:
         if event_.name == "broken":
@@ -110,8 +126,7 @@ async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_fai
         session.add(ReplayEffect(product_id=event_.product_id))
 
     def effects() -> list[str]:
-        with Session(engine) as session:
-            return [e.product_id for e in session.exec(select(ReplayEffect).order_by(ReplayEffect.id)).all()]
+        return effects_in(engine)
 
     broker = make_broker(kafka_bootstrap, service)
     subscribe(broker, engine, Subscription(service, topic, {ProductPublished: record_product},
@@ -121,9 +136,7 @@ async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_fai
     await producer.start()
 
     async def send(*names: str) -> None:
-        for name in names:
-            headers, value = encode(product(name), source="/tests")
-            await producer.send_and_wait(topic, value, key=b"k", headers=list(headers.items()))
+        await send_products(producer, topic, *names)
 
     try:
         # Waiting on the topic before the consumer starts: fetched, and handled, together.
@@ -156,12 +169,7 @@ async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_fai
 
 async def test_events_no_use_case_wants_are_passed_over_without_a_transaction_or_an_inbox_row(kafka_bootstrap,
                                                                                                  tmp_path):
-    service = f"svc{uuid.uuid4().hex[:8]}"
-    topic = f"test.products.{service}"
-    engine = make_engine(f"sqlite:///{tmp_path / 'consumer.db'}")
-    create_tables(engine)
-    commits: list[int] = []
-    event.listen(engine, "commit", lambda _connection: commits.append(1))
+    service, topic, engine, commits = scratch(tmp_path)
     check = {"fails": False, "calls": 0}
 
     def record_product(session: Session, event_: ProductPublished, _event_id: str) -> None:
@@ -174,8 +182,7 @@ async def test_events_no_use_case_wants_are_passed_over_without_a_transaction_or
         return [e.name.startswith("keep") for e in events]
 
     def effects() -> list[str]:
-        with Session(engine) as session:
-            return [e.product_id for e in session.exec(select(ReplayEffect).order_by(ReplayEffect.id)).all()]
+        return effects_in(engine)
 
     def inbox() -> int:
         with Session(engine) as session:
@@ -201,9 +208,7 @@ async def test_events_no_use_case_wants_are_passed_over_without_a_transaction_or
     await producer.start()
 
     async def send(*names: str) -> None:
-        for name in names:
-            headers, value = encode(product(name), source="/tests")
-            await producer.send_and_wait(topic, value, key=b"k", headers=list(headers.items()))
+        await send_products(producer, topic, *names)
 
     broker = consumer(wanted)
     try:
