@@ -142,7 +142,7 @@ NOTABLE = [
     ("`Session.flush`", r"^Session\.flush \(sqlalchemy/"),
     ("`Session.commit`", r"^Session\.commit \(sqlalchemy/"),
     ("taking a connection from the pool (`Pool.connect`)", r"^Pool\.connect \(sqlalchemy/"),
-    ("of which the pre-ping (`do_ping`)", r"do_ping \(sqlalchemy/"),
+    ("of which pings of a rested connection (`do_ping`)", r"do_ping \(sqlalchemy/"),
     ("opening new database connections", r"^Connection\.connect \(psycopg/"),
     ("Jinja2 templates", r"\(jinja2/"),
     ("session tokens (PyJWT)", r"\(jwt/"),

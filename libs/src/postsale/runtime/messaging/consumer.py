@@ -222,7 +222,7 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
                              subscription.consumer_name, len(deliveries), exc)
                 else:
                     for delivery, ran in zip(deliveries, applied):
-                        consumed(delivery, ran)
+                        consumed(delivery, outcome_of(ran))
                     return
             for delivery in deliveries:
                 await handle(delivery)
@@ -259,13 +259,15 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
             return deliveries
         for delivery, kept in zip(deliveries, wanted):
             if not kept:
-                CONSUMED.labels(consumer=subscription.consumer_name, event_type=delivery.event.event_type).inc()
-                delivery.span.set_attribute("postsale.outcome", "skipped: not wanted here")
+                consumed(delivery, "skipped: not wanted here")
         return [delivery for delivery, kept in zip(deliveries, wanted) if kept]
 
-    def consumed(delivery: Delivery, applied: bool) -> None:
+    def consumed(delivery: Delivery, outcome: str) -> None:
         CONSUMED.labels(consumer=subscription.consumer_name, event_type=delivery.event.event_type).inc()
-        delivery.span.set_attribute("postsale.outcome", "handled" if applied else "skipped: handled before")
+        delivery.span.set_attribute("postsale.outcome", outcome)
+
+    def outcome_of(applied: bool) -> str:
+        return "handled" if applied else "skipped: handled before"
 
     async def handle(delivery: Delivery) -> None:
         span = delivery.span
@@ -275,7 +277,7 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
                 with trace.use_span(span, record_exception=False, set_status_on_exception=False):
                     applied = await asyncio.to_thread(apply_once, engine, subscription.consumer_name,
                                                       delivery.handler, delivery.event, delivery.event_id)
-                consumed(delivery, applied)
+                consumed(delivery, outcome_of(applied))
                 return
             except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
                 if not await asyncio.to_thread(database_answers, engine):

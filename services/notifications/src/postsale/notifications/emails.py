@@ -22,9 +22,8 @@ DISPATCHER = "email-dispatcher"
 
 
 def queue_email(session: Session, *, key: str, template: str, to: str, customer_id: str | None,
-                marketing: bool = False, **context) -> bool:
-    """Queues an email unless one with this key exists: one key, one email, however often asked.
-    True when it was queued now."""
+                marketing: bool = False, **context) -> None:
+    """Queues an email unless one with this key exists: one key, one email, however often asked."""
     unsubscribe_url = preferences_url = None
     if marketing:
         row = suppressions.recipient(session, to)
@@ -37,10 +36,8 @@ def queue_email(session: Session, *, key: str, template: str, to: str, customer_
         email.status = "suppressed"
     # Inserted unless the key exists, without reading it first: every purchase queues several
     # emails, and a repeat (rare) only renders for nothing.
-    queued = insert_once(session, email)
-    if queued and email.status == "queued":
+    if insert_once(session, email) and email.status == "queued":
         wakeups.wake_after_commit(session, DISPATCHER)
-    return queued
 
 
 def queue_rendered(session: Session, *, key: str, template: str, to: str, subject: str, text_body: str,
