@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Generic, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
-from sqlalchemy import Index, text
+from sqlalchemy import Index, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -58,17 +58,16 @@ def end_pending(session: Session, table: type[Row], *where, now: datetime, skip_
     last error), as a use case does when it replaces or cancels timed work; returns how many. With
     `skip_locked`, a row the scheduler is running right now is left to that run, not waited for (for
     a caller that holds what the run waits on). Runs inside the caller's transaction."""
-    query = select(table).where(table.done_at.is_(None), *where)  # type: ignore[union-attr]
+    pending = [table.done_at.is_(None), *where]  # type: ignore[union-attr]
     if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    rows = session.exec(query).all()
-    for row in rows:
-        row.done_at = now
-        if reason is not None:
-            row.last_error = reason
-        session.add(row)
-    session.flush()  # ended before the caller adds the next row (one pending row per subject)
-    return len(rows)
+        # FOR UPDATE SKIP LOCKED belongs to a SELECT: the UPDATE ends the rows it could lock.
+        locked = select(table.id).where(*pending).with_for_update(skip_locked=True)
+        pending = [table.id.in_(locked)]  # type: ignore[attr-defined]
+    # One UPDATE, run at once (so the rows are ended before the caller adds the next one: one
+    # pending row per subject), instead of loading each row and flushing it back.
+    ended = session.execute(update(table).where(*pending).values(
+        done_at=now, **({"last_error": reason} if reason is not None else {})))
+    return ended.rowcount
 
 
 def retry_delay(attempts: int) -> timedelta:
