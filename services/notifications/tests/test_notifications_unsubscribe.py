@@ -6,7 +6,7 @@ as the seller set it, never after paying."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes, policy
+from email import message_from_bytes, message_from_string, policy
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -107,6 +107,7 @@ class Relay:
 
     def __init__(self) -> None:
         self.received: list = []
+        self.raw: list[bytes] = []  # as sent: the headers of an SMTPUTF8 email are UTF-8
         self.connections: list = []  # the client's address and port, for each email received
 
     async def handle_RCPT(self, _server, _session, envelope, address, _options):
@@ -117,7 +118,8 @@ class Relay:
 
     async def handle_DATA(self, _server, session, envelope):
         self.connections.append(session.peer)
-        self.received.append(message_from_bytes(envelope.original_content or envelope.content, policy=policy.default))
+        self.raw.append(envelope.original_content or envelope.content)
+        self.received.append(message_from_bytes(self.raw[-1], policy=policy.default))
         return "250 OK"
 
 
@@ -140,6 +142,26 @@ def test_a_marketing_email_carries_one_click_unsubscribe_and_the_stores_message_
     assert marketing["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert marketing["Message-ID"] == message_id and message_id.endswith("@studio.test>") and marketing["Date"]
     assert receipt["List-Unsubscribe"] is None
+
+
+def test_an_email_outside_ascii_arrives_as_written():
+    handler, port = Relay(), free_port()
+    relay = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=True)
+    relay.start()
+    subject, text, html = "Ihr Kauf: Yoga für Anfänger – bestätigt", "Grüße, Jürgen\n" * 40, "<p>Grüße, Jürgen</p>"
+    try:
+        sender = SmtpSender("127.0.0.1", port, from_address="Café Zoë <hello@studio.test>")
+        for to in ("ann@example.com", "jürgen@example.de"):  # the second needs SMTPUTF8
+            sender.send(to=to, subject=subject, text_body=text, html_body=html, key=f"k-{to}")
+    finally:
+        relay.stop()
+    assert len(handler.raw) == 2
+    for raw, to, message in zip(handler.raw, ("ann@example.com", "jürgen@example.de"), handler.received):
+        headers = message_from_string(raw.decode(), policy=policy.default)  # UTF-8 headers read as such
+        assert (headers["To"], headers["Subject"], headers["From"].addresses[0].display_name) == (
+            to, subject, "Café Zoë")
+        parts = [message.get_body((kind,)).get_content().replace("\r\n", "\n") for kind in ("plain", "html")]
+        assert (parts[0], parts[1].strip()) == (text, html)  # lines end in CRLF on the wire
 
 
 def test_a_refused_address_raises_relay_refused(relay):
