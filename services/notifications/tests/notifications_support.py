@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from opentelemetry import trace
 from sqlmodel import Session, select
 
 from postsale.contracts import Event
 from postsale.notifications.adapters.tables import Email
 from postsale.notifications.entrypoints.consumers import SUBSCRIPTIONS
-from postsale.runtime.messaging.consumer import apply_once
+from postsale.runtime.messaging.consumer import Delivery, apply_batch, apply_once
 
 
 class Clock:
@@ -30,6 +31,15 @@ def deliver(engine, event: Event, event_id: str | None = None) -> bool:
     subscription = next(s for s in SUBSCRIPTIONS if type(event) in s.handlers)
     return apply_once(engine, subscription.consumer_name, subscription.handlers[type(event)], event,
                       event_id or uuid.uuid4().hex)
+
+
+def deliver_batch(engine, events: list[Event]) -> None:
+    """Hands the events of one subscription to their use cases in one transaction, as the
+    consumer does with what the broker already holds."""
+    subscription = next(s for s in SUBSCRIPTIONS if type(events[0]) in s.handlers)
+    apply_batch(engine, subscription.consumer_name, [
+        Delivery(event, subscription.handlers[type(event)], uuid.uuid4().hex, trace.get_current_span())
+        for event in events])
 
 
 def emails(engine) -> dict[str, Email]:

@@ -18,7 +18,7 @@ from postsale.notifications.rendering import Parts
 from postsale.runtime.db import make_engine
 from postsale.runtime.migrations import migrate
 from postsale.runtime.scheduler import Scheduler
-from notifications_support import Clock, deliver, emails
+from notifications_support import Clock, deliver, deliver_batch, emails
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
@@ -111,6 +111,22 @@ def add_rule(engine, **fields) -> str:
         rule = rules.create_rule(session, template="tip", link_offer_id="off_up", **fields)
         session.commit()
         return rule.id
+
+
+def test_each_purchase_of_a_batch_gets_its_follow_ups_planned(engine):
+    rule = add_rule(engine, trigger="no_login", offer_id="off_a", days=3)
+    with Session(engine) as session:
+        sequence = sequences.create_sequence(session, offer_id="off_a", name="Onboarding",
+                                             steps=[{"delay_hours": 1, "template": "tip"}]).id
+        session.commit()
+    purchases = [bought(customer="cus_1"), bought("off_b", customer="cus_2"), bought(customer="cus_3")]
+    deliver_batch(engine, purchases)  # one transaction: the offer's rules and sequences read once
+    with Session(engine) as session:
+        planned = sorted(row.id for row in session.exec(select(FollowUp)).all())
+    assert planned == sorted([f"follow-up-offer:{rule}:{purchases[0].purchase_id}",
+                              f"follow-up-offer:{rule}:{purchases[2].purchase_id}",
+                              f"follow-up:{sequence}:{purchases[0].purchase_id}:1",
+                              f"follow-up:{sequence}:{purchases[2].purchase_id}:1"])
 
 
 def test_bought_a_but_not_b_within_n_days_fires_and_not_when_b_was_bought(engine, clock, follow_ups):

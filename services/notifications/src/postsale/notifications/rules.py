@@ -20,6 +20,7 @@ from postsale.notifications.adapters.tables import FollowUp, FollowUpRule, LastL
 from postsale.notifications.domain import followups as decide
 from postsale.notifications.sequences import queue_follow_up
 from postsale.runtime.clock import as_utc
+from postsale.runtime.db import remembered
 from postsale.runtime.scheduler import wake
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,8 @@ def _bought(session: Session, customer_id: str, offer_id: str) -> bool:
 
 def _rules(session: Session, triggers: tuple[str, ...], *, offer_id: str) -> list[FollowUpRule]:
     """The rules of these triggers about the offer; an upsell rule without an offer is about any."""
-    found = session.exec(select(FollowUpRule).where(FollowUpRule.trigger.in_(triggers))).all()  # type: ignore[attr-defined]
+    found = remembered(session, FollowUpRule, triggers, lambda: session.exec(
+        select(FollowUpRule).where(FollowUpRule.trigger.in_(triggers))).all())  # type: ignore[attr-defined]
     return [r for r in found if r.offer_id == offer_id or (r.trigger == "upsell_declined" and r.offer_id is None)]
 
 

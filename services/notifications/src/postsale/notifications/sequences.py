@@ -18,6 +18,7 @@ from postsale.notifications.adapters.tables import FollowUp, PurchaseRecord, Seq
 from postsale.notifications.domain import followups as rules
 from postsale.notifications.emails import queue_email
 from postsale.notifications.rendering import TemplateProblem
+from postsale.runtime.db import remembered
 from postsale.runtime.scheduler import wake
 from postsale.runtime.settings import PublicUrls, from_environment
 
@@ -34,7 +35,9 @@ def create_sequence(session: Session, *, offer_id: str, name: str, steps: list[d
 def plan_sequences(session: Session, event: PurchaseCompleted) -> None:
     """Part of `PurchaseCompleted`: each step of each sequence of the offer becomes a row due at
     its delay after the purchase. Keyed by sequence, purchase and step: planning twice adds nothing."""
-    for sequence in session.exec(select(Sequence).where(Sequence.offer_id == event.offer_id)).all():
+    of_offer = remembered(session, Sequence, event.offer_id, lambda: session.exec(
+        select(Sequence).where(Sequence.offer_id == event.offer_id)).all())
+    for sequence in of_offer:
         for number, step in enumerate(sequence.steps, start=1):
             key = f"follow-up:{sequence.id}:{event.purchase_id}:{number}"
             if session.get(FollowUp, key) is None:
