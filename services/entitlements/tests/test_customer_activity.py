@@ -47,7 +47,8 @@ def course_with_lessons(client, engine, count: int) -> tuple[str, list[str]]:
     section = client.post(f"/admin/products/{course}/sections", headers=admin_headers(), json={"title": "One"}).json()
     lessons = [client.post(f"/admin/products/{course}/sections/{section['id']}/lessons", headers=admin_headers(),
                            json={"title": f"Lesson {n}"}).json()["id"] for n in range(count)]
-    handle(engine, handlers.grant_access_for_purchase, paid(course), utcnow())
+    # Bought now: the pages ask the wall clock whether a dripped lesson has opened.
+    handle(engine, handlers.grant_access_for_purchase, paid(course, at=utcnow()), utcnow())
     return course, lessons
 
 
