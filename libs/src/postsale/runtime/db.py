@@ -13,7 +13,7 @@ from sqlalchemy import MetaData, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import InvalidatePoolError
-from sqlalchemy.orm import registry
+from sqlalchemy.orm import make_transient_to_detached, registry
 from sqlmodel import Session, SQLModel, create_engine
 
 from postsale.runtime import tracing  # noqa: F401 - spans of database transactions, once traced work begins one
@@ -168,6 +168,14 @@ def insert_once(session: Session, row: SQLModel) -> bool:
     # A row comes back only when inserted (the driver's rowcount cannot be trusted for an upsert).
     return session.execute(statement, {column.key: getattr(row, column.key) for column in table.columns}) \
         .first() is not None
+
+
+def as_loaded(session: Session, row: SQLModel) -> None:
+    """`row`, just inserted by a plain statement (`insert_once`), joins the session as if it had
+    been read from the database: `session.get` finds it without a read, and a change to it is
+    flushed as an UPDATE."""
+    make_transient_to_detached(row)
+    session.add(row)
 
 
 _BUILT: dict[tuple[str, Hashable], Any] = {}

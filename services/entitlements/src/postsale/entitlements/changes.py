@@ -26,7 +26,7 @@ from postsale.entitlements.config import SERVICE
 from postsale.entitlements.delivery.runner import deliver_changes, note_change
 from postsale.entitlements.domain.access import AccessState, Action, Fact, Policy, Status, access_state, change
 from postsale.runtime.clock import as_utc, utcnow
-from postsale.runtime.db import insert_for
+from postsale.runtime.db import insert_for, insert_once
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.scheduler import wake
 
@@ -146,7 +146,8 @@ def record_change(session: Session, customer: Customer, grant: Grant, action: Ac
                         cause_event_type=cause.event_type, purchase_id=grant.purchase_id, created_at=now,
                         expires_at=grant.expires_at)
     grant.status, grant.reason, grant.changed_at, grant.last_seq = _STATUS_AFTER[action], reason, now, entry.seq
-    session.add_all([customer, grant, entry])
+    session.add_all([customer, grant])
+    insert_once(session, entry)  # never changed after: one plain statement, not the unit of work
     publish_later(session, _access_event(session, entry, grant), source=SOURCE)
     note_change(session, grant, status_before, entry)
     return entry

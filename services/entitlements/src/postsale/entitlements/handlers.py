@@ -31,6 +31,7 @@ from postsale.entitlements.changes import (Cause, apply_policy, domain_fact, loc
                                            record_change)
 from postsale.entitlements.domain.access import PURCHASE, RECONCILIATION
 from postsale.runtime.clock import as_utc, utcnow
+from postsale.runtime.db import as_loaded, insert_once
 
 
 # --- what changes access -------------------------------------------------------------------
@@ -44,8 +45,6 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
     again (under another event id) changes nothing."""
     now = now or utcnow()
     customer = lock_customer(session, event.customer_id, event.email)
-    if session.get(Purchase, event.purchase_id) is not None:
-        return []
     policy = event.access_policy
     purchase = Purchase(
         id=event.purchase_id, customer_id=event.customer_id, email=event.email, offer_id=event.offer_id,
@@ -54,10 +53,14 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
         on_pause=policy.on_pause, on_partial_refund=policy.on_partial_refund, completed_at=event.completed_at,
         event_id=event_id,
     )
-    session.add(purchase)
+    # Recorded once, by the purchase's key: the same purchase again (under another event id, or a
+    # replica's at the same moment, which waits for this transaction) records and grants nothing.
+    if not insert_once(session, purchase):
+        return []
+    as_loaded(session, purchase)  # the policy below finds it without reading it back
     for item in {item.product_id: item for item in event.products}.values():
-        session.add(PurchaseProduct(purchase_id=event.purchase_id, product_id=item.product_id, name=item.name,
-                                    delivery_type=delivery_kind_of(item)))
+        insert_once(session, PurchaseProduct(purchase_id=event.purchase_id, product_id=item.product_id,
+                                             name=item.name, delivery_type=delivery_kind_of(item)))
     cause = Cause("customer", event_id, event.event_type)
     granted_at = as_utc(event.completed_at)
     expires_at = policy_of(purchase).expires_at(granted_at)

@@ -28,6 +28,7 @@ from postsale.entitlements.delivery.base import (MAX_WAIT, RETRY_SCHEDULE, STILL
                                                  DeliveryContext, DeliveryFailed, DeliveryStrategy, Result, RetryLater,
                                                  still_given)
 from postsale.runtime.clock import as_utc
+from postsale.runtime.db import insert_once
 from postsale.runtime.scheduler import wake
 from postsale.runtime.settings import PublicUrls, from_environment
 
@@ -149,7 +150,8 @@ def attempt(ctx: DeliveryContext, delivery: Delivery, strategy: DeliveryStrategy
     else:
         delivery.status = outcome
         delivery.finished_at = now
-    session.add_all([delivery, record])
+    session.add(delivery)
+    insert_once(session, record)  # never changed after: one plain statement, not the unit of work
     if outcome in ("retry", "failed"):
         strategy.failed_attempt(ctx, delivery, detail, delivery.next_attempt_at)
     return record
