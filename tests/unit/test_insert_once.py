@@ -1,5 +1,6 @@
 """`insert_once`: a row written once per event goes in as one statement with the model's defaults,
-and a second one with the same key changes nothing, in the same transaction or a later one."""
+and a second one with the same key changes nothing, in the same transaction or a later one.
+`upsert`: one statement too; a second one with the same key sets only the columns it names."""
 
 from datetime import datetime
 
@@ -8,7 +9,7 @@ from sqlalchemy import JSON, Column, event
 from sqlmodel import Field, Session, SQLModel
 
 from postsale.runtime.clock import utcnow
-from postsale.runtime.db import create_tables, insert_once, make_engine
+from postsale.runtime.db import create_tables, insert_once, make_engine, upsert
 
 pytestmark = pytest.mark.unit
 
@@ -39,5 +40,24 @@ def test_a_new_key_is_inserted_with_the_defaults_and_a_known_one_changes_nothing
             row = session.get(OnceRow, "k1")
             assert (row.name, row.status, row.items) == ("first", "queued", [{"a": 1}])
             assert row.created_at is not None
+    finally:
+        engine.dispose()
+
+
+def test_an_upsert_inserts_a_new_key_and_sets_only_the_named_columns_of_a_known_one(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'upsert.db'}")
+    create_tables(engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
+    try:
+        with Session(engine) as session:
+            upsert(session, OnceRow(key="k1", name="first", status="failed", items=[1]), ("status",))
+            upsert(session, OnceRow(key="k1", name="second", status="sent", items=[2]), ("status",))
+            upsert(session, OnceRow(key="k2", name="other"), ("status",))
+            session.commit()
+        assert statements == ["INSERT", "INSERT", "INSERT"]
+        with Session(engine) as session:
+            rows = {row.key: (row.name, row.status, row.items) for row in session.query(OnceRow).all()}
+        assert rows == {"k1": ("first", "sent", [1]), "k2": ("other", "queued", [])}
     finally:
         engine.dispose()

@@ -123,6 +123,11 @@ def test_the_seller_sees_last_activity_and_which_account_emails_the_relay_took(a
                EmailFailed(email_key="login-link:e2", template="login_link", to="dee@example.com",
                            customer_id=customer_id, attempts=8, error="550 mailbox unavailable",
                            failed_at=now + timedelta(seconds=1)), uuid.uuid4().hex)
+    for report in (EmailFailed(email_key="login-link:e3", template="login_link", to="dee@example.com",
+                               customer_id=customer_id, attempts=3, error="timed out", failed_at=now),
+                   EmailSent(email_key="login-link:e3", template="login_link", to="dee@example.com",  # the later wins
+                             customer_id=customer_id, sent_at=now + timedelta(seconds=2))):
+        apply_once(accounts.engine, emails.consumer_name, customers.record_account_email, report, uuid.uuid4().hex)
     apply_once(accounts.engine, emails.consumer_name, customers.record_account_email,  # not an account email
                EmailSent(email_key="purchase-confirmation:p1", template="purchase_confirmation", to="dee@example.com",
                          customer_id=customer_id, sent_at=now), uuid.uuid4().hex)
@@ -131,9 +136,10 @@ def test_the_seller_sees_last_activity_and_which_account_emails_the_relay_took(a
         opened(accounts, customer_id, kind, moment, product_id=None if kind == "library_visit" else "prod_1")
 
     seen = api.get(f"/admin/customers/{customer_id}").json()
-    assert [(e["template"], e["status"], e["relay_accepted"]) for e in seen["account_emails"]] == [
-        ("login_link", "failed", False), ("account_setup", "sent", True)]
-    assert seen["account_emails"][0]["error"] == "550 mailbox unavailable"
+    assert [(e["template"], e["status"], e["relay_accepted"], e["attempts"], e["error"])
+            for e in seen["account_emails"]] == [("login_link", "sent", True, 3, None),
+                                                 ("login_link", "failed", False, 8, "550 mailbox unavailable"),
+                                                 ("account_setup", "sent", True, None, None)]
     assert seen["last_activity"]["library_visit"] is not None and seen["last_activity"]["download"] is None
     assert datetime.fromisoformat(seen["last_activity"]["lesson"]) == now + timedelta(minutes=1)
     assert datetime.fromisoformat(seen["last_activity_at"]) == now + timedelta(minutes=1)

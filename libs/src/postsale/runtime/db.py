@@ -170,6 +170,21 @@ def insert_once(session: Session, row: SQLModel) -> bool:
         .first() is not None
 
 
+def upsert(session: Session, row: SQLModel, columns: tuple[str, ...]) -> None:
+    """Inserts `row`, or, when a row with its primary key exists, sets that row's `columns` to
+    `row`'s: one statement (`ON CONFLICT DO UPDATE`) built once, not a read of the key and the ORM
+    object flushed. As for `insert_once`, `row` itself is never added to the session."""
+    table = type(row).__table__  # type: ignore[attr-defined]
+
+    def build(insert):
+        statement = insert(table)
+        return statement.on_conflict_do_update(index_elements=list(table.primary_key.columns),
+                                               set_={name: statement.excluded[name] for name in columns})
+
+    session.execute(built_once(session, ("upsert", table, columns), build),
+                    {column.key: getattr(row, column.key) for column in table.columns})
+
+
 def as_loaded(session: Session, row: SQLModel) -> None:
     """`row`, just inserted by a plain statement (`insert_once`), joins the session as if it had
     been read from the database: `session.get` finds it without a read, and a change to it is

@@ -16,7 +16,8 @@ from postsale.accounts.config import SERVICE
 from postsale.accounts.handlers import AccountError, issue_setup_link
 from postsale.accounts.login import customer_by_email, issue_login_link
 from postsale.contracts import CustomerRegistered, EmailFailed, EmailSent
-from postsale.runtime.clock import as_utc, utcnow
+from postsale.runtime.clock import as_utc
+from postsale.runtime.db import upsert
 from postsale.runtime.messaging import publish_later
 
 SOURCE = f"/postsale/{SERVICE}"
@@ -68,14 +69,11 @@ def record_account_email(session: Session, event: EmailSent | EmailFailed, _even
     customer, with whether the relay took them. Safe to redeliver; a later report wins."""
     if event.customer_id is None or event.template not in ACCOUNT_TEMPLATES:
         return
-    row = session.get(AccountEmail, event.email_key) or AccountEmail(key=event.email_key, customer_id=event.customer_id,
-                                                                     template=event.template, to=event.to,
-                                                                     status="", happened_at=utcnow())
-    if isinstance(event, EmailSent):
-        row.status, row.happened_at, row.error = "sent", event.sent_at, None
-    else:
-        row.status, row.happened_at, row.error, row.attempts = "failed", event.failed_at, event.error[:500], event.attempts
-    session.add(row)
+    sent = isinstance(event, EmailSent)
+    row = AccountEmail(key=event.email_key, customer_id=event.customer_id, template=event.template, to=event.to,
+                       status="sent" if sent else "failed", happened_at=event.sent_at if sent else event.failed_at,
+                       error=None if sent else event.error[:500], attempts=None if sent else event.attempts)
+    upsert(session, row, ("status", "happened_at", "error") if sent else ("status", "happened_at", "error", "attempts"))
 
 
 def customer_view(session: Session, customer: Customer) -> dict:
