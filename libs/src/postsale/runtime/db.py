@@ -159,9 +159,9 @@ def insert_once(session: Session, row: SQLModel) -> bool:
     inserted it. What happens once rests on the table's key, not on a check before the insert.
 
     One plain statement (`ON CONFLICT DO NOTHING`), not a read of the key and the ORM object
-    flushed through the unit of work, which costs ten times the CPU: for a row written once and not
-    changed in the same transaction (`row` itself is never added to the session). Built as a model
-    instance, it has the model's defaults."""
+    flushed through the unit of work, which costs ten times the CPU. `row` itself is not added to the
+    session (`as_loaded` adds it, as if read, for a row the transaction goes on to read or change).
+    Built as a model instance, it has the model's defaults."""
     table = type(row).__table__  # type: ignore[attr-defined]
     statement = built_once(session, ("insert_once", table), lambda insert: insert(table).on_conflict_do_nothing(
         index_elements=list(table.primary_key.columns)).returning(*table.primary_key.columns))

@@ -88,7 +88,7 @@ def issue_setup_link(session: Session, customer: Customer, *, purchase_id: str |
     setup = SetupToken(token_sha256=rules.token_sha256(token), customer_id=customer.id, purchase_id=purchase_id,
                        expires_at=utcnow() + rules.SETUP_TOKEN_LIFETIME, after_setup_url=after_setup_url)
     insert_once(session, setup)  # a fresh random token: always new
-    as_loaded(session, setup)
+    as_loaded(session, setup)  # returned as a row of the session, which the caller may change
     # The purchase rides in the link, as in checkout's redirect; notifications keys the email by it.
     query = urlencode({"purchase": purchase_id, "token": token} if purchase_id else {"token": token})
     publish_later(session, AccountSetupLinkIssued(
