@@ -23,41 +23,43 @@ class OnceRow(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-def test_a_new_key_is_inserted_with_the_defaults_and_a_known_one_changes_nothing(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'once.db'}")
+@pytest.fixture
+def engine(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
     create_tables(engine)
-    statements: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
-    try:
-        with Session(engine) as session:
-            assert insert_once(session, OnceRow(key="k1", name="first", items=[{"a": 1}]))
-            assert not insert_once(session, OnceRow(key="k1", name="second"))  # same transaction
-            session.commit()
-        assert statements == ["INSERT", "INSERT"]  # no read of the key first, no flush
-        with Session(engine) as session:
-            assert not insert_once(session, OnceRow(key="k1", name="third"))  # a later one
-            session.commit()
-            row = session.get(OnceRow, "k1")
-            assert (row.name, row.status, row.items) == ("first", "queued", [{"a": 1}])
-            assert row.created_at is not None
-    finally:
-        engine.dispose()
+    yield engine
+    engine.dispose()
 
 
-def test_an_upsert_inserts_a_new_key_and_sets_only_the_named_columns_of_a_known_one(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'upsert.db'}")
-    create_tables(engine)
-    statements: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
-    try:
-        with Session(engine) as session:
-            upsert(session, OnceRow(key="k1", name="first", status="failed", items=[1]), ("status",))
-            upsert(session, OnceRow(key="k1", name="second", status="sent", items=[2]), ("status",))
-            upsert(session, OnceRow(key="k2", name="other"), ("status",))
-            session.commit()
-        assert statements == ["INSERT", "INSERT", "INSERT"]
-        with Session(engine) as session:
-            rows = {row.key: (row.name, row.status, row.items) for row in session.query(OnceRow).all()}
-        assert rows == {"k1": ("first", "sent", [1]), "k2": ("other", "queued", [])}
-    finally:
-        engine.dispose()
+@pytest.fixture
+def statements(engine) -> list[str]:
+    """The first word of each statement sent to the database."""
+    sent: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2].split()[0]))
+    return sent
+
+
+def test_a_new_key_is_inserted_with_the_defaults_and_a_known_one_changes_nothing(engine, statements):
+    with Session(engine) as session:
+        assert insert_once(session, OnceRow(key="k1", name="first", items=[{"a": 1}]))
+        assert not insert_once(session, OnceRow(key="k1", name="second"))  # same transaction
+        session.commit()
+    assert statements == ["INSERT", "INSERT"]  # no read of the key first, no flush
+    with Session(engine) as session:
+        assert not insert_once(session, OnceRow(key="k1", name="third"))  # a later one
+        session.commit()
+        row = session.get(OnceRow, "k1")
+        assert (row.name, row.status, row.items) == ("first", "queued", [{"a": 1}])
+        assert row.created_at is not None
+
+
+def test_an_upsert_inserts_a_new_key_and_sets_only_the_named_columns_of_a_known_one(engine, statements):
+    with Session(engine) as session:
+        upsert(session, OnceRow(key="k1", name="first", status="failed", items=[1]), ("status",))
+        upsert(session, OnceRow(key="k1", name="second", status="sent", items=[2]), ("status",))
+        upsert(session, OnceRow(key="k2", name="other"), ("status",))
+        session.commit()
+    assert statements == ["INSERT", "INSERT", "INSERT"]
+    with Session(engine) as session:
+        rows = {row.key: (row.name, row.status, row.items) for row in session.query(OnceRow).all()}
+    assert rows == {"k1": ("first", "sent", [1]), "k2": ("other", "queued", [])}
