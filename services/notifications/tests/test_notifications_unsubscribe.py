@@ -134,11 +134,14 @@ def relay():
 
 def test_a_marketing_email_carries_one_click_unsubscribe_and_the_stores_message_id(relay):
     handler, sender = relay
-    message_id = sender.send(to="ann@example.com", subject="Hi", text_body="t", html_body="<p>h</p>", key="k1",
-                             list_unsubscribe="https://mail.shop.test/unsubscribe/tok")
+    # Longer than a folded header line: they must arrive exactly as sent, not folded into a leading space.
+    key = f"follow-up:seq_{'1' * 16}:pur_{'2' * 16}:3:{'x' * 40}"
+    unsubscribe = f"https://mail.shop.test/unsubscribe/{'t' * 90}"
+    message_id = sender.send(to="ann@example.com", subject="Hi", text_body="t", html_body="<p>h</p>", key=key,
+                             list_unsubscribe=unsubscribe)
     sender.send(to="ann@example.com", subject="Receipt", text_body="t", html_body="<p>h</p>", key="k2")
     marketing, receipt = handler.received
-    assert marketing["List-Unsubscribe"] == "<https://mail.shop.test/unsubscribe/tok>"
+    assert marketing["List-Unsubscribe"] == f"<{unsubscribe}>" and marketing["X-Postsale-Email-Key"] == key
     assert marketing["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert marketing["Message-ID"] == message_id and message_id.endswith("@studio.test>") and marketing["Date"]
     assert receipt["List-Unsubscribe"] is None
