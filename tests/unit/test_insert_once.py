@@ -1,6 +1,7 @@
 """`insert_once`: a row written once per event goes in as one statement with the model's defaults,
 and a second one with the same key changes nothing, in the same transaction or a later one.
-`upsert`: one statement too; a second one with the same key sets only the columns it names."""
+With `keep`, the inserted row joins the session as if read: found without a read, changed by an
+UPDATE. `upsert`: one statement too; a second one with the same key sets only the columns it names."""
 
 from datetime import datetime
 
@@ -51,6 +52,19 @@ def test_a_new_key_is_inserted_with_the_defaults_and_a_known_one_changes_nothing
         row = session.get(OnceRow, "k1")
         assert (row.name, row.status, row.items) == ("first", "queued", [{"a": 1}])
         assert row.created_at is not None
+
+
+def test_a_kept_row_is_found_without_a_read_and_its_change_is_an_update(engine, statements):
+    with Session(engine) as session:
+        row = OnceRow(key="k1", name="first")
+        assert insert_once(session, row, keep=True)
+        assert session.get(OnceRow, "k1") is row
+        row.status = "sent"
+        session.commit()
+        assert not insert_once(session, OnceRow(key="k1", name="again"), keep=True)
+    assert statements == ["INSERT", "UPDATE", "INSERT"]
+    with Session(engine) as session:
+        assert (session.get(OnceRow, "k1").name, session.get(OnceRow, "k1").status) == ("first", "sent")
 
 
 def test_an_upsert_inserts_a_new_key_and_sets_only_the_named_columns_of_a_known_one(engine, statements):

@@ -28,7 +28,7 @@ class Clock:
 
 def deliver(engine, event: Event, event_id: str | None = None) -> bool:
     """Hands the event to the use case the service subscribes it to, through the inbox."""
-    subscription = next(s for s in SUBSCRIPTIONS if type(event) in s.handlers)
+    subscription = _subscription_of(event)
     return apply_once(engine, subscription.consumer_name, subscription.handlers[type(event)], event,
                       event_id or uuid.uuid4().hex)
 
@@ -36,10 +36,14 @@ def deliver(engine, event: Event, event_id: str | None = None) -> bool:
 def deliver_batch(engine, events: list[Event]) -> None:
     """Hands the events of one subscription to their use cases in one transaction, as the
     consumer does with what the broker already holds."""
-    subscription = next(s for s in SUBSCRIPTIONS if type(events[0]) in s.handlers)
+    subscription = _subscription_of(events[0])
     apply_batch(engine, subscription.consumer_name, [
         Delivery(event, subscription.handlers[type(event)], uuid.uuid4().hex, trace.get_current_span())
         for event in events])
+
+
+def _subscription_of(event: Event):
+    return next(s for s in SUBSCRIPTIONS if type(event) in s.handlers)
 
 
 def emails(engine) -> dict[str, Email]:

@@ -154,26 +154,29 @@ def _dialect_insert(session: Session) -> Callable:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
-def insert_once(session: Session, row: SQLModel) -> bool:
+def insert_once(session: Session, row: SQLModel, *, keep: bool = False) -> bool:
     """Inserts `row` unless a row with its primary key exists (then nothing); True when this call
     inserted it. What happens once rests on the table's key, not on a check before the insert.
 
     One plain statement (`ON CONFLICT DO NOTHING`), not a read of the key and the ORM object
-    flushed through the unit of work, which costs ten times the CPU. `row` itself is not added to the
-    session (`as_loaded` adds it, as if read, for a row the transaction goes on to read or change).
-    Built as a model instance, it has the model's defaults."""
+    flushed through the unit of work, which costs ten times the CPU. Built as a model instance, it
+    has the model's defaults. With `keep`, a row this call inserted joins the session as if read
+    from the database, for a transaction that goes on to read it (`session.get` finds it without a
+    read) or change it (flushed as an UPDATE); otherwise `row` is not added to the session."""
     table = type(row).__table__  # type: ignore[attr-defined]
     statement = built_once(session, ("insert_once", table), lambda insert: insert(table).on_conflict_do_nothing(
         index_elements=list(table.primary_key.columns)).returning(*table.primary_key.columns))
     # A row comes back only when inserted (the driver's rowcount cannot be trusted for an upsert).
-    return session.execute(statement, {column.key: getattr(row, column.key) for column in table.columns}) \
-        .first() is not None
+    inserted = session.execute(statement, _values_of(table, row)).first() is not None
+    if inserted and keep:
+        make_transient_to_detached(row)
+        session.add(row)
+    return inserted
 
 
 def upsert(session: Session, row: SQLModel, columns: tuple[str, ...]) -> None:
     """Inserts `row`, or, when a row with its primary key exists, sets that row's `columns` to
-    `row`'s: one statement (`ON CONFLICT DO UPDATE`) built once, not a read of the key and the ORM
-    object flushed. As for `insert_once`, `row` itself is never added to the session."""
+    `row`'s: one statement (`ON CONFLICT DO UPDATE`) built once, as `insert_once`."""
     table = type(row).__table__  # type: ignore[attr-defined]
 
     def build(insert):
@@ -181,16 +184,11 @@ def upsert(session: Session, row: SQLModel, columns: tuple[str, ...]) -> None:
         return statement.on_conflict_do_update(index_elements=list(table.primary_key.columns),
                                                set_={name: statement.excluded[name] for name in columns})
 
-    session.execute(built_once(session, ("upsert", table, columns), build),
-                    {column.key: getattr(row, column.key) for column in table.columns})
+    session.execute(built_once(session, ("upsert", table, columns), build), _values_of(table, row))
 
 
-def as_loaded(session: Session, row: SQLModel) -> None:
-    """`row`, just inserted by a plain statement (`insert_once`), joins the session as if it had
-    been read from the database: `session.get` finds it without a read, and a change to it is
-    flushed as an UPDATE."""
-    make_transient_to_detached(row)
-    session.add(row)
+def _values_of(table, row: SQLModel) -> dict[str, Any]:
+    return {column.key: getattr(row, column.key) for column in table.columns}
 
 
 _BUILT: dict[tuple[str, Hashable], Any] = {}

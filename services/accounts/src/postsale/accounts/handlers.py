@@ -14,7 +14,7 @@ from postsale.accounts.domain.passwords import hash_password, verify_password
 from postsale.accounts.domain.setup import Refusal
 from postsale.contracts import AccountActivated, AccountSetupLinkIssued, CustomerRegistered, PurchaseCompleted
 from postsale.runtime.clock import as_utc, utcnow
-from postsale.runtime.db import as_loaded, insert_once
+from postsale.runtime.db import insert_once
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from postsale.runtime.settings import PublicUrls, from_environment
@@ -56,10 +56,10 @@ def register_buyer(session: Session, event: PurchaseCompleted, _event_id: str) -
     setup = SetupToken(token_sha256=token_sha256, customer_id=customer.id, purchase_id=event.purchase_id,
                        expires_at=utcnow() + rules.SETUP_TOKEN_LIFETIME, after_setup_url=after_setup_url,
                        email_proof_required=existed) if token_sha256 else None
-    if setup is not None and insert_once(session, setup):  # by its hash: the same token again adds nothing
+    # By its hash: the same token again adds nothing. Kept in the session: activating marks it used.
+    if setup is not None and insert_once(session, setup, keep=True):
         pending = session.get(PendingActivation, token_sha256)
         if pending is not None:
-            as_loaded(session, setup)  # activating marks it used
             _apply_pending(session, pending, customer, setup)
     # One link per buyer: not again for an upsell or another purchase of the same order. An email
     # that bought before always gets one, whatever the offer says: the browser was told to use it.
@@ -87,8 +87,8 @@ def issue_setup_link(session: Session, customer: Customer, *, purchase_id: str |
     token = rules.new_token()
     setup = SetupToken(token_sha256=rules.token_sha256(token), customer_id=customer.id, purchase_id=purchase_id,
                        expires_at=utcnow() + rules.SETUP_TOKEN_LIFETIME, after_setup_url=after_setup_url)
-    insert_once(session, setup)  # a fresh random token: always new
-    as_loaded(session, setup)  # returned as a row of the session, which the caller may change
+    # A fresh random token, so always new; kept, since it is returned as a row the caller may change.
+    insert_once(session, setup, keep=True)
     # The purchase rides in the link, as in checkout's redirect; notifications keys the email by it.
     query = urlencode({"purchase": purchase_id, "token": token} if purchase_id else {"token": token})
     publish_later(session, AccountSetupLinkIssued(

@@ -31,7 +31,7 @@ from postsale.entitlements.changes import (Cause, apply_policy, domain_fact, loc
                                            record_change)
 from postsale.entitlements.domain.access import PURCHASE, RECONCILIATION
 from postsale.runtime.clock import as_utc, utcnow
-from postsale.runtime.db import as_loaded, insert_once
+from postsale.runtime.db import insert_once
 
 
 # --- what changes access -------------------------------------------------------------------
@@ -55,17 +55,16 @@ def grant_access_for_purchase(session: Session, event: PurchaseCompleted, event_
     )
     # Recorded once, by the purchase's key: the same purchase again (under another event id, or a
     # replica's at the same moment, which waits for this transaction) records and grants nothing.
-    if not insert_once(session, purchase):
+    if not insert_once(session, purchase, keep=True):  # kept: the policy below finds it without a read
         return []
-    as_loaded(session, purchase)  # the policy below finds it without reading it back
     for item in {item.product_id: item for item in event.products}.values():
         insert_once(session, PurchaseProduct(purchase_id=event.purchase_id, product_id=item.product_id,
                                              name=item.name, delivery_type=delivery_kind_of(item)))
     cause = Cause("customer", event_id, event.event_type)
     granted_at = as_utc(event.completed_at)
     expires_at = policy_of(purchase).expires_at(granted_at)
-    # Under a race with a replica, the purchase's primary key, the grants' unique constraint and the
-    # ledger's partial unique index each refuse a second grant of a product of this purchase.
+    # Beyond the purchase's key above, the grants' unique constraint and the ledger's partial unique
+    # index each refuse a second grant of a product of this purchase.
     grants: list[Grant] = []
     for item in event.products:
         if any(g.product_id == item.product_id for g in grants):
