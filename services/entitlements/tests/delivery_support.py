@@ -1,12 +1,14 @@
 """What the delivery tests share: a migrated SQLite database, the clock in the test's hand, events in,
-and what the outbox published."""
+what the outbox published, and a third party's endpoint with the scheduler that calls it."""
 
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from datetime import datetime, timezone
 
+import httpx
 from fastapi import FastAPI
 from sqlmodel import Session, select
 
@@ -14,10 +16,14 @@ from postsale.contracts import (AccessPolicy, Money, PurchaseCompleted, Purchase
                                 delivery_fields)
 from postsale.contracts.base import Event
 from postsale.entitlements import products
-from postsale.entitlements.config import MIGRATIONS_DIR
+from postsale.entitlements.adapters.tables import DeliveryRun
+from postsale.entitlements.config import MIGRATIONS_DIR, DeliverySettings
+from postsale.entitlements.delivery.runner import DELIVERIES, run_delivery
 from postsale.runtime.db import make_engine
 from postsale.runtime.messaging import OutboxMessage
 from postsale.runtime.migrations import migrate
+from postsale.runtime.scheduler import Scheduler
+from postsale.runtime.settings import PublicUrls
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
 CUSTOMER, EMAIL = "cus_ann", "ann@example.com"
@@ -104,3 +110,29 @@ def form_token(client, page: str = "/library") -> str:
 
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class Endpoint:
+    """A third party's endpoint behind httpx's mock transport: answers from a script, keeps requests."""
+
+    def __init__(self, *answers: int) -> None:
+        self.answers, self.requests = list(answers), []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(self.answers.pop(0) if self.answers else 200, text="ok")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(transport=httpx.MockTransport(self))
+
+
+def delivery_scheduler(engine, clock: Clock, http: httpx.Client | None = None) -> Scheduler:
+    def run(session, row, now):
+        run_delivery(session, row, now, settings=DeliverySettings(), urls=PublicUrls(), http=http)
+    return Scheduler(engine, DELIVERIES, DeliveryRun, run, clock=clock)
+
+
+def resolve_publicly(monkeypatch) -> None:
+    """The third parties' names resolve to a public address, as on the internet (the tests have no
+    DNS): each call is checked to go to a public address first (`postsale.runtime.targets`)."""
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("93.184.216.34", 443))])

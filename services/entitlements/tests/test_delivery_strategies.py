@@ -8,14 +8,14 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 from datetime import timedelta
 
 import httpx
 import pytest
 from sqlmodel import Session, select
 
-from delivery_support import CUSTOMER, EMAIL, T0, Clock, handle, migrated_engine, paid, product, published, refunded
+from delivery_support import (CUSTOMER, EMAIL, T0, Clock, Endpoint, delivery_scheduler, handle, migrated_engine, paid,
+                              product, published, refunded, resolve_publicly)
 from postsale.contracts import (DisputeOpened, DisputeWon, DownloadLinkIssued, FulfilmentRequested, LicenseKeyIssued,
                                 IntegrationCallFailed)
 from postsale.entitlements import access_views, grants, handlers, products
@@ -24,8 +24,6 @@ from postsale.entitlements.config import DeliverySettings
 from postsale.entitlements.delivery import STRATEGIES, download, license_key, membership
 from postsale.entitlements.delivery.base import RETRY_SCHEDULE, BaseStrategy, CustomerMustAct, Result
 from postsale.entitlements.delivery.integration import sign
-from postsale.entitlements.delivery.runner import DELIVERIES, run_delivery
-from postsale.runtime.scheduler import Scheduler
 from postsale.runtime.settings import PublicUrls
 
 pytestmark = pytest.mark.unit
@@ -41,9 +39,7 @@ def engine(tmp_path):
 
 @pytest.fixture(autouse=True)
 def public_dns(monkeypatch):
-    """The third parties' names resolve to a public address, as on the internet (the tests have no
-    DNS): each call is checked to go to a public address first (`postsale.runtime.targets`)."""
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [(2, 1, 6, "", ("93.184.216.34", 443))])
+    resolve_publicly(monkeypatch)
 
 
 def deliveries(engine, product_id: str) -> list[Delivery]:
@@ -61,26 +57,6 @@ def attempts(engine, delivery_id: str) -> list[DeliveryAttempt]:
 def grant_of(engine, purchase_id: str) -> Grant:
     with Session(engine) as session:
         return session.exec(select(Grant).where(Grant.purchase_id == purchase_id)).one()
-
-
-class Endpoint:
-    """A third party's endpoint behind httpx's mock transport: answers from a script, keeps requests."""
-
-    def __init__(self, *answers: int) -> None:
-        self.answers, self.requests = list(answers), []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return httpx.Response(self.answers.pop(0) if self.answers else 200, text="ok")
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(transport=httpx.MockTransport(self))
-
-
-def delivery_scheduler(engine, clock: Clock, http: httpx.Client | None = None) -> Scheduler:
-    def run(session, row, now):
-        run_delivery(session, row, now, settings=DeliverySettings(), urls=PublicUrls(), http=http)
-    return Scheduler(engine, DELIVERIES, DeliveryRun, run, clock=clock)
 
 
 # --- the runner ------------------------------------------------------------------------------------

@@ -189,19 +189,27 @@ def retry_waiting(session: Session, product_id: str, now: datetime) -> int:
 def deliveries_of(session: Session, product_id: str, *, customer_id: str | None = None,
                   limit: int = 200) -> list[tuple[Delivery, list[DeliveryAttempt]]]:
     """The product's deliveries (to one customer, when given), newest first, each with its
-    attempts in order."""
-    query = select(Delivery).where(Delivery.product_id == product_id)
+    attempts in order.
+
+    One statement, so one snapshot even in READ COMMITTED: read in two, an attempt committed
+    between them would show beside its delivery's state from before it (a retry listed with the
+    previous `next_attempt_at`)."""
+    newest = select(Delivery.id).where(Delivery.product_id == product_id)
     if customer_id is not None:
-        query = query.where(Delivery.customer_id == customer_id)
-    deliveries = session.exec(query.order_by(Delivery.created_at.desc(), Delivery.id.desc())  # type: ignore[attr-defined]
-                              .limit(limit)).all()
-    attempts: dict[str, list[DeliveryAttempt]] = {d.id: [] for d in deliveries}
-    if attempts:
-        for row in session.exec(select(DeliveryAttempt).where(
-                DeliveryAttempt.delivery_id.in_(list(attempts)))  # type: ignore[attr-defined]
-                .order_by(DeliveryAttempt.attempt)).all():
-            attempts[row.delivery_id].append(row)
-    return [(d, attempts[d.id]) for d in deliveries]
+        newest = newest.where(Delivery.customer_id == customer_id)
+    newest = newest.order_by(Delivery.created_at.desc(), Delivery.id.desc()).limit(limit)  # type: ignore[attr-defined]
+    rows = session.exec(
+        select(Delivery, DeliveryAttempt)
+        .outerjoin(DeliveryAttempt, DeliveryAttempt.delivery_id == Delivery.id)  # type: ignore[arg-type]
+        .where(Delivery.id.in_(newest.scalar_subquery()))  # type: ignore[attr-defined]
+        .order_by(Delivery.created_at.desc(), Delivery.id.desc(), DeliveryAttempt.attempt)  # type: ignore[attr-defined]
+    ).all()
+    listed: dict[str, tuple[Delivery, list[DeliveryAttempt]]] = {}
+    for delivery, attempt in rows:
+        _, attempts = listed.setdefault(delivery.id, (delivery, []))
+        if attempt is not None:
+            attempts.append(attempt)
+    return list(listed.values())
 
 
 def next_attempt(delivery: Delivery) -> datetime | None:
