@@ -1,8 +1,8 @@
 """The floor for `/api/library`: a bare FastAPI JSON endpoint that answers the same shape of list
 (one product) with no session, no database and no middleware.
 
-Its handler is a plain `def`, as the library's is, so both pay FastAPI's hop to the thread pool
-and the difference is what the service adds. The benchmark serves it with the command line the
+Its handler is an `async def`, as the library's is, so neither pays FastAPI's hop to the thread
+pool and the difference is what the service adds. The benchmark serves it with the command line the
 services run under (`python -m uvicorn --factory ...`, same flags), in a process of its own.
 """
 
@@ -26,7 +26,7 @@ def create_app() -> FastAPI:
     app = FastAPI()
 
     @app.get("/api/library")
-    def library() -> list[ProductOut]:
+    async def library() -> list[ProductOut]:
         return PRODUCTS
 
     return app

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
+from typing import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
@@ -90,10 +92,17 @@ def admin_app(engine, *routers) -> FastAPI:
     """The given routers on `engine`, without Kafka: what the HTTP side does, on its own."""
     from postsale.runtime.auth import SessionVerifier
     from postsale.runtime.csrf import add_csrf_cookie
+    from postsale.runtime.db import LoopReads
     from postsale.runtime.settings import PublicUrls
 
-    app = FastAPI()
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.loop_reads.dispose()
+
+    app = FastAPI(lifespan=lifespan)
     app.state.engine, app.state.admin_token, app.state.urls = engine, ADMIN_TOKEN, PublicUrls()
+    app.state.loop_reads = LoopReads(engine)
     app.state.session_verifier = SessionVerifier("http://127.0.0.1:9/.well-known/jwks.json")
     for router in routers:
         app.include_router(router)

@@ -4,6 +4,7 @@ once its session ends even though the token verified moments before."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import jwt
@@ -18,13 +19,18 @@ from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.entrypoints import pages
 from postsale.runtime.auth import SESSION_COOKIE, RevokedSessions, SessionVerifier
 
-pytestmark = pytest.mark.unit
 ANN, BOB = "cus_ann", "cus_bob"
 
 
-@pytest.fixture
-def engine(tmp_path):
-    engine = migrated_engine(f"sqlite:///{tmp_path / 'entitlements.db'}")
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.unit),
+                        pytest.param("postgresql", marks=pytest.mark.integration)])
+def engine(request, tmp_path):
+    """On SQLite the JSON's read runs in the thread pool; on PostgreSQL, in the event loop."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'entitlements.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database(f"library_{uuid.uuid4().hex[:8]}")
+    engine = migrated_engine(url)
     yield engine
     engine.dispose()
 
@@ -32,8 +38,8 @@ def engine(tmp_path):
 def shown(engine, customer_id: str, now) -> tuple[list, list]:
     """What the JSON lists, and what the page's `library` lists, as (id, name, description, type)."""
     with engine.connect() as connection:
-        light = [(p.product_id, p.name, p.description, p.delivery_type)
-                 for p in access_views.library_products(connection, customer_id, now)]
+        rows = connection.execute(access_views.LIBRARY_ROWS, {"customer_id": customer_id}).all()
+    light = [(p.product_id, p.name, p.description, p.delivery_type) for p in access_views.library_products(rows, now)]
     with Session(engine) as session:
         full = [(p.product_id, p.name, p.description, p.delivery_type)
                 for p in access_views.library(session, customer_id, now)]

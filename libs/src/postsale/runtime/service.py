@@ -22,7 +22,7 @@ from postsale.runtime.accounts_feed import AccountsFeed, CurrentTheme
 from postsale.runtime.activity import ActivityThrottle
 from postsale.runtime.auth import RevokedSessions, SessionVerifier
 from postsale.runtime.csrf import add_csrf_cookie
-from postsale.runtime.db import make_engine
+from postsale.runtime.db import LoopReads, make_engine
 from postsale.runtime.errors import backoffice_errors, refuse_oversized_events
 from postsale.runtime.messaging import OutboxRelay, Subscription, subscribe
 from postsale.runtime.messaging.consumer import LagMonitor
@@ -194,6 +194,7 @@ def service_lifespan(
             await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
             engine.dispose()
+            await app.state.loop_reads.dispose()
             await asyncio.to_thread(tracing.flush)
 
     return lifespan
@@ -230,6 +231,7 @@ def create_service_app(
                                   subscriptions=subscriptions, background=background, observers=observers),
     )
     app.state.engine = engine
+    app.state.loop_reads = LoopReads(engine)  # for handlers in the event loop: see `/api/library`
     app.state.kafka = kafka  # for the pages that read Kafka during a request (operations_pages)
     app.state.urls = urls
     app.state.admin_token = admin_token

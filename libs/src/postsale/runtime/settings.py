@@ -169,8 +169,10 @@ def kafka_settings(kafka: "KafkaSettings | str | None" = None) -> KafkaSettings:
 
 class DatabasePoolSettings(BaseSettings):
     """The connection pool of a service's PostgreSQL database (SQLite needs none). One process
-    holds at most `pool_size + max_overflow` connections: size PostgreSQL's `max_connections`
-    for that times the replicas of every service, plus the migration jobs."""
+    holds at most `pool_size + max_overflow` connections, and `pool_size` more for the reads its
+    handlers make from the event loop (`LoopReads`: entitlements' `/api/library`, opened when
+    first used): size PostgreSQL's `max_connections` for that times the replicas of every
+    service, plus the migration jobs."""
 
     model_config = SettingsConfigDict(env_prefix="POSTSALE_DATABASE_")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Sequence
 
-from sqlalchemy import Connection, bindparam
+from sqlalchemy import Row, bindparam
 from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
@@ -107,20 +108,21 @@ class LibraryProduct:
 
 _grants, _products = Grant.__table__, Product.__table__  # type: ignore[attr-defined]
 # Built once: building and keying a statement per request costs more than running it.
-_LIBRARY_ROWS = (core_select(_grants.c.id, _grants.c.product_id, _grants.c.status, _grants.c.ends_at,
-                             _grants.c.granted_at, _grants.c.last_seq, _grants.c.product_name,
-                             _grants.c.delivery_type, _products.c.name.label("catalog_name"),
-                             _products.c.description, _products.c.delivery_type.label("catalog_delivery_type"))
-                 .select_from(_grants.outerjoin(_products, _products.c.id == _grants.c.product_id))
-                 .where(_grants.c.customer_id == bindparam("customer_id")))
+LIBRARY_ROWS = (core_select(_grants.c.id, _grants.c.product_id, _grants.c.status, _grants.c.ends_at,
+                            _grants.c.granted_at, _grants.c.last_seq, _grants.c.product_name,
+                            _grants.c.delivery_type, _products.c.name.label("catalog_name"),
+                            _products.c.description, _products.c.delivery_type.label("catalog_delivery_type"))
+                .select_from(_grants.outerjoin(_products, _products.c.id == _grants.c.product_id))
+                .where(_grants.c.customer_id == bindparam("customer_id")))
+"""A customer's grants with the catalog's name of each product, for `library_products`: only the
+columns the JSON shows, read as plain rows rather than every column of both as ORM objects (which
+cost several times the query itself)."""
 
 
-def library_products(connection: Connection, customer_id: str, now: datetime | None = None) -> list[LibraryProduct]:
-    """What `library` lists (the same products, names and order), with only what the JSON shows:
-    the grants' and products' columns it needs, read as plain rows by a statement built once,
-    rather than every column of both as ORM objects (which cost several times the query itself)."""
+def library_products(rows: Sequence[Row], now: datetime | None = None) -> list[LibraryProduct]:
+    """What `library` lists (the same products, names and order), from the customer's
+    `LIBRARY_ROWS`."""
     now = now or utcnow()
-    rows = connection.execute(_LIBRARY_ROWS, {"customer_id": customer_id}).all()
     by_product: dict[str, list] = {}
     for row in rows:
         by_product.setdefault(row.product_id, []).append(row)
