@@ -47,7 +47,7 @@ from tests.support import set_up_account  # noqa: E402
 
 FULL = {"seconds": 60, "http_alone_seconds": 8, "buyers": 16, "rate": 50, "paced_seconds": 20, "calm_seconds": 30,
         "hop_seconds": 10, "rps_seconds": 10, "rps_connections": 16, "ledger_points": "10000,100000,1000000",
-        "cost_requests": 400, "outbox_sent": 1_000_000, "relay_rows": 5000, "relay_rounds": 3, "drain_timeout": 180,
+        "cost_requests": 400, "outbox_sent": 1_000_000, "relay_rows": 20_000, "relay_rounds": 3, "drain_timeout": 180,
         "profile_seconds": 20, "warm_seconds": 5}
 QUICK = {"seconds": 10, "http_alone_seconds": 4, "paced_seconds": 6, "calm_seconds": 8, "hop_seconds": 4,
          "rps_seconds": 4, "ledger_points": "10000,30000", "cost_requests": 100, "outbox_sent": 30_000,

@@ -15,7 +15,8 @@ PROFILE_START, PROFILE_END = "<!-- pipeline-profile:start -->", "<!-- pipeline-p
 
 
 def _times(x: float) -> str:
-    return f"{x:.0f}×" if x >= 10 else f"{x:.1f}×"
+    # A near miss shows as such: 1.01× short, not 1.0×.
+    return f"{x:.0f}×" if x >= 10 else f"{x:.1f}×" if x >= 1.1 else f"{x:.2f}×"
 
 
 def _at_least(value: float, target: float) -> tuple[bool, str]:

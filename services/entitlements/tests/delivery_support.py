@@ -93,7 +93,6 @@ def admin_app(engine, *routers) -> FastAPI:
     from postsale.runtime.auth import SessionVerifier
     from postsale.runtime.csrf import add_csrf_cookie
     from postsale.runtime.db import LoopReads
-    from postsale.runtime.settings import PublicUrls
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
