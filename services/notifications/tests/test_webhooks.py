@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, select
 from standardwebhooks import Webhook
 
@@ -361,6 +362,37 @@ def test_workers_running_at_once_send_each_attempt_once(engine, clock):
     assert [d.status for d in sent] == ["delivered"] * 12
     assert sorted(received) == sorted(d.id for d in sent)  # each once
     assert all(d.attempts == 1 for d in sent)
+
+
+def test_an_attempt_is_not_taken_by_another_worker_before_its_end_is_committed(engine, clock):
+    # On SQLite nothing locks the row: between the attempt's end and its commit, the row still
+    # looks due to another worker, which must leave it to the one that ran it.
+    add_endpoint(engine)
+    seller = SellerEndpoint(204)
+    run = sender(engine, clock, seller)
+    publish(engine, purchase("cus_ann"))
+    ran_meanwhile: list[bool] = []
+    other_worker_done = threading.Event()
+    first_worker = threading.current_thread()
+
+    def another_worker_at_the_commit(_session) -> None:
+        if threading.current_thread() is first_worker and not ran_meanwhile:
+            ran_meanwhile.append(False)
+            def other() -> None:
+                ran_meanwhile[0] = run.run_one()
+                other_worker_done.set()
+            threading.Thread(target=other).start()
+            # Another call to the seller would come at once; writing its attempt waits for this commit.
+            other_worker_done.wait(3)
+
+    event.listen(Session, "before_commit", another_worker_at_the_commit)
+    try:
+        assert run.run_one()
+    finally:
+        event.remove(Session, "before_commit", another_worker_at_the_commit)
+    assert other_worker_done.wait(30)
+    assert ran_meanwhile == [False]  # nothing else was due
+    assert len(seller.received) == 1
 
 
 def test_a_private_target_is_refused_in_production_on_each_attempt(engine, clock, monkeypatch):

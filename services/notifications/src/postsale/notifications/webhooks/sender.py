@@ -156,8 +156,9 @@ class Sender:
         self.retention = retention
         self.scheduler = Scheduler(engine, deliveries.SENDS, WebhookSend, self._run, clock=clock)
         self._running: Counter[str] = Counter()  # attempts running per endpoint
-        self._taken: set[str] = set()  # the `webhook_sends` rows they run
+        self._taken: set[str] = set()  # the `webhook_sends` rows they run, until their end is committed
         self._lock = threading.Lock()
+        self._mine = threading.local()  # the row this worker runs
 
     def run_one(self) -> bool:
         """Claims and runs the earliest due attempt of an endpoint that has room; False when none."""
@@ -166,7 +167,15 @@ class Sender:
             taken = sorted(self._taken)
         conditions = ([WebhookSend.endpoint_id.not_in(full)] if full else []) + \
             ([WebhookSend.id.not_in(taken)] if taken else [])  # type: ignore[attr-defined]
-        return self.scheduler.run_one(where=and_(*conditions) if conditions else None)
+        try:
+            return self.scheduler.run_one(where=and_(*conditions) if conditions else None)
+        finally:
+            # Only once the row's end is committed (or its failure recorded): until then SQLite,
+            # which locks no rows, shows it due to the other workers, and one would call again.
+            row_id, self._mine.row_id = getattr(self._mine, "row_id", None), None
+            if row_id is not None:
+                with self._lock:
+                    self._taken.discard(row_id)
 
     def run_due(self) -> int:
         """Runs up to a batch of due attempts, one after another; returns how many."""
@@ -195,6 +204,7 @@ class Sender:
             if room:
                 self._running[row.endpoint_id] += 1
                 self._taken.add(row.id)
+                self._mine.row_id = row.id
         if not room:  # another worker took one of the endpoint's attempts since this one was claimed
             deliveries.postpone(session, row, now + POSTPONE)
             return
@@ -203,7 +213,6 @@ class Sender:
                                disable_after=timedelta(days=self.settings.disable_after_days))
         finally:
             with self._lock:
-                self._taken.discard(row.id)
                 self._running[row.endpoint_id] -= 1
                 if self._running[row.endpoint_id] <= 0:
                     del self._running[row.endpoint_id]
