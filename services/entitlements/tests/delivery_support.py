@@ -47,6 +47,14 @@ def migrated_engine(url: str):
     return engine
 
 
+def database_url(request, tmp_path, name: str) -> str:
+    """For a fixture with params `sqlite` and `postgresql`: a SQLite file, or a database of its own
+    on the run's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / f'{name}.db'}"
+    return request.getfixturevalue("postgres").create_database(f"{name}_{uuid.uuid4().hex[:8]}")
+
+
 def product(engine, name: str, delivery_type: str, **settings) -> str:
     with Session(engine) as session:
         made = products.create_product(session, name=name, delivery_type=delivery_type, settings=settings or None)

@@ -3,13 +3,12 @@ attempts that its state counts, never a newer attempt beside the state from befo
 
 from __future__ import annotations
 
-import uuid
 import pytest
 from sqlalchemy import event
 from sqlmodel import Session
 
-from delivery_support import (T0, Clock, Endpoint, delivery_scheduler, handle, migrated_engine, paid, product,
-                              resolve_publicly)
+from delivery_support import (T0, Clock, Endpoint, database_url, delivery_scheduler, handle, migrated_engine, paid,
+                              product, resolve_publicly)
 from postsale.entitlements import handlers
 from postsale.entitlements.delivery.base import RETRY_SCHEDULE
 from postsale.entitlements.delivery.runner import deliveries_of
@@ -20,11 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def engine(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'entitlements.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"entitlements_{uuid.uuid4().hex[:8]}")
-    engine = migrated_engine(url)
+    engine = migrated_engine(database_url(request, tmp_path, "deliveries"))
     yield engine
     engine.dispose()
 

@@ -4,7 +4,6 @@ once its session ends even though the token verified moments before."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import jwt
@@ -12,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from delivery_support import T0, admin_app, handle, migrated_engine, paid, product, refunded
+from delivery_support import T0, admin_app, database_url, handle, migrated_engine, paid, product, refunded
 from postsale.accounts.adapters.signing import SessionSigner, generate_private_key_pem
 from postsale.entitlements import access_views, grants, handlers
 from postsale.entitlements.adapters.tables import Product
@@ -26,11 +25,7 @@ ANN, BOB = "cus_ann", "cus_bob"
                         pytest.param("postgresql", marks=pytest.mark.integration)])
 def engine(request, tmp_path):
     """On SQLite the JSON's read runs in the thread pool; on PostgreSQL, in the event loop."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'entitlements.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"library_{uuid.uuid4().hex[:8]}")
-    engine = migrated_engine(url)
+    engine = migrated_engine(database_url(request, tmp_path, "library"))
     yield engine
     engine.dispose()
 
