@@ -167,6 +167,44 @@ async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_fai
         await producer.stop()
 
 
+async def test_a_groups_subscriptions_share_one_consumer_each_topic_to_its_own_use_case(kafka_bootstrap, tmp_path):
+    service, topic, engine, _commits = scratch(tmp_path)
+    other = f"{topic}.other"
+    def on(where: str):
+        def handle(session: Session, event_: ProductPublished, _event_id: str) -> None:
+            if event_.name == "broken":
+                raise RuntimeError(f"{where} cannot handle this one")
+            session.add(ReplayEffect(product_id=f"{where}:{event_.product_id}"))
+        return handle
+
+    broker = make_broker(kafka_bootstrap, service)
+    subscribe(broker, engine, [Subscription(service, topic, {ProductPublished: on("first")}),
+                               Subscription(service, other, {ProductPublished: on("second")},
+                                            retry=RetryPolicy(attempts=2, first_delay=0.05))])
+    assert len(broker.subscribers) == 1  # one consumer, one member of the group, for both topics
+    await ensure_topics(kafka_bootstrap, service)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        # Waiting on both topics before the consumer starts: fetched together.
+        await send_products(producer, topic, "a0", "a1")
+        await send_products(producer, other, "b0", "broken", "b1")
+        await broker.start()
+        letters = await until(lambda: list_dead_letters(kafka_bootstrap, service))
+        await until(lambda: asyncio.sleep(0, result=len(effects_in(engine)) == 4))
+        effects = effects_in(engine)
+        assert [e for e in effects if e.startswith("first:")] == ["first:prod_a0", "first:prod_a1"]
+        assert [e for e in effects if e.startswith("second:")] == ["second:prod_b0", "second:prod_b1"]
+        assert [(l.original_topic, l.consumer, l.error) for l in letters] == [
+            (other, f"{service}:{other}", "second cannot handle this one")]
+        with Session(engine) as session:  # each topic's events in its own subscription's inbox
+            assert sorted(row.consumer for row in session.exec(select(InboxMessage))) == \
+                [f"{service}:{topic}"] * 2 + [f"{service}:{other}"] * 2
+    finally:
+        await broker.stop()
+        await producer.stop()
+
+
 async def test_events_no_use_case_wants_are_passed_over_without_a_transaction_or_an_inbox_row(kafka_bootstrap,
                                                                                                  tmp_path):
     service, topic, engine, commits = scratch(tmp_path)

@@ -170,8 +170,7 @@ def service_lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(engine, migrations_dir)
         broker = make_broker(kafka, service)
-        for subscription in subscriptions:
-            subscribe(broker, engine, subscription, kafka)
+        subscribe(broker, engine, subscriptions, kafka)
         await ensure_topics(kafka, service)
         await broker.start()
         app.state.broker = broker

@@ -32,7 +32,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Callable, Iterable, Mapping
+from typing import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -163,16 +163,74 @@ def apply_once(engine: Engine, consumer: str, handler: EventHandler, event: Even
         raise
 
 
-def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
+def subscribe(broker: KafkaBroker, engine: Engine, subscriptions: Subscription | Sequence[Subscription],
               kafka: KafkaSettings | str | None = None) -> None:
-    """Register `subscription` on `broker`: offsets are committed only after the transaction.
+    """Register `subscriptions` on `broker`: offsets are committed only after the transaction.
 
-    Records come in batches of what the broker already has (up to `subscription.batch_size`),
-    handled in one transaction when all of them succeed, else one at a time. `kafka` (default: the
-    environment's) names the topic, the group and the dead-letter topic on the cluster: the
-    subscription's own names with the installation's prefix."""
+    One Kafka consumer for each consumer group, reading every topic its subscriptions name: one
+    fetch, one heartbeat and one member of the group per replica, where a consumer per topic made
+    a service of ten topics hold ten of each, and its group rebalance ten times as it started. A
+    batch's records are handed to their topic's subscription, topic by topic, in the order fetched.
+
+    Records come in batches of what the broker already has (up to each subscription's
+    `batch_size`), handled in one transaction when all of them succeed, else one at a time. `kafka`
+    (default: the environment's) names the topics, the groups and the dead-letter topics on the
+    cluster: the subscriptions' own names with the installation's prefix."""
     kafka = kafka_settings(kafka)
-    topic, group_id = kafka.topic(subscription.topic), kafka.group(subscription.group_id)
+    groups: dict[str, list[Subscription]] = {}
+    for subscription in [subscriptions] if isinstance(subscriptions, Subscription) else subscriptions:
+        groups.setdefault(subscription.group_id, []).append(subscription)
+    for group in groups.values():
+        _subscribe_group(broker, engine, group, kafka)
+
+
+def _subscribe_group(broker: KafkaBroker, engine: Engine, group: list[Subscription], kafka: KafkaSettings) -> None:
+    handlers = {}
+    for subscription in group:
+        topic = kafka.topic(subscription.topic)
+        if topic in handlers:
+            raise ValueError(f"two subscriptions of {subscription.group_id} read {subscription.topic}")
+        handlers[topic] = (_records_handler(broker, engine, subscription, kafka), subscription.batch_size)
+
+    # The batch's records arrive as the handler's body (see `_records`), not as faststream's
+    # `KafkaMessage`: that parameter is filled from faststream's context, which its dependency
+    # injection does in a worker thread, a hop per batch on the event loop's critical path.
+    async def on_batch(records) -> None:
+        by_topic: dict[str, list] = {}
+        for record in records:
+            by_topic.setdefault(record.topic, []).append(record)
+        for topic, mine in by_topic.items():
+            handle, size = handlers[topic]
+            for start in range(0, len(mine), size):
+                await handle(mine[start:start + size])
+
+    subscriber = broker.subscriber(
+        *handlers,
+        # Hand over the raw records: decoding is ours, so a malformed one is dead-lettered
+        # instead of failing inside the framework and being redelivered for ever.
+        decoder=_records,
+        parser=_lenient_headers,
+        group_id=kafka.group(group[0].group_id),
+        auto_offset_reset="earliest",
+        # Never the acknowledge-first default: the offsets are committed after on_batch returns,
+        # and an exception (a dead letter could not be written) rewinds each partition to the
+        # batch's first record there (the records handled meanwhile find their inbox rows).
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max(size for _, size in handlers.values()),
+        batch_timeout_ms=_IDLE_POLL_MS,
+        title=group[0].group_id,
+    )
+    # faststream makes the subscriber itself; its class swapped for a subclass with no state of its
+    # own is the one way to change how it fetches.
+    subscriber.__class__ = _PromptBatchSubscriber
+    subscriber(on_batch)
+
+
+def _records_handler(broker: KafkaBroker, engine: Engine, subscription: Subscription,
+                     kafka: KafkaSettings) -> Callable[[list], Awaitable[None]]:
+    """What `subscription` does with its topic's records of a batch."""
+    group_id = kafka.group(subscription.group_id)
     dead_letter_topic = kafka.topic(subscription.dead_letter_topic)
 
     async def dead_letter(record, error: BaseException, attempts: int) -> None:
@@ -197,10 +255,7 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
             record.topic, record.partition, record.offset, attempts, error,
         )
 
-    # The batch's records arrive as the handler's body (see `_records`), not as faststream's
-    # `KafkaMessage`: that parameter is filled from faststream's context, which its dependency
-    # injection does in a worker thread, a hop per batch on the event loop's critical path.
-    async def on_batch(records) -> None:
+    async def handle_records(records: list) -> None:
         spans: list[Span] = []
         try:
             deliveries = []
@@ -302,28 +357,7 @@ def subscribe(broker: KafkaBroker, engine: Engine, subscription: Subscription,
                 log.warning("%s failed on attempt %s: %r", subscription.consumer_name, attempt, exc)
                 await asyncio.sleep(subscription.retry.delay(attempt))
 
-    subscriber = broker.subscriber(
-        topic,
-        # Hand over the raw records: decoding is ours, so a malformed one is dead-lettered
-        # instead of failing inside the framework and being redelivered for ever.
-        decoder=_records,
-        parser=_lenient_headers,
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        # Never the acknowledge-first default: the offsets are committed after on_batch returns,
-        # and an exception (a dead letter could not be written) rewinds each partition to the
-        # batch's first record there (the records handled meanwhile find their inbox rows).
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True,
-        max_records=subscription.batch_size,
-        batch_timeout_ms=_IDLE_POLL_MS,
-        description=subscription.description or None,
-        title=f"{subscription.consumer_name}",
-    )
-    # faststream makes the subscriber itself; its class swapped for a subclass with no state of its
-    # own is the one way to change how it fetches.
-    subscriber.__class__ = _PromptBatchSubscriber
-    subscriber(on_batch)
+    return handle_records
 
 
 _IDLE_POLL_MS = 1000
