@@ -170,6 +170,7 @@ async def test_records_the_broker_holds_are_handled_in_one_transaction_and_a_fai
 async def test_a_groups_subscriptions_share_one_consumer_each_topic_to_its_own_use_case(kafka_bootstrap, tmp_path):
     service, topic, engine, _commits = scratch(tmp_path)
     other = f"{topic}.other"
+
     def on(where: str):
         def handle(session: Session, event_: ProductPublished, _event_id: str) -> None:
             if event_.name == "broken":
@@ -186,7 +187,7 @@ async def test_a_groups_subscriptions_share_one_consumer_each_topic_to_its_own_u
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        # Waiting on both topics before the consumer starts: fetched together.
+        # Waiting on both topics before the consumer starts, so that one fetch can bring both.
         await send_products(producer, topic, "a0", "a1")
         await send_products(producer, other, "b0", "broken", "b1")
         await broker.start()
