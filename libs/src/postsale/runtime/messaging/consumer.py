@@ -340,7 +340,7 @@ def _records_handler(broker: KafkaBroker, engine: Engine, subscription: Subscrip
             except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
                 if not await asyncio.to_thread(database_answers, engine):
                     # The database is down or restarting: nothing is wrong with the record, so it waits
-                    # (holding its partition, offset uncommitted) rather than using up its attempts and
+                    # (holding its group's consumer, offsets uncommitted) rather than using up its attempts and
                     # landing in the dead letters with the grant or email it carries.
                     waits += 1
                     log.warning("%s waits for its database (%r)", subscription.consumer_name, exc)
