@@ -178,11 +178,12 @@ async def test_a_groups_subscriptions_share_one_consumer_each_topic_to_its_own_u
             session.add(ReplayEffect(product_id=f"{where}:{event_.product_id}"))
         return handle
 
+    first = Subscription(service, topic, {ProductPublished: on("first")})
+    with pytest.raises(ValueError, match="two subscriptions of"):  # a group reads a topic once
+        subscribe(make_broker(kafka_bootstrap, service), engine, [first, first])
     broker = make_broker(kafka_bootstrap, service)
-    subscribe(broker, engine, [Subscription(service, topic, {ProductPublished: on("first")}),
-                               Subscription(service, other, {ProductPublished: on("second")},
-                                            retry=RetryPolicy(attempts=2, first_delay=0.05))])
-    assert len(broker.subscribers) == 1  # one consumer, one member of the group, for both topics
+    subscribe(broker, engine, [first, Subscription(service, other, {ProductPublished: on("second")},
+                                                   retry=RetryPolicy(attempts=2, first_delay=0.05))])
     await ensure_topics(kafka_bootstrap, service)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -201,6 +202,15 @@ async def test_a_groups_subscriptions_share_one_consumer_each_topic_to_its_own_u
         with Session(engine) as session:  # each topic's events in its own subscription's inbox
             assert sorted(row.consumer for row in session.exec(select(InboxMessage))) == \
                 [f"{service}:{topic}"] * 2 + [f"{service}:{other}"] * 2
+        # What `kafka-consumer-groups --describe` would show: the group has one member, for both topics.
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            [described] = await admin.describe_consumer_groups([f"postsale-{service}"])
+        finally:
+            await admin.close()
+        [(_error, _group, state, _protocol_type, _protocol, members)] = [tuple(g)[:6] for g in described.groups]
+        assert (state, len(members)) == ("Stable", 1)
     finally:
         await broker.stop()
         await producer.stop()
