@@ -16,11 +16,11 @@ from pathlib import Path
 DEPLOY = Path(__file__).resolve().parents[1]
 EXAMPLE = DEPLOY / "compose.env.example"
 # Left empty unless a seller uses them (Stripe, seller emails) or an operator does (a secured
-# Kafka of their own, a prefix, a trace collector).
+# Kafka of their own, a prefix, more partitions, a trace collector).
 OPTIONAL = {"CHECKOUT_STRIPE_API_KEY", "CHECKOUT_STRIPE_WEBHOOK_SECRET", "CHECKOUT_STRIPE_PUBLISHABLE_KEY",
             "NOTIFICATIONS_SELLER_EMAILS", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE",
             "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE", "KAFKA_SSL_KEY_PASSWORD", "POSTSALE_KAFKA_PREFIX",
-            "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS"}
+            "POSTSALE_KAFKA_PARTITIONS", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS"}
 
 
 def signing_key_line() -> str:

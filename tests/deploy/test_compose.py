@@ -189,7 +189,7 @@ SECURED_CLUSTER = {
     "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
     "KAFKA_SASL_USERNAME": "postsale", "KAFKA_SASL_PASSWORD": "test-only-kafka-password",
     "KAFKA_SSL_CAFILE": "/etc/postsale/kafka-tls/ca.crt", "POSTSALE_KAFKA_PREFIX": "shop-eu",
-    "POSTSALE_KAFKA_CREATE_TOPICS": "false", "POSTSALE_DATABASE_POOL_SIZE": "20",
+    "POSTSALE_KAFKA_CREATE_TOPICS": "false", "POSTSALE_KAFKA_PARTITIONS": "12", "POSTSALE_DATABASE_POOL_SIZE": "20",
     "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318", "OTEL_EXPORTER_OTLP_HEADERS": "api-key=test-only",
 }
 
@@ -219,14 +219,14 @@ def test_kafka_security_prefix_pools_and_traces_reach_every_service(env, monkeyp
         assert (kafka.uses_sasl, kafka.uses_ssl, kafka.sasl_mechanism) == (True, True, "SCRAM-SHA-512")
         assert kafka.security_kwargs()["sasl_plain_password"] == "test-only-kafka-password"
         assert kafka.ssl_cafile == tmp_path / "ca.crt"
-        assert (kafka.topic("checkout.purchases.v1"), kafka.group("postsale-checkout"), kafka.create_topics) == (
-            "shop-eu.checkout.purchases.v1", "shop-eu.postsale-checkout", False)
+        assert (kafka.topic("checkout.purchases.v1"), kafka.group("postsale-checkout"), kafka.create_topics,
+                kafka.partitions) == ("shop-eu.checkout.purchases.v1", "shop-eu.postsale-checkout", False, 12)
         assert (pool.pool_size, pool.max_overflow, endpoint) == (20, 10, "http://otel-collector:4318")
 
         # Left alone, the env file gives the bundled broker in plaintext, no prefix, nothing exported.
         with monkeypatch.context() as patched:
             kafka, pool, endpoint = read_as_the_service_does(
                 {k: str(v) for k, v in defaults["services"][service]["environment"].items()}, patched, tmp_path)
-        assert (kafka.bootstrap_servers, kafka.security_protocol, kafka.prefix, kafka.create_topics) == (
-            "kafka:9092", "PLAINTEXT", "", True)
+        assert (kafka.bootstrap_servers, kafka.security_protocol, kafka.prefix, kafka.create_topics,
+                kafka.partitions) == ("kafka:9092", "PLAINTEXT", "", True, None)
         assert (pool.pool_size, endpoint) == (10, None)

@@ -114,9 +114,11 @@ def test_kafka_security_prefix_pools_and_traces_reach_every_service(helm):
         uvicorn = {"FORWARDED_ALLOW_IPS"}  # read by the server, not the service's settings
         assert set(config) | set(secret) <= settings_variables(service)[0] | uvicorn, "only variables read"
         assert {k: config[k] for k in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "POSTSALE_KAFKA_PREFIX",
-                                       "POSTSALE_KAFKA_CREATE_TOPICS", "KAFKA_SSL_CHECK_HOSTNAME")} == {
+                                       "POSTSALE_KAFKA_CREATE_TOPICS", "POSTSALE_KAFKA_PARTITIONS",
+                                       "KAFKA_SSL_CHECK_HOSTNAME")} == {
             "KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
-            "POSTSALE_KAFKA_PREFIX": "shop-eu", "POSTSALE_KAFKA_CREATE_TOPICS": "false", "KAFKA_SSL_CHECK_HOSTNAME": "true"}
+            "POSTSALE_KAFKA_PREFIX": "shop-eu", "POSTSALE_KAFKA_CREATE_TOPICS": "false",
+            "POSTSALE_KAFKA_PARTITIONS": "12", "KAFKA_SSL_CHECK_HOSTNAME": "true"}
         assert (config["KAFKA_SSL_CAFILE"], config["KAFKA_SSL_CERTFILE"], config["KAFKA_SSL_KEYFILE"]) == (
             "/etc/postsale/kafka-tls/ca.crt", "/etc/postsale/kafka-tls/tls.crt", "/etc/postsale/kafka-tls/tls.key")
         assert (config["POSTSALE_DATABASE_POOL_SIZE"], config["POSTSALE_DATABASE_MAX_OVERFLOW"],
@@ -135,10 +137,14 @@ def test_kafka_security_prefix_pools_and_traces_reach_every_service(helm):
         assert {"name": "kafka-tls", "mountPath": "/etc/postsale/kafka-tls", "readOnly": True} in container["volumeMounts"]
         [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-tls"]
         assert volume["secret"]["secretName"] == "postsale-kafka-tls"
-    # The defaults: plaintext, no prefix, topics created, pools of 10, nothing exported.
-    config = by_kind(rendered(helm, LINT_VALUES), "ConfigMap")["postsale-checkout"]["data"]
+    # The defaults: plaintext, no prefix, topics created with a partition for each replica the
+    # autoscaler may add, pools of 10, nothing exported.
+    documents = rendered(helm, LINT_VALUES)
+    config = by_kind(documents, "ConfigMap")["postsale-checkout"]["data"]
     assert (config["KAFKA_SECURITY_PROTOCOL"], config["POSTSALE_KAFKA_CREATE_TOPICS"], config["POSTSALE_DATABASE_POOL_SIZE"]) \
         == ("PLAINTEXT", "true", "10")
+    max_replicas = {hpa["spec"]["maxReplicas"] for hpa in by_kind(documents, "HorizontalPodAutoscaler").values()}
+    assert max_replicas == {int(config["POSTSALE_KAFKA_PARTITIONS"])}
     assert not {"POSTSALE_KAFKA_PREFIX", "KAFKA_SASL_USERNAME", "KAFKA_SSL_CAFILE", "OTEL_EXPORTER_OTLP_ENDPOINT"} & set(config)
 
 

@@ -6,12 +6,13 @@ one) sees the other's events."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from datetime import datetime, timezone
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -158,8 +159,10 @@ async def test_a_prefixed_installation_creates_dead_letters_and_replays_them_und
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
-        ours = {name for name in await admin.list_topics() if name.startswith(f"{kafka.prefix}.")}
-        assert ours == {kafka.topic(t.name) for t in topics.ALL} | {kafka.topic(dead_letter_topic(service))}
+        ours = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()
+                if t["topic"].startswith(f"{kafka.prefix}.")}
+        # The contract's partitions (POSTSALE_KAFKA_PARTITIONS unset), one for the dead letters.
+        assert ours == {**{kafka.topic(t.name): 3 for t in topics.ALL}, kafka.topic(dead_letter_topic(service)): 1}
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, kafka.topic(t.name))
                                                   for t in (topics.PRODUCTS, topics.PURCHASES)])
     finally:
@@ -168,3 +171,30 @@ async def test_a_prefixed_installation_creates_dead_letters_and_replays_them_und
                for response in described for _, _, _, name, entries in response.resources}
     assert configs[kafka.topic(topics.PRODUCTS.name)]["cleanup.policy"] == "compact"
     assert configs[kafka.topic(topics.PURCHASES.name)]["retention.ms"] == str(7 * 24 * 3600 * 1000)
+
+
+async def test_new_topics_get_the_partitions_asked_for_and_an_existing_topic_with_fewer_is_named(
+        kafka_bootstrap, caplog):
+    """POSTSALE_KAFKA_PARTITIONS, the ceiling of a service's replicas that consume: the topics
+    made at start-up get it. A topic made before with fewer is left as it is (raised while a key's
+    events wait unread, the key's next events could be read first) and named at start-up, with
+    the command that raises it."""
+    service = f"parts{uuid.uuid4().hex[:8]}"
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, prefix=f"p{uuid.uuid4().hex[:8]}", partitions=6)
+    narrow = kafka.topic(topics.PURCHASES.name)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(narrow, num_partitions=2, replication_factor=1)])
+        caplog.set_level(logging.WARNING, logger="postsale.runtime.service")
+        await ensure_topics(kafka, service)
+        ours = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()
+                if t["topic"].startswith(f"{kafka.prefix}.")}
+    finally:
+        await admin.close()
+    assert ours == {**{kafka.topic(t.name): 6 for t in topics.ALL}, narrow: 2,
+                    kafka.topic(dead_letter_topic(service)): 1}
+    [warning] = [r.getMessage() for r in caplog.records if "partitions, fewer than" in r.getMessage()]
+    assert warning.startswith(f"topic {narrow} has 2 partitions, fewer than the 6 asked for "
+                              "(POSTSALE_KAFKA_PARTITIONS): a consumer group reads it with at most 2 replicas")
+    assert warning.endswith(f"kafka-topics.sh --alter --topic {narrow} --partitions 6")

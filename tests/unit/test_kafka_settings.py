@@ -40,6 +40,7 @@ def test_by_default_clients_connect_in_plaintext_without_prefix_and_create_topic
     assert (kafka.topic("checkout.purchases.v1"), kafka.group("postsale-checkout")) == (
         "checkout.purchases.v1", "postsale-checkout")
     assert kafka.create_topics is True
+    assert kafka.partitions is None  # each topic's own, from the contracts
 
 
 def test_sasl_scram_over_tls_from_the_environment(monkeypatch, certificates):
@@ -113,6 +114,18 @@ def test_the_prefix_is_a_name_and_a_dot(monkeypatch):
     # Bootstrap servers given, the rest from the environment.
     assert kafka_settings("broker:9092").topic("x") == "acme.x"
     assert kafka_settings("broker:9092").bootstrap_servers == "broker:9092"
+
+
+def test_the_partitions_of_new_topics_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("POSTSALE_KAFKA_PARTITIONS", "12")
+    assert KafkaSettings().partitions == 12
+    monkeypatch.setenv("POSTSALE_KAFKA_PARTITIONS", "")  # as a chart or a Compose file leaves it unset
+    assert KafkaSettings().partitions is None
+    for value, complaint in (("0", "greater than or equal to 1"), ("5000", "less than or equal to 1000"),
+                             ("many", "a valid integer")):
+        monkeypatch.setenv("POSTSALE_KAFKA_PARTITIONS", value)
+        with pytest.raises(ValidationError, match=f"POSTSALE_KAFKA_PARTITIONS\n  Input should be {complaint}"):
+            KafkaSettings()
 
 
 def test_postgresql_pools_are_sized_by_the_environment(monkeypatch):

@@ -77,7 +77,8 @@ own; empty values are left out, so that the service's default applies.
 {{- $svc := include "postsale.values" . | fromYaml -}}
 {{- $kafka := $root.Values.kafka -}}
 {{- $config := dict "KAFKA_BOOTSTRAP_SERVERS" $kafka.bootstrapServers "KAFKA_SECURITY_PROTOCOL" $kafka.securityProtocol
-      "POSTSALE_KAFKA_PREFIX" $kafka.prefix "POSTSALE_KAFKA_CREATE_TOPICS" (toString $kafka.createTopics) -}}
+      "POSTSALE_KAFKA_PREFIX" $kafka.prefix "POSTSALE_KAFKA_CREATE_TOPICS" (toString $kafka.createTopics)
+      "POSTSALE_KAFKA_PARTITIONS" (toString ($kafka.partitions | default "")) -}}
 {{- if hasPrefix "SASL_" $kafka.securityProtocol -}}
 {{- $_ := set $config "KAFKA_SASL_MECHANISM" $kafka.sasl.mechanism -}}
 {{- $_ := set $config "KAFKA_SASL_USERNAME" $kafka.sasl.username -}}

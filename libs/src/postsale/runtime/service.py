@@ -99,56 +99,56 @@ def make_broker(kafka: KafkaSettings | str | None, service: str) -> KafkaBroker:
 
 async def ensure_topics(kafka: KafkaSettings | str | None, service: str) -> None:
     """Create Postsale's topics (and this service's dead-letter topic) when missing, named with
-    the installation's prefix; nothing at all when `POSTSALE_KAFKA_CREATE_TOPICS` is false."""
+    the installation's prefix, with `POSTSALE_KAFKA_PARTITIONS` partitions (default: the
+    contract's); with `POSTSALE_KAFKA_CREATE_TOPICS` false, only say which are missing. Either way,
+    name the topics that have fewer partitions than that (see `_too_few_partitions`)."""
     kafka = kafka_settings(kafka)
-    if not kafka.create_topics:
-        await _report_missing_topics(kafka, service)
-        return
+    wanted = {kafka.topic(t.name): (t, kafka.partitions or t.partitions) for t in contract_topics.ALL}
+    dead_letters = kafka.topic(dead_letter_topic(service))
     admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id=f"postsale-{service}-admin")
     try:
         await admin.start()
-        existing = set(await admin.list_topics())
-        brokers = len((await admin.describe_cluster())["brokers"])
-        replication = min(3, brokers)
-        wanted = [
-            NewTopic(
-                kafka.topic(t.name),
-                num_partitions=t.partitions,
-                replication_factor=replication,
-                topic_configs=t.kafka_configs(),
-            )
-            for t in contract_topics.ALL
-            if kafka.topic(t.name) not in existing
-        ]
-        dead_letters = kafka.topic(dead_letter_topic(service))
-        if dead_letters not in existing:
-            wanted.append(NewTopic(dead_letters, num_partitions=1, replication_factor=replication))
-        for topic in wanted:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                # One at a time: replicas starting together may race to create the same topic.
-                await admin.create_topics([topic])
-    finally:
-        await admin.close()
-
-
-async def _report_missing_topics(kafka: KafkaSettings, service: str) -> None:
-    """With topic creation off, names the topics that are missing (the platform team's to make):
-    a subscriber's missing topic stops the start-up, an event for one waits in the outbox."""
-    wanted = {kafka.topic(t.name) for t in contract_topics.ALL} | {kafka.topic(dead_letter_topic(service))}
-    admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id=f"postsale-{service}-admin")
-    try:
-        await admin.start()
-        missing = sorted(wanted - set(await admin.list_topics()))
-    except Exception as exc:  # noqa: BLE001 - only a report; the clients say what fails
+        # One metadata request: every topic of the cluster with its partitions.
+        existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
+        absent = [name for name in [*wanted, dead_letters] if name not in existing]
+        if kafka.create_topics and absent:
+            replication = min(3, len((await admin.describe_cluster())["brokers"]))
+            for name in absent:
+                topic, partitions = wanted.get(name, (None, 1))  # a dead-letter topic: one partition
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    # One at a time: replicas starting together may race to create the same topic.
+                    await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication,
+                                                        topic_configs=topic.kafka_configs() if topic else {})])
+    except Exception as exc:
+        if kafka.create_topics:
+            raise
+        # Only a report: the clients say what fails.
         log.warning("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false); listing the topics failed: %r", exc)
         return
     finally:
         await admin.close()
-    if missing:
-        log.error("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false) and these topics are missing: %s",
-                  ", ".join(missing))
-    else:
-        log.info("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false); every topic exists")
+    _too_few_partitions(kafka, {name: partitions for name, (_topic, partitions) in wanted.items()}, existing)
+    if not kafka.create_topics:
+        if absent:
+            log.error("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false) and these topics are missing: %s",
+                      ", ".join(sorted(absent)))
+        else:
+            log.info("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false); every topic exists")
+
+
+def _too_few_partitions(kafka: KafkaSettings, wanted: dict[str, int], existing: dict[str, int]) -> None:
+    """Warns of each existing topic with fewer partitions than `wanted`: its consumer groups use at
+    most that many of a service's replicas. Never raised here: the records on a topic keep their
+    partitions, so raised while a key's events wait unread, that key's next events could be read
+    before them. The operator raises it once the topic's consumers have caught up."""
+    for name, partitions in sorted(wanted.items()):
+        have = existing.get(name, partitions)
+        if have >= partitions:
+            continue
+        log.warning("topic %s has %d partitions, fewer than the %d asked for%s: a consumer group reads it with at "
+                    "most %d replicas of a service. Once its consumers have caught up (lag 0), raise it: "
+                    "kafka-topics.sh --alter --topic %s --partitions %d", name, have, partitions,
+                    " (POSTSALE_KAFKA_PARTITIONS)" if kafka.partitions else "", have, name, partitions)
 
 
 def service_lifespan(

@@ -63,6 +63,10 @@ class KafkaSettings(BaseSettings):
 
     prefix: str = Field("", validation_alias="POSTSALE_KAFKA_PREFIX")
     create_topics: bool = Field(True, validation_alias="POSTSALE_KAFKA_CREATE_TOPICS")
+    # The partitions of each topic Postsale creates (None: the contract's, 3). A consumer group
+    # reads a partition with one consumer at a time, so a service's replicas beyond this count
+    # consume nothing (they still answer HTTP): the ceiling of scaling a service out.
+    partitions: int | None = Field(None, ge=1, le=1000, validation_alias="POSTSALE_KAFKA_PARTITIONS")
 
     @field_validator("security_protocol", "sasl_mechanism", mode="before")
     @classmethod
@@ -79,7 +83,7 @@ class KafkaSettings(BaseSettings):
             raise ValueError("a Kafka prefix of more than 100 characters leaves no room for the topic names")
         return value
 
-    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", mode="before")
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", "partitions", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
