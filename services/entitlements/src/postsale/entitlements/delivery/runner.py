@@ -97,10 +97,11 @@ def _deliver(session: Session, grant: Grant, entry: AccessEntry, action: str, no
             Delivery.status.in_(WAITING)).values(  # type: ignore[attr-defined]
             status="superseded", detail=f"superseded by {delivery.id}", finished_at=now, updated_at=now,
             next_attempt_at=None))
-    session.add(delivery)
     if strategy.runs_inline:
+        # Added by the attempt with its outcome: one INSERT, not an INSERT and then an UPDATE.
         attempt(DeliveryContext(session, now, settings, urls), delivery, strategy)
     else:
+        session.add(delivery)
         _schedule(session, delivery, now)
     return delivery
 
