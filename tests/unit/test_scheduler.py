@@ -1,16 +1,20 @@
 """Timed work: due rows run once, in order, each in its own transaction; a failing row is retried
-later and never stalls the others; time is the scheduler's clock, not the wall's."""
+later and never stalls the others; time is the scheduler's clock, not the wall's; the running loop
+waits for the next row's due time instead of polling each second."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, select
 
-from postsale.runtime.clock import as_utc
+from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.db import make_engine
-from postsale.runtime.scheduler import MAX_ATTEMPTS, DueRow, Scheduler, pending_index
+from postsale.runtime.scheduler import MAX_ATTEMPTS, SOONEST_LOOK, DueRow, Scheduler, pending_index, wake
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
@@ -90,3 +94,48 @@ def test_a_failing_row_is_retried_later_and_never_blocks_the_others(engine):
         bad = session.get(Reminder, "bad")
         assert bad.attempts == MAX_ATTEMPTS and bad.done_at is not None
         assert session.exec(select(Reminder).where(Reminder.done_at.is_(None))).all() == []
+
+
+def test_the_loop_waits_until_the_next_row_is_due_and_never_longer_than_its_poll_interval(engine):
+    clock = FakeClock(T0)
+    scheduler = Scheduler(engine, "reminders", Reminder, lambda s, row, now: None, clock=clock,
+                          where=Reminder.text != "simulated")
+    assert scheduler.seconds_to_next() == scheduler.poll_interval == 30  # nothing to do: look twice a minute
+    with Session(engine) as session:
+        session.add_all([Reminder(id="done", due_at=T0 + timedelta(seconds=5), done_at=T0),
+                         Reminder(id="renew", due_at=T0 + timedelta(seconds=90)),
+                         Reminder(id="simulated", due_at=T0 + timedelta(seconds=10), text="simulated")])
+        session.commit()
+    assert scheduler.seconds_to_next() == 10  # every row still to do
+    assert scheduler.seconds_to_next(where=scheduler.where) == 90  # the running loop's rows
+    clock.now = T0 + timedelta(minutes=5)  # due, but held by another replica or worker
+    assert scheduler.seconds_to_next() == SOONEST_LOOK
+
+
+async def test_an_idle_loop_sleeps_until_a_woken_rows_due_time_and_runs_it_then(engine):
+    """With nothing due the loop asks the database nothing for its whole poll interval; a commit
+    that adds a row wakes it, and the row runs at its due time, not before."""
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    ran = []
+    scheduler = Scheduler(engine, "reminders", Reminder, lambda s, row, now: ran.append((row.id, now, utcnow())))
+    loop = asyncio.create_task(scheduler.run())
+    try:
+        await asyncio.sleep(1)  # the first look: a claim and the next due time
+        looked = len(statements)
+        await asyncio.sleep(3)
+        assert len(statements) == looked, "an idle loop polled"
+
+        due_at = utcnow() + timedelta(seconds=2)
+        with Session(engine) as session:
+            session.add(Reminder(id="soon", due_at=due_at))
+            wake(session, "reminders")
+            session.commit()
+        started = time.monotonic()
+        while not ran and time.monotonic() - started < 20:
+            await asyncio.sleep(0.1)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    [(row_id, now, ran_at)] = ran
+    assert row_id == "soon" and now >= due_at and ran_at >= due_at

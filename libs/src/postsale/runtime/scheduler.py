@@ -6,7 +6,10 @@ follow-up emails, webhook retries) as rows of a table that has the `DueRow` colu
 replicas never take the same row), runs the service's handler for the row in the row's own
 transaction, and marks it done. A row whose handler fails is retried later with backoff, then
 given up with its error kept: one bad row never stalls the others. Nothing sleeps in memory: a
-restart loses nothing, because the rows are the schedule. Each row run is an OpenTelemetry span
+restart loses nothing, because the rows are the schedule. Between rows the loop waits for the
+next one's due time, woken sooner by a commit that added one (`wake`), and looks again at least
+every `poll_interval` (for rows another replica added), so an idle service does not poll each
+second. Each row run is an OpenTelemetry span
 (`<scheduler> run`) with the row, its attempt and its outcome.
 
 Every handler gets `now` from the scheduler's clock (injectable), never from the wall clock, so
@@ -21,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Generic, TypeVar
 
 from opentelemetry.trace import Status, StatusCode
-from sqlalchemy import Index, text, update
+from sqlalchemy import Index, func, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -31,6 +34,9 @@ from postsale.runtime.clock import as_utc, utcnow
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 MAX_ATTEMPTS = 8
+SOONEST_LOOK = 1.0
+"""Seconds: a row due but not run (another replica or worker holds it, or its retry is due) is
+looked at again after this long, as every row was when the loops polled each second."""
 
 
 class DueRow(SQLModel):
@@ -83,19 +89,33 @@ class Scheduler(Generic[Row]):
     """
 
     def __init__(self, engine: Engine, name: str, table: type[Row], handle: Callable[[Session, Row, datetime], None],
-                 *, clock: Clock = utcnow, poll_interval: float = 1.0, batch_size: int = 50, where=None) -> None:
+                 *, clock: Clock = utcnow, poll_interval: float = 30.0, batch_size: int = 50, where=None) -> None:
         """`where`: a SQL condition on `table` that the running loop keeps to (rows outside it run
-        only when asked by `run_due(where=...)`, as the lifecycle simulator does)."""
+        only when asked by `run_due(where=...)`, as the lifecycle simulator does). `poll_interval`:
+        the longest the running loop waits without looking."""
         self.engine, self.name, self.table, self.handle = engine, name, table, handle
         self.clock, self.poll_interval, self.batch_size = clock, poll_interval, batch_size
         self.where = where
 
     async def run(self) -> None:
-        """Runs due rows until cancelled: when a commit asked for it, and every poll interval."""
+        """Runs due rows until cancelled: when the next falls due, when a commit asked for it, and
+        every poll interval."""
         await wakeups.run_loop(self.engine, self.name, self._run_batch, poll_interval=self.poll_interval)
 
-    async def _run_batch(self) -> bool:
-        return await asyncio.to_thread(self.run_due, where=self.where) == self.batch_size
+    async def _run_batch(self) -> bool | float:
+        def run() -> bool | float:
+            return self.run_due(where=self.where) == self.batch_size or self.seconds_to_next(where=self.where)
+        return await asyncio.to_thread(run)
+
+    def seconds_to_next(self, *, where=None) -> float:
+        """How long the loop may wait before the earliest row still to do (narrowed by `where`)
+        falls due: `SOONEST_LOOK` at least, `poll_interval` when there is none."""
+        with Session(self.engine) as session:
+            query = select(func.min(self.table.due_at)).where(self.table.done_at.is_(None))  # type: ignore[union-attr]
+            due_at = as_utc(session.exec(query.where(where) if where is not None else query).one())
+        if due_at is None:
+            return self.poll_interval
+        return max((due_at - self.clock()).total_seconds(), SOONEST_LOOK)
 
     def run_due(self, *, until: datetime | None = None, where=None) -> int:
         """Runs up to a batch of rows due by `until` (default: the clock's now), earliest first,

@@ -1,9 +1,10 @@
 """Background loops that poll for due work and are woken early by the commit that gave them some.
 
-A loop (the outbox relay, the email dispatcher) runs its work again at once when the work
-says more is waiting, when a transaction that asked for the loop commits, or else every
-poll interval; a failure is logged and retried with backoff. Polling stays the guarantee
-(another replica's commit cannot wake this process); waking only saves the wait.
+A loop (the outbox relay, the email dispatcher, a scheduler) runs its work again at once when the
+work says more is waiting, when a transaction that asked for the loop commits, when the work's
+next row falls due (a scheduler knows when), or else every poll interval; a failure is logged and
+retried with backoff. Polling stays the guarantee (another replica's commit cannot wake this
+process); waking only saves the wait.
 """
 
 from __future__ import annotations
@@ -26,29 +27,33 @@ def wake_after_commit(session: Session, loop_name: str) -> None:
     session.info.setdefault(_PENDING, set()).add(loop_name)
 
 
-async def run_loop(engine: Engine, loop_name: str, work: Callable[[], Awaitable[bool]], *,
+async def run_loop(engine: Engine, loop_name: str, work: Callable[[], Awaitable[bool | float]], *,
                    poll_interval: float, max_backoff: float = 5.0) -> None:
-    """Runs `work` until cancelled; `work` returns True when more is waiting right now."""
+    """Runs `work` until cancelled. `work` returns True when more is waiting right now, False when
+    nothing is, or the seconds until its next work falls due: the loop then waits that long, at
+    most `poll_interval`."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
     _wakers[(engine, loop_name)] = lambda: loop.call_soon_threadsafe(woken.set)
-    delay = poll_interval
+    failures = 0
     try:
         while True:
             # Cleared before the work, so a commit during the work wakes the next round.
             woken.clear()
             try:
-                more = await work()
-                delay = poll_interval
+                outcome = await work()
+                failures = 0
             except Exception:
-                log.exception("%s failed; retrying in %.1fs", loop_name, delay)
-                more = False
-                delay = min(delay * 2, max_backoff)
-            if not more:
-                try:
-                    await asyncio.wait_for(woken.wait(), timeout=delay)
-                except asyncio.TimeoutError:
-                    pass
+                failures = min(failures + 1, 16)  # the wait stops growing long before
+                outcome = min(poll_interval * 2 ** failures, max_backoff)
+                log.exception("%s failed; retrying in %.1fs", loop_name, outcome)
+            if outcome is True:
+                continue
+            wait = poll_interval if outcome is False else min(outcome, poll_interval)
+            try:
+                await asyncio.wait_for(woken.wait(), timeout=wait)
+            except asyncio.TimeoutError:
+                pass
     finally:
         _wakers.pop((engine, loop_name), None)
 

@@ -74,7 +74,8 @@ def start_checkout(session: Session, *, offer: Offer, email: str, cart: Cart | N
     session.add(checkout)
     session.flush()  # the recovery row references the attempt
     delay = timedelta(minutes=store_settings(session).recovery_delay_minutes)
-    # Not woken: the row is due a minute or more from now, and the scheduler's polling finds it then.
+    # Not woken: the row is due a minute or more from now, and the scheduler looks at least twice a
+    # minute (`Scheduler.poll_interval`), so it finds the row before then.
     session.add(CheckoutRecovery(id=f"cr_{uuid.uuid4().hex[:16]}", checkout_session_id=checkout.id, due_at=now + delay))
     return checkout
 

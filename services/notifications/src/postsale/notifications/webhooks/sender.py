@@ -221,21 +221,25 @@ class Sender:
         return post(self.http, endpoint, delivery, timeout=self.settings.timeout_seconds,
                     private_allowed=self.private_allowed)
 
-    async def run(self, poll_interval: float = 1.0) -> None:
-        """The workers, until cancelled; each woken by the commit that queued an attempt."""
+    async def run(self) -> None:
+        """The workers, until cancelled; each woken by the commit that queued an attempt, and
+        otherwise waiting for the next attempt's due time (see `Scheduler`)."""
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="webhook-sender")
         loop = asyncio.get_running_loop()
 
-        async def batch() -> bool:
-            return await loop.run_in_executor(executor, self.run_due) == BATCH
+        def run_due_or_wait() -> bool | float:
+            return self.run_due() == BATCH or self.scheduler.seconds_to_next()
+
+        async def batch() -> bool | float:
+            return await loop.run_in_executor(executor, run_due_or_wait)
 
         async def housekeeping() -> bool:
             return await loop.run_in_executor(executor, self.housekeeping) == deliveries.PRUNE_BATCH
 
         try:
             await asyncio.gather(
-                *(wakeups.run_loop(self.engine, deliveries.worker_name(n), batch, poll_interval=poll_interval)
-                  for n in range(self.concurrency)),
+                *(wakeups.run_loop(self.engine, deliveries.worker_name(n), batch,
+                                   poll_interval=self.scheduler.poll_interval) for n in range(self.concurrency)),
                 wakeups.run_loop(self.engine, f"{deliveries.SENDS}:housekeeping", housekeeping,
                                  poll_interval=HOUSEKEEPING_INTERVAL))
         finally:
@@ -245,7 +249,7 @@ class Sender:
         self.http.close()
 
 
-def webhook_sender(settings: WebhookSettings, clock: Clock = utcnow, poll_interval: float = 1.0) -> BackgroundTask:
+def webhook_sender(settings: WebhookSettings, clock: Clock = utcnow) -> BackgroundTask:
     """Sends webhook attempts as they fall due (`Sender`)."""
 
     async def webhook_sender(app: FastAPI) -> None:
@@ -253,7 +257,7 @@ def webhook_sender(settings: WebhookSettings, clock: Clock = utcnow, poll_interv
         sender = Sender(app.state.engine, settings, private_allowed=allowed, clock=clock,
                         retention=timedelta(days=settings.retention_days))
         try:
-            await sender.run(poll_interval)
+            await sender.run()
         finally:
             sender.close()
 
