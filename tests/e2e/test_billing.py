@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.support import create_offer, create_product, eventually, pay, set_up_account, start_checkout
+from tests.support import (create_offer, create_product, csrf_token, eventually, pay, set_up_account,
+                           start_checkout)
 
 pytestmark = pytest.mark.e2e
 SANDBOX = pytest.mark.parametrize("suite", ["postgresql"], indirect=True)
@@ -78,7 +79,8 @@ def test_a_trial_renews_fails_is_recovered_by_a_new_card_then_ends_at_period_end
 
     # The customer saves a card whose charges fail: the next renewal fails, and so do two retries.
     billing = f"{suite.url('checkout')}/billing"
-    saved = browser.post(f"{billing}/subscriptions/{sub_id}/card", data={"card_number": "4000 0000 0000 0341"})
+    saved = browser.post(f"{billing}/subscriptions/{sub_id}/card", data={
+        "card_number": "4000 0000 0000 0341", "csrf_token": csrf_token(browser, suite)})
     assert "Your new card is saved." in saved.text
     state, now = advance_to_next_charge(suite, customer, state, now)
     assert state["status"] == "past_due" and state["dunning"][-1]["succeeded"] is False
@@ -99,13 +101,20 @@ def test_a_trial_renews_fails_is_recovered_by_a_new_card_then_ends_at_period_end
     assert all(billing in m.get_body(preferencelist=("plain",)).get_content() for m in failed_emails)
 
     # A working card recovers it at once.
-    recovered = browser.post(f"{billing}/subscriptions/{sub_id}/card", data={"card_number": "4242424242424242"})
+    recovered = browser.post(f"{billing}/subscriptions/{sub_id}/card", data={
+        "card_number": "4242424242424242", "csrf_token": csrf_token(browser, suite)})
     assert "Your new card is saved." in recovered.text
     state = subscription(suite, sub_id)
     assert state["status"] == "active" and state["dunning"][-1]["succeeded"] is True
 
+    # Another site's form cannot cancel it for the customer: refused, and nothing changes.
+    forged = browser.post(f"{billing}/subscriptions/{sub_id}/cancel", data={"reason": "forged"},
+                          headers={"Origin": "https://elsewhere.example", "Sec-Fetch-Site": "cross-site"})
+    assert forged.status_code == 403 and subscription(suite, sub_id)["cancel_reason"] is None
+
     # The customer cancels at the end of the period: access stays to the end, then goes.
-    cancelled = browser.post(f"{billing}/subscriptions/{sub_id}/cancel", data={"reason": "too busy"})
+    cancelled = browser.post(f"{billing}/subscriptions/{sub_id}/cancel", data={
+        "reason": "too busy", "csrf_token": csrf_token(browser, suite)})
     assert "Cancelled: you keep access to the end of the paid period." in cancelled.text
     state = subscription(suite, sub_id)
     assert state["cancel_reason"] == "too busy" and state["next_charge_at"] is None
@@ -127,7 +136,8 @@ def test_a_payment_plan_of_three_charges_every_instalment_and_completes(suite, s
     assert [p["amount"]["amount"] for p in state["payments"]] == [3300, 3300, 3300]
     page = browser.get(f"{suite.url('checkout')}/billing")
     assert "Paid in full." in page.text and "Cancel at the end" not in page.text
-    refused = browser.post(f"{suite.url('checkout')}/billing/subscriptions/{purchase['subscription_id']}/cancel")
+    refused = browser.post(f"{suite.url('checkout')}/billing/subscriptions/{purchase['subscription_id']}/cancel",
+                           data={"csrf_token": csrf_token(browser, suite)})
     assert refused.status_code == 409
     assert eventually(lambda: has_access(suite, purchase["customer_id"], course))
 

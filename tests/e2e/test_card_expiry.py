@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from postsale.contracts import CardExpiring, topics
-from tests.support import (create_offer, create_product, eventually, events_on_topic, pay, set_up_account,
+from tests.support import (create_offer, create_product, csrf_token, eventually, events_on_topic, pay, set_up_account,
                            start_checkout)
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +79,8 @@ def test_a_card_that_expires_before_the_next_payment_is_warned_about_once(suite,
     # The customer saves a card that lasts for years before the warning; the seller cancels another.
     later = (12, now.year + 5)
     saved = replaced_browser.post(f"{suite.url('checkout')}/billing/subscriptions/{replaced['subscription_id']}/card",
-                                  data={"card_number": "4242 4242 4242 4242", "card_expiry": f"12/{later[1] % 100}"})
+                                  data={"card_number": "4242 4242 4242 4242", "card_expiry": f"12/{later[1] % 100}",
+                                        "csrf_token": csrf_token(replaced_browser, suite)})
     assert "Your new card is saved." in saved.text
     assert eventually(lambda: (card_of(suite, replaced["subscription_id"]) or {}).get("exp_year") == later[1])
     with suite.admin("checkout") as checkout:

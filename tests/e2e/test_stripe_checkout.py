@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.support import (JSON, create_offer, create_product, eventually, send_stripe_event, set_up_account, sign_webhook,
-                           start_checkout, start_stripe_payment)
+from tests.support import (JSON, create_offer, create_product, csrf_token, eventually, send_stripe_event, set_up_account,
+                           sign_webhook, start_checkout, start_stripe_payment)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("suite", ["stripe"], indirect=True)]
 
@@ -292,11 +292,12 @@ def test_a_stripe_subscription_renews_fails_recovers_with_a_new_card_and_ends(su
         billing = f"{suite.url('checkout')}/billing"
 
         def new_card(payment_method: str) -> httpx.Response:
-            started = browser.post(f"{billing}/subscriptions/{sub_id}/card", headers=JSON, data={})
+            token = {"csrf_token": csrf_token(browser, suite)}  # the card page's form carries it
+            started = browser.post(f"{billing}/subscriptions/{sub_id}/card", headers=JSON, data=token)
             assert started.json()["mode"] == "setup"
             stripe_test_mode.confirm(started.json()["payment_id"], payment_method)
             return browser.post(f"{billing}/subscriptions/{sub_id}/card/complete",
-                                data={"payment_id": started.json()["payment_id"]})
+                                data={"payment_id": started.json()["payment_id"], **token})
 
         assert "Your new card is saved." in new_card("pm_card_chargeCustomerFail").text
         state, now = advance_to_next_charge(state, now)

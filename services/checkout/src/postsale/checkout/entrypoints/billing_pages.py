@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
@@ -17,10 +17,12 @@ from postsale.checkout.adapters.tables import BillingJob, CardExpiryCheck, Offer
 from postsale.checkout.domain.billing_cycle import BillingError, SelfService
 from postsale.checkout.entrypoints.buyer import MAX_FIELD, CustomerDep, templates
 from postsale.runtime.auth import CustomerSession
+from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 
 billing_pages = APIRouter(prefix="/billing", tags=["billing page"])
 MAX_REASON = 500
+CSRF = [Depends(require_csrf)]  # every form here changes the customer's billing
 
 
 def _login(request: Request) -> RedirectResponse:
@@ -82,7 +84,7 @@ def _act(request: Request, session: Session, customer: CustomerSession | None, s
     return _page(request, session, customer, notice=notice)
 
 
-@billing_pages.post("/subscriptions/{subscription_id}/cancel", response_class=HTMLResponse)
+@billing_pages.post("/subscriptions/{subscription_id}/cancel", response_class=HTMLResponse, dependencies=CSRF)
 def cancel(subscription_id: str, request: Request, session: SessionDep, customer: CustomerDep,
            reason: Annotated[str, Form()] = ""):
     """The customer cancels at the end of the paid period, optionally saying why (the seller sees it)."""
@@ -93,14 +95,14 @@ def cancel(subscription_id: str, request: Request, session: SessionDep, customer
                 "Cancelled: you keep access to the end of the paid period.")
 
 
-@billing_pages.post("/subscriptions/{subscription_id}/undo-cancel", response_class=HTMLResponse)
+@billing_pages.post("/subscriptions/{subscription_id}/undo-cancel", response_class=HTMLResponse, dependencies=CSRF)
 def undo_cancel(subscription_id: str, request: Request, session: SessionDep, customer: CustomerDep):
     return _act(request, session, customer, subscription_id, lambda allowed: allowed.cancel,
                 lambda subscription, now: billing.undo_cancellation(session, subscription, now, actor="customer"),
                 "Your subscription goes on.")
 
 
-@billing_pages.post("/subscriptions/{subscription_id}/card", response_class=HTMLResponse)
+@billing_pages.post("/subscriptions/{subscription_id}/card", response_class=HTMLResponse, dependencies=CSRF)
 async def new_card(subscription_id: str, request: Request, customer: CustomerDep):
     """Saves a new card for the renewals (nothing is charged; a past-due payment is tried again at
     once). The sandbox takes a test card number; Stripe's Payment Element confirms a setup."""
@@ -134,7 +136,7 @@ def _new_card(request: Request, customer: CustomerSession | None, subscription_i
         return _card_saved(request, session, customer, subscription, result)
 
 
-@billing_pages.post("/subscriptions/{subscription_id}/card/complete", response_class=HTMLResponse)
+@billing_pages.post("/subscriptions/{subscription_id}/card/complete", response_class=HTMLResponse, dependencies=CSRF)
 def card_confirmed(subscription_id: str, request: Request, session: SessionDep, customer: CustomerDep,
                    payment_id: Annotated[str, Form()] = ""):
     """Where the page goes on once Stripe.js confirmed the new card."""
