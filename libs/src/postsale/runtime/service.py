@@ -32,7 +32,7 @@ from postsale.runtime.metrics import Observer
 from postsale.runtime.migrations import migrate
 from postsale.runtime.security import DEFAULT_POLICY, add_security_headers
 from postsale.runtime.settings import KafkaSettings, PublicUrls, kafka_settings
-from postsale.runtime.web import OUTBOX_MAX_AGE_SECONDS, RefuseNulInAddress, add_operational_routes, configure_logging
+from postsale.runtime.web import OUTBOX_MAX_AGE_SECONDS, RefuseNul, add_operational_routes, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def create_service_app(
     add_operational_routes(app, outbox_max_age=OperationsSettings().outbox_max_age_seconds)
     add_csrf_cookie(app)
     add_security_headers(app, content_security_policy)
-    app.add_middleware(RefuseNulInAddress)
+    app.add_middleware(RefuseNul)
     # The back office's operations page, of every service.
     app.include_router(operations_pages.pages, prefix=operations_pages.operations_path(service))
     return app

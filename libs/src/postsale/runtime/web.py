@@ -17,7 +17,7 @@ from typing import Any, Callable
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
@@ -175,7 +175,7 @@ async def require_admin(request: Request) -> None:
                             headers={"WWW-Authenticate": "Bearer"})
 
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s.\x00-\x1f\x7f]{2,}$")
 
 
 def normalize_email(raw: str) -> str | None:
@@ -206,18 +206,63 @@ class RequestBody(BaseModel):
         return data
 
 
-class RefuseNulInAddress:
-    """ASGI middleware: a NUL character in the path or the query string (`%00`) is refused with a 400
-    before any route runs, so no id or filter holding one reaches the database (PostgreSQL cannot
-    store it and would answer a 500). Pure ASGI, so a request without one pays a substring test."""
+class RefuseNul:
+    """ASGI middleware: a NUL character in the path, the query string (`%00`) or the fields of a
+    customer's form (`application/x-www-form-urlencoded` outside `/admin/`) is refused with a 400
+    before any route runs, so none reaches the database (PostgreSQL cannot store it and would
+    answer a 500) or an email. A person gets a page, a program JSON. The back office's forms say
+    what is wrong beside the field, with what was typed (`backoffice.form_text`); an API's JSON
+    body is its model's to refuse (`RequestBody`). Pure ASGI: a request without a customer's form
+    pays a substring test; a form's body (small, and read whole by the route anyway) is read
+    first, then replayed."""
 
     def __init__(self, app) -> None:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")):
-            response = JSONResponse({"detail": "The address holds a NUL character (%00); remove it."},
-                                    status_code=400)
-            await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await _nul_refused(scope, receive, send, "The address holds a NUL character (%00); remove it.")
+            return
+        if not scope["path"].startswith("/admin/") and _content_type(scope) == b"application/x-www-form-urlencoded":
+            messages, body = [], b""
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                if not message.get("more_body", False):
+                    break
+            if b"%00" in body or b"\x00" in body:
+                await _nul_refused(scope, receive, send, "A field of the form holds a NUL character; remove it.")
+                return
+            replay = iter(messages)
+
+            async def receive_again():
+                return next(replay, None) or await receive()
+
+            await self.app(scope, receive_again, send)
             return
         await self.app(scope, receive, send)
+
+
+def _content_type(scope) -> bytes:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower()
+    return b""
+
+
+async def _nul_refused(scope, receive, send, detail: str) -> None:
+    accept = next((value for name, value in scope.get("headers", ()) if name == b"accept"), b"")
+    if b"text/html" in accept:
+        response: Response = HTMLResponse(
+            f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Bad request</title></head>"
+            f"<body><h1>This request cannot be used</h1><p>{detail}</p><p>Go back and try again.</p></body></html>",
+            status_code=400)
+    else:
+        response = JSONResponse({"detail": detail}, status_code=400)
+    await response(scope, receive, send)
