@@ -73,6 +73,15 @@ def test_an_upload_is_streamed_to_storage_and_a_waiting_customer_gets_the_link(c
     assert removed.status_code == 204 and not (tmp_path / "files" / ebook / file["id"]).exists()
 
 
+def test_an_uploads_name_keeps_its_letters_and_quotes_as_a_browser_sends_them(client, engine):
+    ebook = product(engine, "Ebook", "download")
+    # As a browser writes it: the name in UTF-8, a '"' as %22 (httpx does the same).
+    uploaded = client.post(f"/admin/products/{ebook}/files", headers=admin_headers(),
+                           files={"file": ('Übungen "final" – 2ª edição.pdf', b"%PDF-1.7", "application/pdf")})
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["name"] == 'Übungen "final" – 2ª edição.pdf'
+
+
 def test_an_upload_past_the_limit_or_not_multipart_is_refused_and_nothing_is_kept(client, engine, tmp_path):
     ebook = product(engine, "Ebook", "download")
     too_big = client.post(f"/admin/products/{ebook}/files", headers=admin_headers(),
@@ -227,6 +236,11 @@ def test_a_membership_opens_its_lessons_as_they_drip(client, engine):
     assert lesson.status_code == 200 and "<p>Start here.</p>" in lesson.text and "data-video" in lesson.text
     locked = client.get(f"/library/products/{course}/lessons/{later['id']}")
     assert locked.status_code == 403 and "This lesson opens on" in locked.text
+    # An address that names nothing: a page that says so, not a silent trip to the library.
+    for address in ("/library/products/prod_nope", f"/library/products/{course}/lessons/les_nope",
+                    f"/library/products/prod_nope/lessons/{first['id']}"):
+        missing = client.get(address, headers={"Accept": "text/html"})
+        assert missing.status_code == 404 and "no such" in missing.text, address
 
     changed = client.patch(f"/admin/products/{course}/lessons/{later['id']}", headers=headers,
                            json={"drip_days": None})

@@ -117,9 +117,11 @@ def membership_page(product_id: str, request: Request, session: SessionDep, cust
         urls = request.app.state.urls
         return RedirectResponse(urls.login_url(next_url=f"{urls.entitlements_url}/library/products/{product_id}"),
                                 status_code=303)
-    access = _available(session, customer, product_id)
     product = session.get(Product, product_id)
-    if access is None or product is None or product.delivery_type != "membership":
+    if product is None or product.delivery_type != "membership":
+        raise HTTPException(status_code=404, detail="There is no such membership.")
+    access = _available(session, customer, product_id)
+    if access is None:  # not bought, or access ended: the library says which
         return RedirectResponse("/library", status_code=303)
     content = membership.customer_content(session, product_id, access.since, utcnow())  # type: ignore[arg-type]
     return templates.TemplateResponse(request, "membership.html", {"product": product, "content": content})
@@ -133,10 +135,12 @@ def lesson_page(product_id: str, lesson_id: str, request: Request, session: Sess
         urls = request.app.state.urls
         return RedirectResponse(urls.login_url(
             next_url=f"{urls.entitlements_url}/library/products/{product_id}/lessons/{lesson_id}"), status_code=303)
-    access = _available(session, customer, product_id)
     product = session.get(Product, product_id)
     lesson = session.get(Lesson, lesson_id)
-    if access is None or product is None or lesson is None or lesson.product_id != product_id:
+    if product is None or lesson is None or lesson.product_id != product_id:
+        raise HTTPException(status_code=404, detail="There is no such lesson.")
+    access = _available(session, customer, product_id)
+    if access is None:  # not bought, or access ended: the library says which
         return RedirectResponse("/library", status_code=303)
     now = utcnow()
     if not is_open(access.since, lesson.drip_days, now):  # type: ignore[arg-type]

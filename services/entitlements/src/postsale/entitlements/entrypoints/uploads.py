@@ -51,7 +51,7 @@ class StreamedFile:
         self.storage, self.key, self.limit = storage, key, limit
         self.upload: Upload | None = None
         self.received: Received | None = None
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, bytes] = {}  # raw: a file's name is UTF-8, whatever the header's charset
         self._field, self._value = b"", b""
         self._in_file = False
         self._other = 0
@@ -96,11 +96,13 @@ class StreamedFile:
         self._value += data[start:end]
 
     def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        self._headers[self._field.decode("latin-1").lower()] = self._value
         self._field, self._value = b"", b""
 
     def _headers_finished(self) -> None:
-        _, params = parse_options_header(self._headers.get("content-disposition", ""))
+        # Bytes, not text: given text, python-multipart encodes it as Latin-1 again, and a UTF-8
+        # name such as "Übungen.pdf" came out with a replacement character for its "Ü".
+        _, params = parse_options_header(self._headers.get("content-disposition", b""))
         name, filename = params.get(b"name"), params.get(b"filename")
         self._in_file = name == FIELD.encode() and filename is not None
         if not self._in_file:
@@ -108,8 +110,10 @@ class StreamedFile:
         if self.upload is not None:
             raise BadUpload("one file per upload")
         self.upload = self.storage.start_upload(self.key)
-        self.received = Received(name=safe_name(filename.decode("utf-8", "replace")),  # type: ignore[union-attr]
-                                 content_type=self._headers.get("content-type", "application/octet-stream")[:200],
+        # Browsers write a '"' in a file's name as %22 (the HTML standard's multipart encoding).
+        shown = filename.decode("utf-8", "replace").replace("%22", '"')  # type: ignore[union-attr]
+        content_type = self._headers.get("content-type", b"application/octet-stream").decode("utf-8", "replace")
+        self.received = Received(name=safe_name(shown), content_type=content_type[:200],
                                  size=0, sha256="")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
