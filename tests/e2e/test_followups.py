@@ -45,6 +45,10 @@ async def test_a_three_step_sequence_is_sent_on_time_and_stopped_by_a_refund(sui
         refused = notifications.post("/admin/sequences", json={"offer_id": store.offer_id, "name": "x", "steps": [
             {"delay_hours": 1, "template": "no-such-template"}]})
         assert refused.status_code == 422 and "no email template no-such-template" in refused.text
+        # Postsale's own emails read their event's values (a checkout), which a follow-up has not.
+        unfit = notifications.post("/admin/sequences", json={"offer_id": store.offer_id, "name": "x", "steps": [
+            {"delay_hours": 1, "template": "abandoned_checkout"}]})
+        assert unfit.status_code == 422 and "abandoned_checkout cannot be a follow-up" in unfit.json()["detail"]
         created = notifications.post("/admin/sequences", json={"offer_id": store.offer_id, "name": "Onboarding",
                                                                "steps": [{"delay_hours": 1, "template": name},
                                                                          {"delay_days": 2, "template": name},

@@ -1,6 +1,7 @@
 """The back office's follow-ups as notifications serves them, over HTTP without a browser: the
-owner creates follow-up sequences and rules (each once, however often its form is sent), sees
-clear refusals that change nothing, and deletes them after confirming."""
+owner creates follow-up sequences and rules (each once, however often its form is sent) with
+templates a follow-up can send, sees clear refusals that change nothing, and deletes them after
+confirming."""
 
 from __future__ import annotations
 
@@ -9,38 +10,53 @@ import re
 
 import pytest
 
+from sqlmodel import Session
+
+from postsale.notifications import templates
 from postsale.notifications.adapters.tables import FollowUpRule, Sequence
+from postsale.notifications.rendering import Parts
 from test_notifications_backoffice_emails import browser, rows, service_app
 
 pytestmark = pytest.mark.unit
-SEQUENCE = {"name": "Welcome", "offer_id": "off_1", "delay": ["3"], "unit": ["days"], "template": ["login_link"]}
-RULE = {"trigger": "no_login", "offer_id": "off_1", "days": "3", "template": "access_ending", "link_offer_id": "off_2"}
+SEQUENCE = {"name": "Welcome", "offer_id": "off_1", "delay": ["3"], "unit": ["days"], "template": ["week_one"]}
+RULE = {"trigger": "no_login", "offer_id": "off_1", "days": "3", "template": "come_back", "link_offer_id": "off_2"}
 
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
-    yield from service_app(tmp_path, monkeypatch)
+    for app in service_app(tmp_path, monkeypatch):
+        with Session(app.state.engine) as session:  # the seller's own emails, written with a follow-up's variables
+            templates.save(session, "week_one", Parts("Week one of {{ offer_name }}", "Hello {{ email }}, step {{ step }}.",
+                                                      "<p>Hello {{ email }}</p>"))
+            templates.save(session, "come_back", Parts("Come back", "See {{ offer_url }}", "<p>{{ library_url }}</p>"))
+            session.commit()
+        yield app
 
 
 def test_sequences_are_listed_created_with_steps_and_deleted_after_confirmation(app):
     staff = browser(app)
     assert "No follow-up sequence yet" in staff.text("/admin/mail/sequences")
     form = staff.text("/admin/mail/sequences/new")
-    assert form.count('name="delay"') == 5 and 'value="access_ending"' in form
+    assert form.count('name="delay"') == 5 and 'value="week_one"' in form and 'value="come_back"' in form
+    # Postsale's own emails read what their event brings (a checkout, a purchase): not offered here.
+    assert 'value="abandoned_checkout"' not in form and "data-no-follow-up-templates" not in form
     token = staff.submission("/admin/mail/sequences/new")
     for data, says in (
         ({"name": "N", "offer_id": "off_1", "delay": ["", ""], "unit": ["days", "days"], "template": ["", ""]},
          "Steps: give at least one step"),
-        ({"name": "N", "offer_id": "off_1", "delay": ["x"], "unit": ["days"], "template": ["login_link"]},
+        ({"name": "N", "offer_id": "off_1", "delay": ["x"], "unit": ["days"], "template": ["week_one"]},
          "Step 1: give the delay as a whole number"),
-        ({"name": "N", "offer_id": "off_1", "delay": ["800"], "unit": ["days"], "template": ["login_link"]},
+        ({"name": "N", "offer_id": "off_1", "delay": ["800"], "unit": ["days"], "template": ["week_one"]},
          "Step 1: input should be less than or equal to 730"),
-        ({"name": "N", "offer_id": "off 1", "delay": ["1"], "unit": ["days"], "template": ["login_link"]},
+        ({"name": "N", "offer_id": "off 1", "delay": ["1"], "unit": ["days"], "template": ["week_one"]},
          "Offer: give the offer's id"),
-        ({"name": "", "offer_id": "off_1", "delay": ["1"], "unit": ["days"], "template": ["login_link"]},
+        ({"name": "", "offer_id": "off_1", "delay": ["1"], "unit": ["days"], "template": ["week_one"]},
          "Name: string should have at least 1 character"),
         ({"name": "N", "offer_id": "off_1", "delay": ["1"], "unit": ["days"], "template": ["nothing-here"]},
-         "There is no email template nothing-here"),
+         "Email template: there is no email template nothing-here"),
+        ({"name": "N", "offer_id": "off_1", "delay": ["1"], "unit": ["days"], "template": ["abandoned_checkout"]},
+         "Email template: the email template abandoned_checkout cannot be a follow-up (UndefinedError: 'checkout' is "
+         "undefined): a follow-up's email has only email, offer_name, products, offer_url, library_url, step"),
     ):
         refused = staff.post("/admin/mail/sequences/new", data={**data, "submission": token})
         assert refused.status_code == 422, data
@@ -50,13 +66,13 @@ def test_sequences_are_listed_created_with_steps_and_deleted_after_confirmation(
 
     made = staff.post("/admin/mail/sequences/new", data={
         "name": "Welcome", "offer_id": "off_1", "delay": ["7", "12", ""], "unit": ["days", "hours", "days"],
-        "template": ["access_ending", "login_link", ""], "submission": token})
+        "template": ["come_back", "week_one", ""], "submission": token})
     assert made.status_code == 303
     page = staff.text(made.headers["location"])
     assert "The sequence is saved" in page
     [sequence] = rows(app, Sequence)
-    assert sequence.steps == [{"delay_hours": 12, "template": "login_link"},
-                              {"delay_hours": 168, "template": "access_ending"}]
+    assert sequence.steps == [{"delay_hours": 12, "template": "week_one"},
+                              {"delay_hours": 168, "template": "come_back"}]
     assert f'data-sequence-id="{sequence.id}"' in page and "12 hours after" in page and "7 days after" in page
     assert "Yes, delete “Welcome”" in page
     deleted = staff.post(f"/admin/mail/sequences/{sequence.id}/delete", data={})
@@ -68,12 +84,13 @@ def test_sequences_are_listed_created_with_steps_and_deleted_after_confirmation(
 def test_rules_are_created_with_clear_refusals_and_deleted(app):
     staff = browser(app)
     rule = {"trigger": "bought_without", "offer_id": "off_1", "other_offer_id": "off_2", "days": "3",
-            "template": "access_ending", "link_offer_id": "off_2", "submission": staff.submission("/admin/mail/rules/new")}
+            "template": "come_back", "link_offer_id": "off_2", "submission": staff.submission("/admin/mail/rules/new")}
     for change, says in (({"other_offer_id": ""}, "Second offer: this kind of rule needs it"),
                          ({"days": "0"}, "Days: this kind of rule needs 1 or more"),
                          ({"days": "x"}, "Days: give a whole number"),
                          ({"trigger": "whenever"}, "When: choose what the customer did"),
-                         ({"template": "nothing"}, "there is no template nothing"),
+                         ({"template": "nothing"}, "Email template: there is no email template nothing"),
+                         ({"template": "access_ending"}, "the email template access_ending cannot be a follow-up"),
                          ({"link_offer_id": "off\x002"}, "Offers and products are ids")):
         refused = staff.post("/admin/mail/rules/new", data={**rule, **change})
         assert refused.status_code == 422 and says in html.unescape(refused.text), change

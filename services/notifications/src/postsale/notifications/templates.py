@@ -26,6 +26,30 @@ def names(session: Session) -> list[str]:
     return built_in + own
 
 
+def follow_up_problem(session: Session, name: str) -> str | None:
+    """Why the template cannot be a follow-up's email, or None when it can: it must exist and render
+    with a follow-up's variables alone (`catalogue.FOLLOW_UP_VARIABLES`), as it will be sent. Postsale's
+    own emails read what their event brings (a checkout, a purchase), which a follow-up has not: saved
+    with one, every step would be dropped when due."""
+    parts = rendering.current_parts(session, name)
+    if parts is None:
+        return f"there is no email template {name}: create it first"
+    # A follow-up is a marketing email: it has the unsubscribe links too.
+    values = {**_example_links(marketing=True),
+              **{key: variable.example for key, variable in catalogue.FOLLOW_UP_VARIABLES.items()}}
+    try:
+        rendering.render_parts(parts, values, rendering.store_theme(session))
+    except TemplateProblem as problem:
+        return (f"the email template {name} cannot be a follow-up ({problem}): a follow-up's email has only "
+                f"{', '.join(catalogue.FOLLOW_UP_VARIABLES)}; write one of your own under Templates")
+    return None
+
+
+def follow_up_names(session: Session) -> list[str]:
+    """The templates a follow-up can send (`follow_up_problem`), for the follow-up forms."""
+    return [name for name in names(session) if follow_up_problem(session, name) is None]
+
+
 def exists(session: Session, name: str) -> bool:
     return rendering.current_parts(session, name) is not None
 
@@ -36,11 +60,13 @@ def preview(session: Session, name: str, parts: Parts | None = None, values: dic
     parts = parts or rendering.current_parts(session, name)
     if parts is None:
         raise LookupError(f"no email template {name!r}")
-    marketing = catalogue.spec_of(name).marketing
-    links = {"unsubscribe_url": f"{catalogue.SHOP}/unsubscribe/example" if marketing else None,
-             "preferences_url": f"{catalogue.SHOP}/preferences/example" if marketing else None}
-    context = {**links, **catalogue.example_context(name), **(values or {})}
+    context = {**_example_links(catalogue.spec_of(name).marketing), **catalogue.example_context(name), **(values or {})}
     return rendering.render_parts(parts, context, rendering.store_theme(session))
+
+
+def _example_links(marketing: bool) -> dict:
+    return {"unsubscribe_url": f"{catalogue.SHOP}/unsubscribe/example" if marketing else None,
+            "preferences_url": f"{catalogue.SHOP}/preferences/example" if marketing else None}
 
 
 def save(session: Session, name: str, parts: Parts) -> TemplateOverride:

@@ -11,7 +11,7 @@ from fastapi import Path as PathParam
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from sqlmodel import select
 
-from postsale.notifications import rendering, rules, sequences
+from postsale.notifications import rules, sequences, templates
 from postsale.notifications.catalogue import NAME
 from postsale.notifications.adapters.tables import FollowUp, FollowUpRule, PurchaseRecord, Sequence
 from postsale.notifications.domain.followups import MAX_DELAY_HOURS, MAX_STEPS
@@ -61,10 +61,10 @@ class SequenceOut(BaseModel):
 
 
 def _known_templates(session, names: list[str]) -> None:
-    missing = sorted({n for n in names if rendering.current_parts(session, n) is None})
-    if missing:
-        raise HTTPException(status_code=422, detail=f"no email template {', '.join(missing)}: create it first with "
-                                                    "PUT /admin/templates/{name}")
+    for name in sorted(set(names)):
+        problem = templates.follow_up_problem(session, name)
+        if problem is not None:
+            raise HTTPException(status_code=422, detail=f"{problem} (PUT /admin/templates/{{name}})")
 
 
 def _sequence_out(sequence: Sequence) -> SequenceOut:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from postsale.notifications import rendering, rules, sequences, templates
+from postsale.notifications import rules, sequences, templates
 from postsale.notifications.adapters.tables import FollowUpRule, Sequence
 from postsale.notifications.domain.followups import MAX_DELAY_HOURS, MAX_STEPS
 from postsale.notifications.entrypoints import admin_followups
@@ -108,7 +108,7 @@ def _sequence_form(request: Request, session: Session, owner: StaffSession, *, f
     form = form or {"offer_id": "", "name": "", "steps": []}
     steps = form["steps"] + [{"delay": "", "unit": "days", "template": ""}] * max(0, rows - len(form["steps"]))
     return show(request, owner, ACTIVE, "backoffice/mail_sequence_new.html", {
-        "form": form, "steps": steps, "templates": templates.names(session), "error": error,
+        "form": form, "steps": steps, "templates": templates.follow_up_names(session), "error": error,
         "submission": submission_of(submission), "more_rows": len(steps) < MORE_STEP_ROWS,
         "max_days": MAX_DELAY_HOURS // 24}, status_code=status_code)
 
@@ -160,9 +160,8 @@ def create_sequence(request: Request, session: SessionDep, owner: OwnerDep, offe
             if error.startswith("Offer:"):
                 error = "Offer: give the offer's id, like off_abc123 (letters, digits, _ . : -, at most 64)."
     if error is None:
-        unknown = sorted({s.template for s in steps if rendering.current_parts(session, s.template) is None})
-        if unknown:
-            error = f"There is no email template {', '.join(unknown)}: create it first."
+        problem = next(filter(None, (templates.follow_up_problem(session, s.template) for s in steps)), None)
+        error = f"Email template: {problem}." if problem else None
     if error is not None or body is None:
         return _sequence_form(request, session, owner, form=form, rows=max(STEP_ROWS, len(typed)), error=error,
                               status_code=422, submission=submission)
@@ -193,7 +192,7 @@ def _rule_form(request: Request, session: Session, owner: StaffSession, *, form:
     form = form or {"trigger": "bought_without", "offer_id": "", "other_offer_id": "", "product_id": "", "days": "3",
                     "template": "", "link_offer_id": ""}
     return show(request, owner, ACTIVE, "backoffice/mail_rule_new.html", {
-        "form": form, "triggers": TRIGGERS, "templates": templates.names(session), "error": error,
+        "form": form, "triggers": TRIGGERS, "templates": templates.follow_up_names(session), "error": error,
         "submission": submission_of(submission)}, status_code=status_code)
 
 
@@ -240,8 +239,9 @@ def create_rule(request: Request, session: SessionDep, owner: OwnerDep, trigger:
                                       **{key: form[key] or None for key in ("offer_id", "other_offer_id", "product_id")})
     except ValidationError as invalid:
         return refused(problem_of(invalid, LABELS))
-    if rendering.current_parts(session, body.template) is None:
-        return refused(f"Email template: there is no template {body.template}: create it first.")
+    problem = templates.follow_up_problem(session, body.template)
+    if problem is not None:
+        return refused(f"Email template: {problem}.")
     return _made_once(session, FollowUpRule, rules.create_rule(session, **body.model_dump()), submission)
 
 
