@@ -25,8 +25,8 @@ pytestmark = pytest.mark.unit
 TOKEN = "admin-token-for-tests-only"
 IMPORT = "/admin/customers/import"
 GOOD = ("email,first_name,last_name,offer_ids\r\n"
-        "Ann@Example.com,Ann,Lee,off_abc123\r\n"
-        "leo@example.com,Leo,Park,off_abc123;off_def456\r\n"
+        "Ann@Example.com,Ann,Lee,offer_1a2b3c\r\n"
+        "leo@example.com,Leo,Park,offer_1a2b3c;offer_4d5e6f\r\n"
         "mia@example.com,Mia,Holt,\r\n")
 
 
@@ -112,7 +112,7 @@ def test_preview_then_confirm_imports_each_row_as_a_customer_added_by_hand(accou
     assert 'data-rejected-count="0"' in report and "Yes, import" not in report
     assert customer_emails(accounts) == {"ann@example.com", "leo@example.com", "mia@example.com"}
     registered = {e.email: e for e in accounts.published() if isinstance(e, CustomerRegistered)}
-    assert registered["leo@example.com"].offer_ids == ["off_abc123", "off_def456"]
+    assert registered["leo@example.com"].offer_ids == ["offer_1a2b3c", "offer_4d5e6f"]
     assert registered["mia@example.com"].offer_ids == [] and registered["ann@example.com"].source == "seller"
     welcomes = [e for e in accounts.published() if isinstance(e, AccountSetupLinkIssued)]
     assert sorted(e.email for e in welcomes) == sorted(registered) and {e.reason for e in welcomes} == {"added_by_seller"}

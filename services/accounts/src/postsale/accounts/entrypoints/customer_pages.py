@@ -79,7 +79,7 @@ def add_customer(request: Request, session: SessionDep, staff: StaffDep, email: 
     elif len(first_name) > rules.MAX_NAME_LENGTH or len(last_name) > rules.MAX_NAME_LENGTH:
         error = f"A name can be at most {rules.MAX_NAME_LENGTH} characters."
     elif len(offers) > 50 or not all(OFFER_ID.match(o) for o in offers):
-        error = "Offers to grant: up to 50 offer ids (like off_abc123), separated by commas."
+        error = "Offers to grant: up to 50 offer ids (like offer_1a2b3c), separated by commas."
     if offers and not staff.is_owner:
         # Granting an offer by hand gives away what is otherwise sold: like a refund or a price, the owner's call.
         return _new_customer_page(request, staff, form=form, error=OWNER_ONLY, status_code=403)

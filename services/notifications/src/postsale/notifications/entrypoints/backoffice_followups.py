@@ -121,11 +121,15 @@ def new_sequence_page(request: Request, session: SessionDep, owner: OwnerDep, ro
 def _steps(delays: list[str], units: list[str], names: list[str]) -> tuple[list[dict], list, str | None]:
     """The rows typed (to show again), the steps they make, and what is wrong with them."""
     typed, steps = [], []
+    if not len(delays) == len(units) == len(names):  # each row of the page sends all three
+        return typed, steps, "Steps: each row needs its delay, its unit and its template; send the page's form."
     for number, (delay, unit, name) in enumerate(zip(delays[:MORE_STEP_ROWS], units, names), start=1):
         typed.append({"delay": typed_again(delay, 6), "unit": unit if unit in ("days", "hours") else "days",
                       "template": typed_again(name, MAX_ID)})
         if not delay.strip() and not name:
             continue
+        if unit not in ("days", "hours"):
+            return typed, steps, f"Step {number}: choose days or hours."
         if not (delay.strip().isascii() and delay.strip().isdigit() and len(delay.strip()) <= 6):
             return typed, steps, f"Step {number}: give the delay as a whole number of days or hours."
         if not name:
@@ -158,7 +162,7 @@ def create_sequence(request: Request, session: SessionDep, owner: OwnerDep, offe
         except ValidationError as invalid:
             error = problem_of(invalid, LABELS)
             if error.startswith("Offer:"):
-                error = "Offer: give the offer's id, like off_abc123 (letters, digits, _ . : -, at most 64)."
+                error = "Offer: give the offer's id, like offer_1a2b3c (letters, digits, _ . : -, at most 64)."
     if error is None:
         problem = next(filter(None, (templates.follow_up_problem(session, s.template) for s in steps)), None)
         error = f"Email template: {problem}." if problem else None
@@ -222,7 +226,7 @@ def create_rule(request: Request, session: SessionDep, owner: OwnerDep, trigger:
     if trigger not in TRIGGERS:
         return refused("When: choose what the customer did.")
     if not _ids_ok(*typed.values()):
-        return refused("Offers and products are ids like off_abc123: letters, digits, _ . : -, at most 64.")
+        return refused("Offers and products are ids like offer_1a2b3c: letters, digits, _ . : -, at most 64.")
     days = days.strip() or "0"
     if not (days.isascii() and days.isdigit() and len(days) <= 3):
         return refused("Days: give a whole number of days, from 0 to 365.")

@@ -31,7 +31,7 @@ def problem_of(error: ValidationError, labels: dict[str, str]) -> str:
     field = next((str(part) for part in first.get("loc", ()) if isinstance(part, str)), "")
     message = first.get("msg", "is not valid").removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if first.get("type") == "string_pattern_mismatch":
-        message = "not in the form it takes: an id is like off_abc123 (letters, digits, _ . : -)"
+        message = "not in the form it takes: an id is like offer_1a2b3c (letters, digits, _ . : -)"
     label = labels.get(field, field.replace("_", " ").capitalize() or "This form")
     return f"{label}: {message[:1].lower()}{message[1:]}".rstrip(".") + "."
 
