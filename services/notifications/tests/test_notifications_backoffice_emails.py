@@ -157,7 +157,7 @@ def test_a_draft_is_previewed_without_saving_then_saved_and_used(app):
     ("text", "Hi\n\n{{ purchase.no_such_field }}", "The text part, line 3: UndefinedError"),
     ("html", "<p>{{ secret_key }}</p>", "The HTML part, line 1: "),
     ("html", "{{ purchase.__class__.__mro__ }}", "unsafe"),
-    ("subject", "", "Subject: string should have at least 1 character"),
+    ("subject", "", "Subject: cannot be empty"),
     ("text", "Hi\x00", "cannot contain the NUL character"),
 ])
 @pytest.mark.parametrize("action", ["save", "preview"])

@@ -148,10 +148,10 @@ def test_a_secret_not_shown_within_minutes_is_not_shown_later(app):
     ({"event_types": ["postsale.login_link.issued"]}, "unknown event type(s): postsale.login_link.issued"),
     ({"url": "http://hooks.seller.test/x"}, "URL: must be https"),
     ({"url": "https://192.168.0.10/x"}, "private or loopback"),
-    ({"url": "https://" + "a" * 2000 + ".test/"}, "URL: string should have at most 2000 characters"),
+    ({"url": "https://" + "a" * 2000 + ".test/"}, "URL: must have at most 2000 characters"),
     ({"alert_emails": "not an address"}, "Alert emails: 'not an address' is not an email address"),
     ({"alert_emails": ""}, "Alert emails: nobody would be told if this endpoint were disabled"),
-    ({"description": "x" * 501}, "Description: string should have at most 500 characters"),
+    ({"description": "x" * 501}, "Description: must have at most 500 characters"),
     ({"description": "CRM\x00"}, "must not contain a NUL character"),
 ])
 def test_bad_input_is_refused_with_a_clear_message_and_nothing_is_added(app, fields, says):

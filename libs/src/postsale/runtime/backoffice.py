@@ -1,5 +1,5 @@
 """What every service's back-office pages share besides the layout (`postsale.runtime.staff`):
-page numbers and paging, a form's problem in words, text fields checked at the edge, and a
+page numbers and paging, a form's problem in words (`problem_of`), text fields checked at the edge, and a
 one-time token that makes a form's second submission change nothing (`create_once`: what the form
 creates, stored under the token's unique constraint).
 
@@ -14,6 +14,7 @@ from typing import Callable, Sequence, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -48,6 +49,40 @@ def page_of_list(rows: Sequence[T], page: int, per_page: int = PER_PAGE) -> tupl
     and whether another follows."""
     number = min(page, max(1, -(-len(rows) // per_page)))
     return list(rows[(number - 1) * per_page:number * per_page]), number, len(rows) > number * per_page
+
+
+def problem_of(error: ValidationError, labels: dict[str, str], *, pattern: str = "is not in the form it takes") -> str:
+    """A model's refusal as the sentence a seller reads: each field by its label on the form, what
+    is wrong in plain words (not pydantic's "Dictionary should have at most 50 items after
+    validation"), `pattern` for a value that does not match its pattern."""
+    said = []
+    for problem in error.errors():
+        field = next((str(part) for part in problem.get("loc", ()) if isinstance(part, str)), "")
+        label = labels.get(field, field.replace("_", " ").capitalize() or "This form")
+        sentence = f"{label}: {pattern if problem.get('type') == 'string_pattern_mismatch' else _in_words(problem)}"
+        if sentence not in said:
+            said.append(sentence)
+    return "; ".join(said) + "."
+
+
+def _in_words(problem: dict) -> str:
+    kind, limits = problem.get("type", ""), problem.get("ctx") or {}
+    count = limits.get("min_length", limits.get("max_length"))
+    unit = "character" if kind.startswith("string") else "item"
+    units = f"{count} {unit}{'' if count == 1 else 's'}"
+    if kind in ("string_too_short", "too_short"):
+        return "cannot be empty" if count == 1 else f"must have at least {units}"
+    words = {"missing": "is needed", "string_too_long": f"must have at most {units}",
+             "too_long": f"must have at most {units}", "less_than_equal": f"must be at most {limits.get('le')}",
+             "less_than": f"must be less than {limits.get('lt')}", "greater_than_equal": f"must be at least {limits.get('ge')}",
+             "greater_than": f"must be more than {limits.get('gt')}", "int_parsing": "must be a whole number",
+             "int_type": "must be a whole number", "int_from_float": "must be a whole number",
+             "float_parsing": "must be a number", "bool_parsing": "must be yes or no",
+             "literal_error": f"must be one of {limits.get('expected')}"}
+    if kind in words:
+        return words[kind]
+    message = str(problem.get("msg", "is not valid")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{message[:1].lower()}{message[1:]}".rstrip(".")
 
 
 def form_text(value: str, *, label: str, max_length: int, required: bool = False) -> str:

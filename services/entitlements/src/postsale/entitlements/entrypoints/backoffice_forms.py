@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.entrypoints.pages import templates
+from postsale.runtime import backoffice
 from postsale.runtime.backoffice import FormError, submission_token
 from postsale.runtime.staff import StaffSession, backoffice_context
 
@@ -72,5 +73,4 @@ def product_or_404(session: Session, product_id: str) -> Product:
 
 def problem_of(error: ValidationError, labels: dict[str, str]) -> str:
     """A model's refusal as the sentence a seller reads: each field by its label on the form."""
-    return "; ".join(f"{labels.get(str(e['loc'][0]), str(e['loc'][0])) if e['loc'] else 'Form'}: "
-                     f"{e['msg'].removeprefix('Value error, ')}" for e in error.errors())
+    return backoffice.problem_of(error, labels)

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from postsale.notifications.entrypoints.pages import templates
+from postsale.runtime import backoffice
 from postsale.runtime.backoffice import is_submission_token, submission_token
 from postsale.runtime.staff import StaffSession, backoffice_context
 
@@ -26,14 +27,11 @@ def split_list(value: str, limit: int = 5000) -> list[str]:
 
 
 def problem_of(error: ValidationError, labels: dict[str, str]) -> str:
-    """The first thing wrong, as "<field>: <what>."."""
-    first = error.errors()[0]
-    field = next((str(part) for part in first.get("loc", ()) if isinstance(part, str)), "")
-    message = first.get("msg", "is not valid").removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if first.get("type") == "string_pattern_mismatch":
-        message = "not in the form it takes: an id is like offer_1a2b3c (letters, digits, _ . : -)"
-    label = labels.get(field, field.replace("_", " ").capitalize() or "This form")
-    return f"{label}: {message[:1].lower()}{message[1:]}".rstrip(".") + "."
+    """The first thing wrong, as "<field>: <what>." (`backoffice.problem_of`), an id's form named."""
+    return backoffice.problem_of(error, labels, pattern=ID_FORM).split("; ", 1)[0].rstrip(".") + "."
+
+
+ID_FORM = "is not in the form it takes: an id is like offer_1a2b3c (letters, digits, _ . : -)"
 
 
 def submission_of(value: str) -> str:
