@@ -57,6 +57,9 @@ def test_admin_apis_refuse_bad_requests_with_a_clear_4xx(suite, store):
 
     assert httpx.get(f"{checkout_url}/offers/offer_nope").status_code == 404
     assert httpx.get(f"{checkout_url}/checkout/cs_nope").status_code == 404
+    # A form's address reached with GET (a bookmark, a reload) is a page that says so, as in every service.
+    wrong_method = httpx.get(f"{checkout_url}/checkout/cs_nope/pay", headers={"Accept": "text/html"})
+    assert wrong_method.status_code == 405 and "This page does not exist" in wrong_method.text
     # A sandbox store takes no Stripe webhooks at all (the Stripe suite checks bad signatures).
     not_stripe = httpx.post(f"{checkout_url}/webhooks/stripe", content=b"not json",
                             headers={"Stripe-Signature": "t=1,v1=00"})

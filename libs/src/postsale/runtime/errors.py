@@ -17,7 +17,7 @@ from postsale.runtime.staff import backoffice_problem, is_backoffice_page
 from postsale.runtime.web import shared_templates
 
 TITLES = {400: "Something is wrong with this request", 401: "Please log in", 403: "Not allowed",
-          404: "Not found", 409: "This cannot be done now", 410: "No longer available"}
+          404: "Not found", 405: "Not found", 409: "This cannot be done now", 410: "No longer available"}
 
 
 def html_errors_for_pages(app: FastAPI, *, templates: Jinja2Templates, api_prefixes: tuple[str, ...]) -> None:
@@ -32,9 +32,12 @@ def html_errors_for_pages(app: FastAPI, *, templates: Jinja2Templates, api_prefi
         wants_json = "application/json" in request.headers.get("accept", "")
         if wants_json or request.url.path.startswith(api_prefixes) or exc.status_code >= 500:
             return await http_exception_handler(request, exc)
+        # A person who reaches a form's address with GET (a bookmark, a reload) meets a page that is
+        # not there for them, as the other services say it.
+        message = "This page does not exist: check the address, or go back." if exc.status_code == 405 else exc.detail
         return templates.TemplateResponse(
             request, "error.html",
-            {"title": TITLES.get(exc.status_code, "Sorry"), "message": exc.detail},
+            {"title": TITLES.get(exc.status_code, "Sorry"), "message": message},
             status_code=exc.status_code, headers=getattr(exc, "headers", None),
         )
 
