@@ -5,6 +5,7 @@ resume. Real services, broker, PostgreSQL and SMTP."""
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -84,7 +85,8 @@ def test_a_trial_renews_fails_is_recovered_by_a_new_card_then_ends_at_period_end
     assert "Your new card is saved." in saved.text
     state, now = advance_to_next_charge(suite, customer, state, now)
     assert state["status"] == "past_due" and state["dunning"][-1]["succeeded"] is False
-    assert "Your last payment failed." in browser.get(billing).text
+    page = browser.get(billing).text
+    assert "Your last payment failed." in page and "19.00 EUR a month" in page
     assert eventually(lambda: has_access(suite, customer, club))  # kept while retries run
     failed_at = datetime.fromisoformat(state["dunning"][-1]["attempted_at"])
     for _ in range(2):
@@ -146,13 +148,17 @@ def test_a_payment_plan_of_three_charges_every_instalment_and_completes(suite, s
 def test_a_partial_refund_keeps_access_and_a_full_one_revokes_it(suite, stripe_test_mode):
     guide = create_product(suite, f"Guide {uuid.uuid4().hex[:6]}")
     offer = create_offer(suite, name="Guide", product_ids=[guide])
-    _, purchase = buy(suite, offer, log_in=False, stripe=stripe_test_mode)
+    browser, purchase = buy(suite, offer, stripe=stripe_test_mode)
     customer = purchase["customer_id"]
     assert eventually(lambda: has_access(suite, customer, guide))
     with suite.admin("checkout") as checkout:
         refunds = f"/admin/purchases/{purchase['id']}/refunds"
         part = checkout.post(refunds, json={"amount": 1000, "reason": "goodwill"})
         assert part.status_code == 201 and part.json()["full"] is False
+        # The customer's receipt says what was paid, what came back and what is left.
+        [receipt_path] = re.findall(r'href="(/billing/receipts/[^"]+)"', browser.get(f"{suite.url('checkout')}/billing").text)
+        receipt = " ".join(re.sub(r"<[^>]+>", " ", browser.get(f"{suite.url('checkout')}{receipt_path}").text).split())
+        assert "Paid 49.00 EUR" in receipt and "−10.00 EUR" in receipt and "Total after refunds 39.00 EUR" in receipt
         assert checkout.post(refunds, json={"amount": 3901}).status_code == 409
         rest = checkout.post(refunds, json={})
         assert rest.status_code == 201 and rest.json()["full"] is True

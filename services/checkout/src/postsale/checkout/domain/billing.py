@@ -60,9 +60,7 @@ class BillingTerms:
     def describe(self) -> str:
         """How a buyer reads the price: `49.00 EUR every 2 months after a 14-day free trial`."""
         price = format_money(self.amount, self.currency)
-        every = ""
-        if self.interval:
-            every = f" a {self.interval}" if self.interval_count == 1 else f" every {self.interval_count} {self.interval}s"
+        every = f" {cadence(self.interval, self.interval_count)}" if self.interval else ""
         if self.type == "free":
             return "Free"
         if self.type == "subscription":
@@ -73,6 +71,11 @@ class BillingTerms:
         if self.type == "pay_what_you_want":
             return f"Pay what you want (at least {format_money(self.minimum or 0, self.currency)})"
         return price
+
+
+def cadence(interval: str, count: int) -> str:
+    """How often a price is charged, as a buyer reads it: `a month`, `every 2 weeks`."""
+    return f"a {interval}" if count == 1 else f"every {count} {interval}s"
 
 
 def terms_problem(terms: BillingTerms) -> str | None:

@@ -13,7 +13,9 @@ from sqlmodel import Session, select
 from postsale.checkout import billing, card_expiry
 from postsale.checkout.adapters.payments.port import PaymentError, PaymentResult
 from postsale.checkout.adapters.payments.sandbox import SandboxProvider
-from postsale.checkout.adapters.tables import BillingJob, CardExpiryCheck, Offer, Payment, Purchase, Subscription
+from postsale.checkout.adapters.tables import (BillingJob, CardExpiryCheck, Offer, Payment, Purchase, Refund,
+                                               Subscription)
+from postsale.checkout.domain.billing import cadence
 from postsale.checkout.domain.billing_cycle import BillingError, SelfService
 from postsale.checkout.entrypoints.buyer import MAX_FIELD, CustomerDep, templates
 from postsale.runtime.auth import CustomerSession
@@ -46,7 +48,8 @@ def _page(request: Request, session: Session, customer: CustomerSession, *, noti
     subscriptions = session.exec(select(Subscription).where(Subscription.customer_id == customer.customer_id)
                                  .order_by(Subscription.created_at)).all()
     rows = [{"subscription": s, "offer": session.get(Offer, s.offer_id), "cycle": billing.cycle_of(session, s),
-             "allowed": _self_service(session, s)} for s in subscriptions]
+             "allowed": _self_service(session, s), "cadence": cadence(s.interval, s.interval_count)}
+            for s in subscriptions]
     purchases = session.exec(select(Purchase).where(Purchase.customer_id == customer.customer_id)).all()
     offers = {p.offer_id: session.get(Offer, p.offer_id) for p in purchases}
     hidden = {p.checkout_session_id for p in purchases if not SelfService(**offers[p.offer_id].self_service).receipts}
@@ -181,7 +184,8 @@ def _card_saved(request: Request, session: Session, customer: CustomerSession, s
 
 @billing_pages.get("/receipts/{payment_id}", response_class=HTMLResponse)
 def receipt(payment_id: str, request: Request, session: SessionDep, customer: CustomerDep):
-    """A printable receipt of one payment."""
+    """A printable receipt of one payment, with the refunds of what it paid for once (a subscription's
+    refunds are not tied to one of its payments: its receipts show each payment as paid)."""
     if customer is None:
         return _login(request)
     payment = session.get(Payment, payment_id[:64])
@@ -191,5 +195,9 @@ def receipt(payment_id: str, request: Request, session: SessionDep, customer: Cu
         raise HTTPException(status_code=404, detail="This receipt is not yours, or does not exist.")
     lines = [(p, session.get(Offer, p.offer_id)) for p in purchases
              if p.payment_id == payment.id or payment.subscription_id and p.subscription_id == payment.subscription_id]
-    return templates.TemplateResponse(request, "receipt.html", {"payment": payment, "lines": lines,
-                                                                "customer": customer})
+    refunds = [] if payment.subscription_id else session.exec(
+        select(Refund).where(Refund.purchase_id.in_([p.id for p, _offer in lines]))  # type: ignore[attr-defined]
+        .order_by(Refund.refunded_at)).all()
+    return templates.TemplateResponse(request, "receipt.html", {
+        "payment": payment, "lines": lines, "customer": customer, "refunds": refunds,
+        "net": payment.amount - sum(r.amount for r in refunds)})
