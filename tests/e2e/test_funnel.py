@@ -316,15 +316,19 @@ def test_skipping_the_account_page_lands_on_the_sellers_page_and_emails_the_setu
 
 @BOTH_PROVIDERS
 def test_the_thank_you_page_follows_the_account_page(suite, stripe_test_mode):
-    offer = create_offer(suite, name="Guide", product_ids=products(suite, "Guide"),
+    bump = create_offer(suite, name="Checklist", product_ids=products(suite, "Checklist"),
+                        price={"amount": 500, "currency": "EUR"})
+    offer = create_offer(suite, name="Guide", product_ids=products(suite, "Guide"), order_bump_offer_id=bump["id"],
                          post_purchase={"destination": "thank_you"})
     email, browser = new_email("tia"), httpx.Client(timeout=10)
-    paid = pay(browser, suite, start_checkout(browser, suite, offer["id"], email), stripe=stripe_test_mode)
+    paid = pay(browser, suite, start_checkout(browser, suite, offer["id"], email), stripe=stripe_test_mode,
+               order_bump="on")
     created = set_up_account(browser, suite, paid.headers["location"])
-    [purchase] = purchases(suite, email)
+    purchase = next(p for p in purchases(suite, email) if p["offer_id"] == offer["id"])
     assert created.headers["location"] == f"{suite.url('checkout')}/purchases/{purchase['id']}/thank-you"
     thanks = browser.get(created.headers["location"])
-    assert "Thank you for your purchase" in thanks.text and "Guide" in thanks.text
+    # What the buyer came for first, then the bump paid with it.
+    assert "Thank you for your purchase" in thanks.text and 0 < thanks.text.index("Guide") < thanks.text.index("Checklist")
 
 
 @SANDBOX

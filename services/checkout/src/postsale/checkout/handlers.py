@@ -49,7 +49,7 @@ from postsale.contracts import (
     PurchasedProduct,
     UpsellDeclined,
 )
-from postsale.runtime.clock import utcnow
+from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.messaging import publish_later
 from postsale.runtime.scheduler import end_pending
 
@@ -382,8 +382,10 @@ def _start_billing(session: Session, purchase: Purchase, terms: BillingTerms, ch
 
 
 def purchases_of(session: Session, checkout: CheckoutSession) -> list[Purchase]:
-    return list(session.exec(select(Purchase).where(Purchase.checkout_session_id == checkout.id)
-                             .order_by(Purchase.completed_at, Purchase.id)).all())
+    """The attempt's purchases in the order they were made; of those one payment made at once, the
+    offer the buyer came for first, then its order bumps."""
+    made = session.exec(select(Purchase).where(Purchase.checkout_session_id == checkout.id)).all()
+    return sorted(made, key=lambda p: (as_utc(p.completed_at), p.offer_id != checkout.offer_id, p.id))
 
 
 def primary_purchase(session: Session, checkout: CheckoutSession) -> Purchase:
