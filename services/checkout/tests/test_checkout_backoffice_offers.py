@@ -55,6 +55,7 @@ class Store:
         with self.session() as session:
             session.add(CatalogProduct(id="prod_course", name="Video course", delivery_type="membership"))
             session.add(CatalogProduct(id="prod_book", name="Workbook", delivery_type="download"))
+            session.add(CatalogProduct(id="prod_seat", name="Workshop seat", delivery_type="none"))
             session.commit()
 
     def session(self) -> Session:
@@ -113,6 +114,8 @@ def test_a_stranger_is_sent_to_the_staff_login(store):
 def test_a_new_offer_form_posted_twice_makes_one_offer(store):
     owner = store.browser("owner")
     page = owner.get("/admin/offers/new")
+    # Each product says how it is delivered in the words of the product form.
+    assert "(hosted membership, prod_course)" in page.text and "(fulfilled by you, prod_seat)" in page.text
     token = re.search(r'name="submission" value="([\w-]+)"', page.text).group(1)
     first = created_id(owner.post("/admin/offers/new", data=offer_form(submission=token)))
     again = created_id(owner.post("/admin/offers/new", data=offer_form(submission=token)))  # a double click
