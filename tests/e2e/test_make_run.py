@@ -75,6 +75,13 @@ def test_make_run_serves_the_demo_store_and_keeps_it_across_runs(tmp_path):
                 "email": back_office.group(2), "password": back_office.group(3),
                 "csrf_token": form_field(login_page.text, "csrf_token")}, follow_redirects=True)
             assert signed_in.status_code == 200 and "Customers" in signed_in.text, "the printed staff login fails"
+            # Each demo product is delivered as it would be in a store: lessons, a file, a booking.
+            products = staff.get(f"http://127.0.0.1:{first_port + 1}/admin/products").text
+            listed = " ".join(re.sub(r"<[^>]+>", " ", products[products.index("<main"):]).split())
+            for product, delivery in (("The Creator Membership", "Hosted membership"),
+                                      ("The Creator Workbook", "Download"), ("Coaching call", "A booking"),
+                                      ("Launch Masterclass", "A registration")):
+                assert f"{product} {delivery}" in listed, listed
             offers.append((checkout_url, subscription_url, plan_url))
         finally:
             runner.send_signal(signal.SIGINT)  # what Ctrl-C sends

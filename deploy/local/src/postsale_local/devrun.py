@@ -49,37 +49,86 @@ DEMO_COUPON = "LAUNCH20"
 
 def seed_demo_store(suite: Suite, state: dict) -> dict[str, str]:
     """The demo store, made once: a one-time offer with an order bump and an upsell funnel, a
-    subscription with a free trial, a payment plan and a coupon. Returns each offer's checkout URL."""
+    subscription with a free trial, a payment plan and a coupon, their products delivered as a
+    store's would be (lessons, a file, a booking, a registration). Returns each offer's checkout URL."""
     demo = state.get("demo_store")
     if demo:
         with suite.admin("checkout") as checkout:
             if all(checkout.get(f"/admin/offers/{offer_id}").status_code == 200 for offer_id in demo.values()):
                 return {name: f"{suite.url('checkout')}/offers/{offer_id}" for name, offer_id in demo.items()}
 
-    def offer(name: str, product: str, amount: int, description: str = "", **settings) -> dict:
-        product_id = suite.create_product(product, description=description)
+    def offer(name: str, product_id: str, amount: int, **settings) -> dict:
         return suite.create_offer({"name": name, "product_ids": [product_id],
                                    "price": {"amount": amount, "currency": "EUR"}, **settings})
 
-    workbook = offer("The Creator Workbook", "The Creator Workbook", 1500, "Printable worksheets for every lesson.")
-    coaching = offer("A 1:1 coaching call", "Coaching call", 9900, "Sixty minutes on your plan.")
-    masterclass = offer("The Launch Masterclass, live", "Launch Masterclass", 19900)
-    replay = offer("The Launch Masterclass replay", "Launch Masterclass replay", 4900)
+    workbook = offer("The Creator Workbook", _workbook(suite), 1500)
+    coaching = offer("A 1:1 coaching call", _fulfilled(suite, "Coaching call", "Sixty minutes on your plan.", "booking", {
+        "length": "60 minutes", "how to book": "the booking link comes by email within a day"}), 9900)
+    masterclass = offer("The Launch Masterclass, live", _fulfilled(suite, "Launch Masterclass", "Three hours, live.",
+                                                                    "webinar", {"session": "first Tuesday, 18:00 CET"}),
+                        19900)
+    replay = offer("The Launch Masterclass replay", _course(suite, "Launch Masterclass replay", "", {
+        "The replay": ["Part 1: the plan", "Part 2: the launch week"]}), 4900)
     membership = offer(
-        "Creator Membership: lifetime access", "The Creator Membership", 4900,
-        "Weekly lessons, the community and every recording.", order_bump_offer_id=workbook["id"],
+        "Creator Membership: lifetime access", _course(suite, "The Creator Membership",
+                                                       "Weekly lessons, the community and every recording.", {
+            "Start here": ["Welcome", "How the membership works"],
+            "Week 1: your first product": ["Find the problem", "Make the smallest version"]}), 4900,
+        order_bump_offer_id=workbook["id"],
         upsells=[{"offer_id": coaching["id"]},
                  {"offer_id": masterclass["id"], "downsell_offer_id": replay["id"]}])
-    circle = offer("The Inner Circle", "The Inner Circle", 1900, "Monthly live Q&A and the private forum.",
-                   billing={"type": "subscription", "interval": "month", "trial_days": 14})
-    course = offer("The Pro Course in 3 payments", "The Pro Course", 9900,
-                   billing={"type": "payment_plan", "interval": "month", "instalments": 3})
+    circle = offer("The Inner Circle", _course(suite, "The Inner Circle", "Monthly live Q&A and the private forum.", {
+        "This month": ["The Q&A recording"]}), 1900,
+        billing={"type": "subscription", "interval": "month", "trial_days": 14})
+    course = offer("The Pro Course in 3 payments", _course(suite, "The Pro Course", "", {
+        "Module 1": ["Positioning"], "Module 2 (opens a week later)": ["Pricing"]}, drip_days=7), 9900,
+        billing={"type": "payment_plan", "interval": "month", "instalments": 3})
     with suite.admin("checkout") as checkout:
         checkout.post("/admin/coupons", json={"code": DEMO_COUPON, "percent_off": 20,
                                               "offer_ids": [membership["id"]]}).raise_for_status()
     state["demo_store"] = {"one_time": membership["id"], "subscription": circle["id"], "payment_plan": course["id"]}
     save_state(state)
     return {name: f"{suite.url('checkout')}/offers/{offer_id}" for name, offer_id in state["demo_store"].items()}
+
+
+def _course(suite: Suite, name: str, description: str, sections: dict[str, list[str]], *, drip_days: int = 0) -> str:
+    """A hosted membership with its sections and lessons (each section after the first opens
+    `drip_days` later than the one before)."""
+    product_id = suite.create_product(name, description=description)
+    with suite.admin("entitlements") as entitlements:
+        for number, (title, lessons) in enumerate(sections.items()):
+            section = entitlements.post(f"/admin/products/{product_id}/sections", json={"title": title})
+            section.raise_for_status()
+            for lesson in lessons:
+                entitlements.post(f"/admin/products/{product_id}/sections/{section.json()['id']}/lessons", json={
+                    "title": lesson, "drip_days": number * drip_days,
+                    "body": f"{lesson}: the demo store's lesson.\n\nWrite your own from the back office."},
+                ).raise_for_status()
+    return product_id
+
+
+def _workbook(suite: Suite) -> str:
+    """A download with one file."""
+    with suite.admin("entitlements") as entitlements:
+        made = entitlements.post("/admin/products", json={
+            "name": "The Creator Workbook", "description": "Printable worksheets for every lesson.",
+            "delivery_type": "download"})
+        made.raise_for_status()
+        product_id = made.json()["id"]
+        entitlements.post(f"/admin/products/{product_id}/files", files={"file": (
+            "creator-workbook.txt", b"The Creator Workbook\n\n1. Who is it for?\n2. What do they get?\n", "text/plain")},
+        ).raise_for_status()
+    return product_id
+
+
+def _fulfilled(suite: Suite, name: str, description: str, kind: str, details: dict[str, str]) -> str:
+    """A product the seller fulfils (a booking, a registration): Postsale records and tells."""
+    with suite.admin("entitlements") as entitlements:
+        made = entitlements.post("/admin/products", json={
+            "name": name, "description": description, "delivery_type": "none",
+            "fulfilment": {"kind": kind, "details": details}})
+        made.raise_for_status()
+    return made.json()["id"]
 
 
 STAFF_EMAIL = "owner@example.com"
