@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI, Form, UploadFile
 from fastapi.testclient import TestClient
 
-from postsale.runtime.web import RefuseNul, normalize_email
+from postsale.runtime.web import MAX_CUSTOMER_FORM_BYTES, RefuseNul, normalize_email
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +69,42 @@ def test_an_email_address_holds_no_control_character():
     assert normalize_email(" Ann@Example.COM ") == "ann@example.com"
     for raw in ("nul\x00guy@example.test", "ann@exa\x01mple.com", "ann@example.co\x7f"):
         assert normalize_email(raw) is None
+
+
+async def sent_in_chunks(chunks: list[bytes]) -> tuple[int, bytes | None]:
+    """The middleware's answer to a customer's form arriving in `chunks`, and the body the route
+    read (None: no route ran)."""
+    answer, read = {}, []
+
+    async def route(scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        read.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    pending = [{"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1}
+               for n, chunk in enumerate(chunks)]
+
+    async def receive():
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+
+    scope = {"type": "http", "path": "/checkout", "query_string": b"", "method": "POST",
+             "headers": [(b"content-type", b"application/x-www-form-urlencoded")]}
+    await RefuseNul(route)(scope, receive, send)
+    return answer["status"], read[0] if read else None
+
+
+async def test_a_nul_split_across_chunks_is_found_and_a_form_past_its_limit_is_refused_as_it_comes():
+    assert await sent_in_chunks([b"email=a%40b.c&reason=x%", b"00y"]) == (400, None)
+    assert await sent_in_chunks([b"email=a%40b.c&reason=x%2", b"500"]) == (200, b"email=a%40b.c&reason=x%2500")
+    huge = b"x" * (MAX_CUSTOMER_FORM_BYTES // 4 + 1)
+    assert await sent_in_chunks([b"reason="] + [huge] * 4) == (413, None)

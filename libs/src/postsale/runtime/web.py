@@ -206,6 +206,10 @@ class RequestBody(BaseModel):
         return data
 
 
+MAX_CUSTOMER_FORM_BYTES = 1024 * 1024
+"""A customer's form (an email, a name, a card, a reason of up to 500 characters) is a few KiB."""
+
+
 class RefuseNul:
     """ASGI middleware: a NUL character in the path, the query string (`%00`) or the fields of a
     customer's form (`application/x-www-form-urlencoded` outside `/admin/`) is refused with a 400
@@ -214,7 +218,7 @@ class RefuseNul:
     what is wrong beside the field, with what was typed (`backoffice.form_text`); an API's JSON
     body is its model's to refuse (`RequestBody`). Pure ASGI: a request without a customer's form
     pays a substring test; a form's body (small, and read whole by the route anyway) is read
-    first, then replayed."""
+    first, then replayed, and one past `MAX_CUSTOMER_FORM_BYTES` is refused (413) as it comes."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -224,20 +228,27 @@ class RefuseNul:
             await self.app(scope, receive, send)
             return
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
-            await _nul_refused(scope, receive, send, "The address holds a NUL character (%00); remove it.")
+            await _refused(scope, receive, send, "The address holds a NUL character (%00); remove it.")
             return
         if not scope["path"].startswith("/admin/") and _content_type(scope) == b"application/x-www-form-urlencoded":
-            messages, body = [], b""
+            messages, size, tail, nul = [], 0, b"", False
             while True:
                 message = await receive()
                 messages.append(message)
                 if message["type"] != "http.request":
                     break
-                body += message.get("body", b"")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > MAX_CUSTOMER_FORM_BYTES:
+                    await _refused(scope, receive, send, "This form is far larger than any form here can be; "
+                                                         "shorten what you typed.", 413)
+                    return
+                seen = tail + chunk  # "%00" may span two chunks
+                nul, tail = nul or b"%00" in seen or b"\x00" in chunk, seen[-2:]
                 if not message.get("more_body", False):
                     break
-            if b"%00" in body or b"\x00" in body:
-                await _nul_refused(scope, receive, send, "A field of the form holds a NUL character; remove it.")
+            if nul:
+                await _refused(scope, receive, send, "A field of the form holds a NUL character; remove it.")
                 return
             replay = iter(messages)
 
@@ -256,13 +267,13 @@ def _content_type(scope) -> bytes:
     return b""
 
 
-async def _nul_refused(scope, receive, send, detail: str) -> None:
+async def _refused(scope, receive, send, detail: str, status_code: int = 400) -> None:
     accept = next((value for name, value in scope.get("headers", ()) if name == b"accept"), b"")
     if b"text/html" in accept:
         response: Response = HTMLResponse(
             f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Bad request</title></head>"
             f"<body><h1>This request cannot be used</h1><p>{detail}</p><p>Go back and try again.</p></body></html>",
-            status_code=400)
+            status_code=status_code)
     else:
-        response = JSONResponse({"detail": detail}, status_code=400)
+        response = JSONResponse({"detail": detail}, status_code=status_code)
     await response(scope, receive, send)
