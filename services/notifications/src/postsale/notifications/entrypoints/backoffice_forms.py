@@ -26,12 +26,12 @@ def split_list(value: str, limit: int = 5000) -> list[str]:
     return [item.strip() for item in SEPARATORS.split(value[:limit]) if item.strip()]
 
 
+ID_FORM = "is not in the form it takes: an id is like offer_1a2b3c (letters, digits, _ . : -)"
+
+
 def problem_of(error: ValidationError, labels: dict[str, str]) -> str:
     """The first thing wrong, as "<field>: <what>." (`backoffice.problem_of`), an id's form named."""
     return backoffice.problem_of(error, labels, pattern=ID_FORM).split("; ", 1)[0].rstrip(".") + "."
-
-
-ID_FORM = "is not in the form it takes: an id is like offer_1a2b3c (letters, digits, _ . : -)"
 
 
 def submission_of(value: str) -> str:
