@@ -12,7 +12,7 @@ import pytest
 
 from sqlmodel import Session
 
-from postsale.notifications import templates
+from postsale.notifications import rules, sequences, templates
 from postsale.notifications.adapters.tables import FollowUpRule, Sequence
 from postsale.notifications.rendering import Parts
 from test_notifications_backoffice_emails import browser, rows, service_app
@@ -138,3 +138,19 @@ def test_a_form_without_a_valid_submission_token_is_refused_and_makes_nothing(ap
     assert "This form was not sent as the page made it" in html.unescape(refused.text)
     assert re.search(r'name="submission" value="[A-Za-z0-9_-]{16,64}"', refused.text)  # a fresh one, to send again
     assert rows(app, model) == []
+
+
+def test_a_follow_up_whose_template_cannot_be_sent_says_so_in_its_list(app):
+    """One saved before templates were checked (with one of Postsale's own emails): its steps send
+    nothing, and the lists say which."""
+    with Session(app.state.engine) as session:
+        sequences.create_sequence(session, offer_id="off_1", name="Old", steps=[
+            {"delay_hours": 24, "template": "week_one"}, {"delay_hours": 48, "template": "abandoned_checkout"}])
+        rules.create_rule(session, trigger="no_login", offer_id="off_1", days=3, template="login_link",
+                          link_offer_id="off_2")
+        session.commit()
+    staff = browser(app)
+    listed = staff.text("/admin/mail/sequences")
+    assert listed.count("data-unfit-template") == 1
+    assert re.search(r"abandoned_checkout</a> <strong[^>]*data-unfit-template>sends nothing", listed)
+    assert "sends nothing" in staff.text("/admin/mail/rules")

@@ -60,8 +60,13 @@ def _listed(request: Request, session: Session, staff: StaffSession, model, temp
     number = page_number(page)
     found, more = page_of_query(session, select(model).order_by(model.created_at.desc(), model.id), number)
     base = _base(model)
+    # Templates that cannot be a follow-up (deleted since, or saved before that was checked): the
+    # steps that send them send nothing, and the page says so.
+    used = {step["template"] for row in found for step in row.steps} if model is Sequence else \
+        {row.template for row in found}
+    unfit = {name for name in used if templates.follow_up_problem(session, name) is not None}
     return show(request, staff, ACTIVE, template, {
-        "rows": found, "done": done, "triggers": TRIGGERS, "page": number,
+        "rows": found, "done": done, "triggers": TRIGGERS, "page": number, "unfit": unfit,
         "previous_url": f"{base}?page={number - 1}" if number > 1 else None,
         "next_url": f"{base}?page={number + 1}" if more else None})
 
