@@ -50,3 +50,9 @@ def said(**fields) -> str:
 ])
 def test_each_refusal_is_a_sentence_with_the_forms_label(fields, sentence):
     assert said(**fields) == sentence
+
+
+def test_a_form_that_shows_one_problem_at_a_time_gets_the_first():
+    with pytest.raises(ValidationError) as refused:
+        Form(name="", delay_hours=20000)
+    assert problem_of(refused.value, LABELS, first_only=True) == "Delay: must be at most 17520."

@@ -109,12 +109,9 @@ def _course(suite: Suite, name: str, description: str, sections: dict[str, list[
 
 def _workbook(suite: Suite) -> str:
     """A download with one file."""
+    product_id = suite.create_product("The Creator Workbook", description="Printable worksheets for every lesson.",
+                                      delivery_type="download")
     with suite.admin("entitlements") as entitlements:
-        made = entitlements.post("/admin/products", json={
-            "name": "The Creator Workbook", "description": "Printable worksheets for every lesson.",
-            "delivery_type": "download"})
-        made.raise_for_status()
-        product_id = made.json()["id"]
         entitlements.post(f"/admin/products/{product_id}/files", files={"file": (
             "creator-workbook.txt", b"The Creator Workbook\n\n1. Who is it for?\n2. What do they get?\n", "text/plain")},
         ).raise_for_status()
@@ -123,12 +120,8 @@ def _workbook(suite: Suite) -> str:
 
 def _fulfilled(suite: Suite, name: str, description: str, kind: str, details: dict[str, str]) -> str:
     """A product the seller fulfils (a booking, a registration): Postsale records and tells."""
-    with suite.admin("entitlements") as entitlements:
-        made = entitlements.post("/admin/products", json={
-            "name": name, "description": description, "delivery_type": "none",
-            "fulfilment": {"kind": kind, "details": details}})
-        made.raise_for_status()
-    return made.json()["id"]
+    return suite.create_product(name, description=description, delivery_type="none",
+                                fulfilment={"kind": kind, "details": details})
 
 
 STAFF_EMAIL = "owner@example.com"

@@ -82,11 +82,13 @@ class Suite:
         return httpx.Client(base_url=self.url(service), timeout=10,
                             headers={"Authorization": f"Bearer {self.admin_token(service)}"})
 
-    def create_product(self, name: str, *, description: str = "", delivery_type: str = "membership") -> str:
-        """A product through entitlements' admin API; returns its id."""
+    def create_product(self, name: str, *, description: str = "", delivery_type: str = "membership",
+                       **settings) -> str:
+        """A product through entitlements' admin API, with its delivery type's `settings` (e.g.
+        `fulfilment={"kind": "booking"}`); returns its id."""
         with self.admin("entitlements") as entitlements:
             product = entitlements.post("/admin/products", json={
-                "name": name, "description": description, "delivery_type": delivery_type})
+                "name": name, "description": description, "delivery_type": delivery_type, **settings})
             product.raise_for_status()
             return product.json()["id"]
 

@@ -51,18 +51,20 @@ def page_of_list(rows: Sequence[T], page: int, per_page: int = PER_PAGE) -> tupl
     return list(rows[(number - 1) * per_page:number * per_page]), number, len(rows) > number * per_page
 
 
-def problem_of(error: ValidationError, labels: dict[str, str], *, pattern: str = "is not in the form it takes") -> str:
-    """A model's refusal as the sentence a seller reads: each field by its label on the form, what
-    is wrong in plain words (not pydantic's "Dictionary should have at most 50 items after
-    validation"), `pattern` for a value that does not match its pattern."""
-    said = []
+def problem_of(error: ValidationError, labels: dict[str, str], *, pattern: str = "is not in the form it takes",
+               first_only: bool = False) -> str:
+    """A model's refusal as the sentence a seller reads: each field by its label on the form (or
+    only the first, with `first_only`), what is wrong in plain words (not pydantic's "Dictionary
+    should have at most 50 items after validation"), `pattern` for a value that does not match its
+    pattern."""
+    said: list[str] = []
     for problem in error.errors():
         field = next((str(part) for part in problem.get("loc", ()) if isinstance(part, str)), "")
         label = labels.get(field, field.replace("_", " ").capitalize() or "This form")
         sentence = f"{label}: {pattern if problem.get('type') == 'string_pattern_mismatch' else _in_words(problem)}"
         if sentence not in said:
             said.append(sentence)
-    return "; ".join(said) + "."
+    return "; ".join(said[:1] if first_only else said) + "."
 
 
 def _in_words(problem: dict) -> str:

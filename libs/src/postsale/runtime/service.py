@@ -103,22 +103,23 @@ async def ensure_topics(kafka: KafkaSettings | str | None, service: str) -> None
     contract's); with `POSTSALE_KAFKA_CREATE_TOPICS` false, only say which are missing. Either way,
     name the topics that have fewer partitions than that (see `_too_few_partitions`)."""
     kafka = kafka_settings(kafka)
-    wanted = {kafka.topic(t.name): (t, kafka.partitions or t.partitions) for t in contract_topics.ALL}
-    dead_letters = kafka.topic(dead_letter_topic(service))
+    # What each topic should be (a dead-letter topic: one partition), made only if missing.
+    specs = [NewTopic(kafka.topic(t.name), num_partitions=kafka.partitions or t.partitions, replication_factor=1,
+                      topic_configs=t.kafka_configs()) for t in contract_topics.ALL]
+    specs.append(NewTopic(kafka.topic(dead_letter_topic(service)), num_partitions=1, replication_factor=1))
     admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id=f"postsale-{service}-admin")
     try:
         await admin.start()
         # One metadata request: every topic of the cluster with its partitions.
         existing = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()}
-        absent = [name for name in [*wanted, dead_letters] if name not in existing]
+        absent = [spec for spec in specs if spec.name not in existing]
         if kafka.create_topics and absent:
             replication = min(3, len((await admin.describe_cluster())["brokers"]))
-            for name in absent:
-                topic, partitions = wanted.get(name, (None, 1))  # a dead-letter topic: one partition
+            for spec in absent:
+                spec.replication_factor = replication
                 with contextlib.suppress(TopicAlreadyExistsError):
                     # One at a time: replicas starting together may race to create the same topic.
-                    await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication,
-                                                        topic_configs=topic.kafka_configs() if topic else {})])
+                    await admin.create_topics([spec])
     except Exception as exc:
         if kafka.create_topics:
             raise
@@ -127,21 +128,22 @@ async def ensure_topics(kafka: KafkaSettings | str | None, service: str) -> None
         return
     finally:
         await admin.close()
-    _too_few_partitions(kafka, {name: partitions for name, (_topic, partitions) in wanted.items()}, existing)
+    _too_few_partitions(kafka, specs, existing)
     if not kafka.create_topics:
         if absent:
             log.error("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false) and these topics are missing: %s",
-                      ", ".join(sorted(absent)))
+                      ", ".join(sorted(spec.name for spec in absent)))
         else:
             log.info("topic creation is off (POSTSALE_KAFKA_CREATE_TOPICS=false); every topic exists")
 
 
-def _too_few_partitions(kafka: KafkaSettings, wanted: dict[str, int], existing: dict[str, int]) -> None:
-    """Warns of each existing topic with fewer partitions than `wanted`: its consumer groups use at
+def _too_few_partitions(kafka: KafkaSettings, specs: list[NewTopic], existing: dict[str, int]) -> None:
+    """Warns of each existing topic with fewer partitions than its spec: its consumer groups use at
     most that many of a service's replicas. Never raised here: the records on a topic keep their
     partitions, so raised while a key's events wait unread, that key's next events could be read
     before them. The operator raises it once the topic's consumers have caught up."""
-    for name, partitions in sorted(wanted.items()):
+    for spec in sorted(specs, key=lambda spec: spec.name):
+        name, partitions = spec.name, spec.num_partitions
         have = existing.get(name, partitions)
         if have >= partitions:
             continue

@@ -31,7 +31,7 @@ ID_FORM = "is not in the form it takes: an id is like offer_1a2b3c (letters, dig
 
 def problem_of(error: ValidationError, labels: dict[str, str]) -> str:
     """The first thing wrong, as "<field>: <what>." (`backoffice.problem_of`), an id's form named."""
-    return backoffice.problem_of(error, labels, pattern=ID_FORM).split("; ", 1)[0].rstrip(".") + "."
+    return backoffice.problem_of(error, labels, pattern=ID_FORM, first_only=True)
 
 
 def submission_of(value: str) -> str:
