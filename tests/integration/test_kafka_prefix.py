@@ -188,12 +188,18 @@ async def test_new_topics_get_the_partitions_asked_for_and_an_existing_topic_wit
         await admin.create_topics([NewTopic(narrow, num_partitions=2, replication_factor=1)])
         caplog.set_level(logging.WARNING, logger="postsale.runtime.service")
         await ensure_topics(kafka, service)
-        ours = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()
-                if t["topic"].startswith(f"{kafka.prefix}.")}
+        wanted = {**{kafka.topic(t.name): 6 for t in topics.ALL}, narrow: 2, kafka.topic(dead_letter_topic(service)): 1}
+
+        async def ours():
+            # A topic just made reaches the metadata the brokers answer with a moment later.
+            described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics()
+                         if t["topic"].startswith(f"{kafka.prefix}.")}
+            return described if described.keys() == wanted.keys() else None
+
+        described = await until(ours, timeout=15, what="every topic in the cluster's metadata")
     finally:
         await admin.close()
-    assert ours == {**{kafka.topic(t.name): 6 for t in topics.ALL}, narrow: 2,
-                    kafka.topic(dead_letter_topic(service)): 1}
+    assert described == wanted
     [warning] = [r.getMessage() for r in caplog.records if "partitions, fewer than" in r.getMessage()]
     assert warning.startswith(f"topic {narrow} has 2 partitions, fewer than the 6 asked for "
                               "(POSTSALE_KAFKA_PARTITIONS): a consumer group reads it with at most 2 replicas")
