@@ -223,3 +223,14 @@ def test_any_service_verifies_staff_tokens_locally_and_redirects_the_rest_to_the
     token = staff_browser(accounts, SUPPORT).cookies[STAFF_COOKIE]
     client.cookies.set(STAFF_COOKIE, token)
     assert client.get("/admin/products").json() == {"staff": SUPPORT, "role": "support"}
+
+
+def test_the_admin_api_answers_json_to_an_oversized_or_misspelt_body(accounts):
+    api = accounts.browser()
+    api.headers["Authorization"] = f"Bearer {TOKEN}"
+    huge = api.post("/admin/customers", json={"email": "big@example.com", "first_name": "x" * 3_000_000})
+    assert huge.status_code == 413 and huge.headers["content-type"] == "application/json"
+    assert huge.json()["message"].startswith("The request body is larger than")
+    misspelt = api.post("/admin/customers", json={"email": "ann@example.com", "frist_name": "Ann"})
+    assert misspelt.status_code == 422 and "frist_name" in misspelt.text
+    assert accounts.published() == []  # no customer made

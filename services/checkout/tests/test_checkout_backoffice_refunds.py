@@ -122,3 +122,17 @@ def test_the_json_api_refunds_without_a_token_as_before(store):
         made = store.api.post(f"/admin/purchases/{purchase.id}/refunds", json={"amount": 1000})
         assert made.status_code == 201, made.text
     assert made.json()["total_refunded"]["amount"] == 2000 and refund_count(store) == 2
+
+
+def test_the_json_api_refuses_an_amount_of_another_type_and_refunds_nothing(store):
+    course = store.offer("Course", 4900, ["prod_course"])
+    store.buy(course, "ann@example.com")
+    purchase = store.purchase("ann@example.com", course)
+    # `true` read as 1 and "500" as 500 once refunded 0.01 and 5.00; NaN was a 500 while its refusal was written.
+    for amount in ("true", '"500"', "NaN", "Infinity", "1e400", "12.5"):
+        refused = store.api.post(f"/admin/purchases/{purchase.id}/refunds", content=f'{{"amount": {amount}}}',
+                                 headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422 and refused.json()["message"].startswith("amount: "), (amount, refused.text)
+    misspelt = store.api.post(f"/admin/purchases/{purchase.id}/refunds", json={"amount": 100, "reson": "late"})
+    assert misspelt.status_code == 422 and misspelt.json()["message"] == "reson: Extra inputs are not permitted"
+    assert refund_count(store) == 0

@@ -60,6 +60,17 @@ def test_every_delivery_type_is_accepted_and_settings_must_match_it(api):
     assert bad_url.status_code == 422 and "http or https" in bad_url.text
 
 
+def test_a_misspelt_delivery_setting_is_refused_and_the_saved_one_kept(api):
+    ebook = api.post("/admin/products", json={"name": "Ebook", "delivery_type": "download",
+                                              "download": {"download_limit": 3}}).json()["id"]
+    for body, problem in (({"download": {"download_limt": 5}}, "download: download_limt: not a setting"),
+                          ({"downlaod": {"download_limit": 5}}, "Extra inputs are not permitted"),
+                          ({"download": {"download_limit": True}}, "download.download_limit: Input should be a valid integer")):
+        refused = api.put(f"/admin/products/{ebook}/delivery", json=body)
+        assert refused.status_code == 422 and problem in refused.text, (body, refused.text)
+    assert api.get(f"/admin/products/{ebook}").json()["download"] == {"download_limit": 3}
+
+
 def test_an_integration_gets_a_standard_webhooks_secret_unless_the_seller_gives_one(api):
     made = api.post("/admin/products", json={"name": "Club", "delivery_type": "integration",
                                              "integration": {"endpoint_url": "https://members.example.com/hook"}})

@@ -4,7 +4,7 @@ shows for each delivery type."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta, timezone
 
 import pytest
 from fastapi.testclient import TestClient
@@ -269,3 +269,15 @@ def test_every_form_of_the_library_carries_the_csrf_token(client, engine):
     page = client.get("/library").text
     forms = page.count("<form")
     assert forms == 2 and page.count('name="csrf_token"') == forms  # the logout and the download button
+
+
+def test_the_library_names_the_last_day_of_a_grant_that_ends_at_midnight(client, engine):
+    course = product(engine, "Course", "membership")
+    # "Until 30 Dec" in the back office: access ends at the midnight that starts 31 Dec.
+    ends = datetime.combine(utcnow().date() + timedelta(days=30), time(), timezone.utc)
+    granted = client.post("/admin/grants", headers=admin_headers(), json={
+        "customer_id": CUSTOMER, "email": EMAIL, "product_id": course, "reason": "goodwill",
+        "expires_at": ends.isoformat()})
+    assert granted.status_code == 201, granted.text
+    page = client.get("/library").text
+    assert f'until <time datetime="{ends.isoformat()}">{(ends - timedelta(days=1)):%d %b %Y}</time>' in page

@@ -4,6 +4,7 @@ replayed; bad input refused with a clear 4xx."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import httpx
@@ -164,3 +165,18 @@ def test_private_targets_are_refused_by_default_even_when_postsale_runs_on_this_
         app.state.engine.dispose()
     assert refused.status_code == 422
     assert "must be https" in refused.json()["detail"]
+
+
+def test_a_misspelt_or_mistyped_field_is_refused_and_changes_nothing(admin):
+    saved = admin.put("/admin/email-settings", json={"seller_addresses": ["owner@seller.test"], "notify_each_sale": False})
+    assert saved.status_code == 200, saved.text
+    for body in ({"seller_adresses": ["b@seller.test"]},  # a PUT that dropped it would reset both settings
+                 {"seller_addresses": ["owner@seller.test"], "notify_each_sale": "no"},
+                 {"seller_addresses": ["owner@seller.test"], "notify_each_sale": float("nan")}):
+        # json.dumps writes NaN as the bare token some clients send; JSON itself has no such number.
+        refused = admin.put("/admin/email-settings", content=json.dumps(body), headers={"Content-Type": "application/json"})
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/json", refused.text
+    assert "seller_adresses: Extra inputs are not permitted" in admin.put(
+        "/admin/email-settings", json={"seller_adresses": []}).json()["message"]
+    assert admin.get("/admin/email-settings").json() == {"seller_addresses": ["owner@seller.test"],
+                                                          "notify_each_sale": False}

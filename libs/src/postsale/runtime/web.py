@@ -12,7 +12,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 from prometheus_client import make_asgi_app
-from pydantic import BaseModel, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Strict, model_validator
 
 from postsale.runtime import http_telemetry
 from postsale.runtime.clock import utcnow
@@ -106,7 +106,9 @@ def add_operational_routes(app: FastAPI, *, outbox_max_age: float = OUTBOX_MAX_A
 
 
 def jsonable(errors: list[dict]) -> list[dict]:
-    return json.loads(json.dumps(errors, default=str))
+    # The problems echo the input: a number JSON cannot hold (NaN, Infinity, 1e400 read as
+    # infinity) is echoed as its text, or the answer itself would fail to render (a 500).
+    return json.loads(json.dumps(errors, default=str), parse_constant=str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -194,9 +196,19 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
+# A moment in a request body: its ISO 8601 text with an offset (JSON has no date type, so the
+# text is read even in a strict `RequestBody`).
+Moment = Annotated[AwareDatetime, Strict(False)]
+
+
 class RequestBody(BaseModel):
-    """The base of an API's request bodies: a NUL character anywhere in one is refused with a 422,
-    before a use case runs (PostgreSQL cannot store it, and would answer a 500 mid-transaction)."""
+    """The base of an API's request bodies, refused with a 422 before a use case runs when one
+    holds a NUL character anywhere (PostgreSQL cannot store it, and would answer a 500
+    mid-transaction), a field the model does not know (a misspelt setting would otherwise be
+    dropped, and a PUT would reset it to its default), or a value of another JSON type than the
+    field's (`true` or `"500"` for an amount is a mistake, not 1 or 500)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     @model_validator(mode="before")
     @classmethod

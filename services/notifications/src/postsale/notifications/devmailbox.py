@@ -35,7 +35,15 @@ def read_messages(directory: Path) -> list[tuple[str, EmailMessage]]:
     for key in box.keys():
         with box.get_file(key) as raw:
             messages.append((key, message_from_bytes(raw.read(), policy=policy.default)))
-    return sorted(messages, key=lambda item: item[1].get("Date", ""), reverse=True)
+    return sorted(messages, key=_newest_first, reverse=True)
+
+
+def _newest_first(item: tuple[str, EmailMessage]) -> tuple[float, str]:
+    """By the moment in the Date header (its text would put "Sun, 29 Nov" above "Mon, 30 Nov"),
+    then by the Maildir key, which starts with the time of delivery."""
+    key, message = item
+    sent = getattr(message.get("Date"), "datetime", None)
+    return (sent.timestamp() if sent is not None else 0.0), key
 
 
 def main() -> None:

@@ -14,13 +14,13 @@ from postsale.accounts.domain import setup as rules
 from postsale.runtime.db import SessionDep
 from postsale.runtime.passwords import MAX_LENGTH as MAX_PASSWORD_LENGTH
 from postsale.runtime.theme import Theme
-from postsale.runtime.web import normalize_email, require_admin
+from postsale.runtime.web import RequestBody, normalize_email, require_admin
 
 admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
 Name = Field(min_length=1, max_length=rules.MAX_NAME_LENGTH)
 
 
-class NewCustomer(BaseModel):
+class NewCustomer(RequestBody):
     email: str = Field(max_length=rules.MAX_EMAIL_LENGTH)
     first_name: str = Name
     last_name: str = Name
@@ -107,7 +107,7 @@ def resend_setup_link(customer_id: str, session: SessionDep) -> LinkSent:
     return LinkSent(sent=sent, email=customer.email)
 
 
-class NewStaffMember(BaseModel):
+class NewStaffMember(RequestBody):
     email: str = Field(max_length=rules.MAX_EMAIL_LENGTH)
     name: str = Field(default="", max_length=rules.MAX_NAME_LENGTH, pattern=r"^[^\x00]*$")
     role: Literal["owner", "support"]

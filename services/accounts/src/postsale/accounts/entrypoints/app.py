@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from sqlmodel import Session
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -87,6 +88,8 @@ def add_form_limits(app: FastAPI) -> None:
         length = request.headers.get("content-length", "")
         limit = import_pages.FORM_LIMITS.get(request.url.path, MAX_FORM_BYTES)
         if request.method == "POST" and length.isdigit() and int(length) > limit:
+            if _wants_json(request):  # the admin API's clients read JSON
+                return JSONResponse({"message": f"The request body is larger than {limit} bytes."}, status_code=413)
             return _problem_page(request, "That form was far larger than any account form can be. Go back, "
                                           "shorten what you typed, and send it again.", 413)
         return await call_next(request)

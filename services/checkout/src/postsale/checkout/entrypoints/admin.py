@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlmodel import select
 
 from postsale.checkout import handlers, offers
@@ -24,7 +24,7 @@ from postsale.checkout.domain.post_purchase import PostPurchase
 from postsale.checkout.entrypoints.admin_billing import Money, SubscriptionOut, subscription_out
 from postsale.contracts import AccessPolicy
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import RequestBody, normalize_email, require_admin
+from postsale.runtime.web import Moment, RequestBody, normalize_email, require_admin
 
 admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
 Id = Field(min_length=1, max_length=64)
@@ -192,7 +192,7 @@ class NewCoupon(RequestBody):
     duration: Literal["once", "repeating", "forever"] = Field(
         default="once", description="For subscriptions: the first payment only, `duration_periods` payments, or all.")
     duration_periods: int | None = Field(default=None, ge=1, le=120)
-    expires_at: AwareDatetime | None = None
+    expires_at: Moment | None = None
     max_redemptions: int | None = Field(default=None, ge=1, le=10**9)
     offer_ids: list[str] = Field(default_factory=list, max_length=100, description="Empty: every offer.")
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
 from postsale.checkout import billing, card_expiry
@@ -17,7 +17,7 @@ from postsale.checkout.adapters.tables import (BillingJob, CardExpiryCheck, Char
 from postsale.checkout.domain.billing_cycle import BillingError
 from postsale.runtime.clock import as_utc
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import RequestBody, normalize_email, require_admin
+from postsale.runtime.web import Moment, RequestBody, normalize_email, require_admin
 
 admin_billing = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin: billing"])
 MAX_SIMULATED_DAYS = 3660
@@ -130,7 +130,7 @@ class Cancellation(RequestBody):
     when: Literal["now", "period_end", "date"] = Field(
         description="`now` (access per the offer's policy: revoked now by default), `period_end` (access to the end "
                     "of the paid period) or `date` (with `at`).")
-    at: AwareDatetime | None = None
+    at: Moment | None = None
     reason: str | None = Field(default=None, max_length=500)
 
 

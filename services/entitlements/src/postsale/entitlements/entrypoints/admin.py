@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from postsale.entitlements import access_views, grants, products
 from postsale.entitlements.adapters.tables import Grant, Product
@@ -20,7 +20,7 @@ from postsale.entitlements.delivery.none import FulfilmentSettings
 from postsale.entitlements.entrypoints.fields import Id, Text, no_nul_in_path
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import normalize_email, require_admin
+from postsale.runtime.web import Moment, RequestBody, normalize_email, require_admin
 
 admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin), Depends(no_nul_in_path)], tags=["admin"])
 
@@ -30,15 +30,38 @@ DeliveryTypeName = Literal["membership", "integration", "download", "license_key
 # through /admin/products/{id}/sections).
 SETTINGS_FIELD = {"download": "download", "integration": "integration", "license_key": "license_key",
                   "none": "fulfilment"}
+SETTINGS_MODELS = {"download": DownloadSettings, "integration": IntegrationSettings, "license_key": LicenseKeySettings,
+                   "fulfilment": FulfilmentSettings}
 
 
-class DeliverySettingsIn(BaseModel):
+class DeliverySettingsIn(RequestBody):
     """The settings of the product's delivery type; give only the one that matches it."""
 
     download: DownloadSettings | None = Field(default=None, description="For `download`.")
     integration: IntegrationSettings | None = Field(default=None, description="For `integration`.")
     license_key: LicenseKeySettings | None = Field(default=None, description="For `license_key`.")
     fulfilment: FulfilmentSettings | None = Field(default=None, description="For `none`.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_settings(cls, data: object) -> object:
+        """Settings as strict as the body: a misspelt one is refused rather than dropped (the PUT
+        would reset it to its default), and `true` is not a limit of 1. The settings' own models
+        stay lenient, since they also read what products stored."""
+        for name, model in SETTINGS_MODELS.items():
+            given = data.get(name) if isinstance(data, dict) else None
+            if not isinstance(given, dict):
+                continue
+            unknown = sorted(set(given) - set(model.model_fields))
+            if unknown:
+                raise ValueError(f"{name}: {', '.join(map(str, unknown))}: not a setting (known: "
+                                 f"{', '.join(model.model_fields)})")
+            try:
+                model.model_validate(given, strict=True)
+            except ValidationError as exc:
+                raise ValueError("; ".join(f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                           for e in exc.errors())) from None
+        return data
 
     def settings_for(self, delivery_type: str) -> dict | None:
         wanted = SETTINGS_FIELD.get(delivery_type)
@@ -139,7 +162,7 @@ class CustomerAccessOut(BaseModel):
     products: list[ProductAccessOut]
 
 
-class NewGrant(BaseModel):
+class NewGrant(RequestBody):
     product_id: str = Field(min_length=1, max_length=100)
     days: int | None = Field(default=None, ge=1, le=36500, description="Access for this many days; empty: for good.")
     note: str | None = Field(default=None, max_length=2000, description="Kept in the ledger with the grant.")
@@ -147,28 +170,28 @@ class NewGrant(BaseModel):
                               description="The customer's email; needed only for a customer with no purchase here.")
 
 
-class Revocation(BaseModel):
+class Revocation(RequestBody):
     note: str | None = Field(default=None, max_length=2000, description="Kept in the ledger with the revoke.")
 
 
-class SellerGrant(BaseModel):
+class SellerGrant(RequestBody):
     customer_id: Id
     product_id: Id
     reason: Text = Field(min_length=1, max_length=2000, description="Your words; kept in the ledger as the note "
                                                                    "(the entry's reason is `granted by the seller`).")
-    expires_at: AwareDatetime | None = Field(default=None, description="When this access ends; empty: for good.")
+    expires_at: Moment | None = Field(default=None, description="When this access ends; empty: for good.")
     email: Text | None = Field(default=None, max_length=254,
                                description="The customer's email; needed only for a customer with no purchase here.")
     download_limit: int | None = Field(default=None, ge=1, le=100_000,
                                        description="For a download product: this grant's own limit.")
 
 
-class SellerRevocation(BaseModel):
+class SellerRevocation(RequestBody):
     customer_id: Id
     product_id: Id
     reason: Text = Field(min_length=1, max_length=2000, description="Your words; kept in the ledger as the note "
                                                                    "(the entry's reason is `revoked by the seller`).")
-    expires_at: AwareDatetime | None = Field(default=None, description="When access ends; empty: now.")
+    expires_at: Moment | None = Field(default=None, description="When access ends; empty: now.")
 
 
 class RevocationOut(BaseModel):
@@ -179,7 +202,7 @@ class RevocationOut(BaseModel):
     grants: list[GrantOut] = Field(description="Every grant of the product, as it stands after the revoke.")
 
 
-class GrantChange(BaseModel):
+class GrantChange(RequestBody):
     download_limit: int | None = Field(ge=1, le=100_000, description="This grant's own download limit; null: the "
                                                                      "product's.")
 

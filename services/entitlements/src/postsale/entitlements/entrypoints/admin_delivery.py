@@ -21,7 +21,7 @@ from postsale.entitlements.entrypoints.uploads import FIELD, BadUpload, Streamed
 from postsale.runtime.backoffice import create_once
 from postsale.runtime.clock import as_utc, utcnow
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import require_admin
+from postsale.runtime.web import RequestBody, require_admin
 
 admin_delivery = APIRouter(prefix="/admin", dependencies=[Depends(require_admin), Depends(no_nul_in_path)],
                            tags=["admin"])
@@ -250,17 +250,17 @@ def _media_url(value: str | None) -> str | None:
     return value
 
 
-class NewSection(BaseModel):
+class NewSection(RequestBody):
     title: Text = Field(min_length=1, max_length=200)
     position: int | None = Field(default=None, ge=0, le=100_000, description="Order among sections; empty: last.")
 
 
-class SectionChange(BaseModel):
+class SectionChange(RequestBody):
     title: Text | None = Field(default=None, min_length=1, max_length=200)
     position: int | None = Field(default=None, ge=0, le=100_000)
 
 
-class NewLesson(BaseModel):
+class NewLesson(RequestBody):
     title: Text = Field(min_length=1, max_length=200)
     body: Text = Field(default="", max_length=100_000, description="The lesson's text.")
     video_url: str | None = Field(default=None, max_length=2000, description="A video to watch (a link).")
@@ -275,7 +275,7 @@ class NewLesson(BaseModel):
         return _media_url(value)
 
 
-class LessonChange(BaseModel):
+class LessonChange(RequestBody):
     section_id: Id | None = None
     title: Text | None = Field(default=None, min_length=1, max_length=200)
     body: Text | None = Field(default=None, max_length=100_000)

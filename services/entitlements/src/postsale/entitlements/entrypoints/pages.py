@@ -3,6 +3,7 @@ keys, a membership's lessons), and its JSON for scripts."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -27,6 +28,9 @@ from postsale.runtime.db import SessionDep
 from postsale.runtime.web import templates_for
 
 templates = templates_for(Path(__file__).parents[1] / "templates")
+# The last day something lasts: an end is the first moment without it (a grant "until 30 Nov"
+# ends at midnight starting 1 Dec), so a date alone names the day before a midnight end.
+templates.env.filters["last_day"] = lambda end: (end - timedelta(microseconds=1)).strftime("%d %b %Y")
 router = APIRouter()
 # Only on the routes with ids in their path: a dependency costs every request FastAPI's solving of
 # it, and on a path without parameters this one has nothing to check.

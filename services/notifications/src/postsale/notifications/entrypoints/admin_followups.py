@@ -8,7 +8,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlmodel import select
 
 from postsale.notifications import rules, sequences, templates
@@ -16,7 +16,7 @@ from postsale.notifications.catalogue import NAME
 from postsale.notifications.adapters.tables import FollowUp, FollowUpRule, PurchaseRecord, Sequence
 from postsale.notifications.domain.followups import MAX_DELAY_HOURS, MAX_STEPS
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import require_admin
+from postsale.runtime.web import Moment, RequestBody, require_admin
 
 admin_followups = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin: follow-ups"])
 ID = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -25,7 +25,7 @@ TemplateName = Field(pattern=NAME.pattern, description="An email template (`GET 
                                                        "the seller's own.")
 
 
-class StepIn(BaseModel):
+class StepIn(RequestBody):
     delay_hours: int | None = Field(default=None, ge=0, le=MAX_DELAY_HOURS, description="After the purchase.")
     delay_days: int | None = Field(default=None, ge=0, le=MAX_DELAY_HOURS // 24, description="Or in days.")
     template: str = TemplateName
@@ -41,7 +41,7 @@ class StepIn(BaseModel):
         return self.delay_hours if self.delay_hours is not None else (self.delay_days or 0) * 24
 
 
-class SequenceIn(BaseModel):
+class SequenceIn(RequestBody):
     offer_id: str = Id
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
     steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
@@ -102,7 +102,7 @@ def delete_sequence(session: SessionDep, sequence_id: str = PathParam(pattern=ID
     session.commit()
 
 
-class RuleIn(BaseModel):
+class RuleIn(RequestBody):
     trigger: Literal["bought_without", "no_login", "upsell_declined", "product_completed"] = Field(description=(
         "`bought_without`: bought `offer_id` but not `other_offer_id` within `days`; `no_login`: has not logged in "
         "`days` after buying `offer_id`; `upsell_declined`: declined the upsell `offer_id` (empty: any), sent "
@@ -156,9 +156,9 @@ def delete_rule(session: SessionDep, rule_id: str = PathParam(pattern=ID)) -> No
     session.commit()
 
 
-class FollowUpRun(BaseModel):
+class FollowUpRun(RequestBody):
     customer_id: str = Id
-    until: AwareDatetime = Field(description="Run what falls due up to this moment.")
+    until: Moment = Field(description="Run what falls due up to this moment.")
 
 
 class FollowUpRunOut(BaseModel):

@@ -14,7 +14,7 @@ from postsale.notifications.emails import seller_addresses as current_seller_add
 from postsale.notifications.rendering import Parts, TemplateProblem
 from postsale.runtime.clock import utcnow
 from postsale.runtime.db import SessionDep
-from postsale.runtime.web import require_admin
+from postsale.runtime.web import RequestBody, require_admin
 
 admin_templates = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin: emails"])
 TemplateName = Path(pattern=catalogue.NAME.pattern, description="An email, e.g. `purchase_confirmation`; a new "
@@ -42,7 +42,7 @@ class TemplateOut(TemplateSummary):
     updated_at: datetime | None
 
 
-class TemplateIn(BaseModel):
+class TemplateIn(RequestBody):
     subject: str = Field(min_length=1, max_length=templates.MAX_SUBJECT)
     html: str = Field(min_length=1, max_length=templates.MAX_BODY)
     text: str = Field(min_length=1, max_length=templates.MAX_BODY)
@@ -55,7 +55,7 @@ class TemplateIn(BaseModel):
         return value
 
 
-class PreviewIn(BaseModel):
+class PreviewIn(RequestBody):
     draft: TemplateIn | None = Field(default=None, description="Preview this instead of the saved template.")
     variables: dict[str, object] = Field(default_factory=dict, max_length=50,
                                          description="Values that replace the examples.")
@@ -67,7 +67,7 @@ class PreviewOut(BaseModel):
     html: str
 
 
-class TestSendIn(BaseModel):
+class TestSendIn(RequestBody):
     to: str = Field(min_length=3, max_length=254)
 
     @field_validator("to")
@@ -174,7 +174,7 @@ def test_send(body: TestSendIn, session: SessionDep, name: str = TemplateName) -
     return TestSendOut(email_key=key)
 
 
-class EmailSettingsIO(BaseModel):
+class EmailSettingsIO(RequestBody):
     seller_addresses: list[str] = Field(default_factory=list, max_length=20, description=(
         "Where the seller's emails go (each sale, failed payments, failed third-party calls); empty: "
         "`NOTIFICATIONS_SELLER_EMAILS`."))
