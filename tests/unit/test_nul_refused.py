@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import pytest
+from pydantic import ValidationError, field_validator
 from fastapi import FastAPI, Form, UploadFile
 from fastapi.testclient import TestClient
 
-from postsale.runtime.web import MAX_CUSTOMER_FORM_BYTES, RefuseNul, normalize_email
+from postsale.runtime.web import MAX_CUSTOMER_FORM_BYTES, RefuseNul, RequestBody, normalize_email
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +109,30 @@ async def test_a_nul_split_across_chunks_is_found_and_a_form_past_its_limit_is_r
     assert await sent_in_chunks([b"email=a%40b.c&reason=x%2", b"500"]) == (200, b"email=a%40b.c&reason=x%2500")
     huge = b"x" * (MAX_CUSTOMER_FORM_BYTES // 4 + 1)
     assert await sent_in_chunks([b"reason="] + [huge] * 4) == (413, None)
+
+
+class Template(RequestBody):
+    subject: str
+    parts: list[str] = []
+
+    @field_validator("subject")
+    @classmethod
+    def _trimmed(cls, value: str) -> str:  # a field's own check runs after the shared ones
+        return value.strip()
+
+
+@pytest.mark.parametrize(("body", "where"), [({"subject": "Hi\x00"}, ("subject",)),
+                                             ({"subject": "Hi", "parts": ["a", "b\x00"]}, ("parts",))])
+def test_a_request_body_names_the_field_that_holds_a_nul(body, where):
+    with pytest.raises(ValidationError) as refused:
+        Template.model_validate(body)
+    [problem] = refused.value.errors()
+    assert problem["loc"] == where and problem["msg"] == "Value error, cannot hold NUL characters"
+
+
+def test_a_request_body_refuses_another_type_or_an_unknown_field_before_a_fields_own_check():
+    with pytest.raises(ValidationError) as refused:
+        Template.model_validate({"subject": True, "subjcet": "Hi"})
+    assert {(e["loc"], e["type"]) for e in refused.value.errors()} == {(("subject",), "string_type"),
+                                                                        (("subjcet",), "extra_forbidden")}
+    assert Template.model_validate({"subject": " Hi "}).subject == "Hi"

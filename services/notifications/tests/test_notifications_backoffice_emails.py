@@ -158,7 +158,7 @@ def test_a_draft_is_previewed_without_saving_then_saved_and_used(app):
     ("html", "<p>{{ secret_key }}</p>", "The HTML part, line 1: "),
     ("html", "{{ purchase.__class__.__mro__ }}", "unsafe"),
     ("subject", "", "Subject: cannot be empty"),
-    ("text", "Hi\x00", "cannot contain the NUL character"),
+    ("text", "Hi\x00", "cannot hold NUL characters"),
 ])
 @pytest.mark.parametrize("action", ["save", "preview"])
 def test_a_template_that_does_not_render_is_shown_with_its_line_and_nothing_changes(app, part, source, says, action):

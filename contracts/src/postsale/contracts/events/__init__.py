@@ -16,7 +16,8 @@ from postsale.contracts.events.checkout import (
     SubscriptionPaused, SubscriptionResumed,
 )
 from postsale.contracts.events.common import (
-    KIND_DESCRIPTION, AccessPolicy, Actor, BillingKind, DeliveryKind, DeliveryType, PaymentKind, PurchasedProduct,
+    DELIVERY_KIND_WORDS, KIND_DESCRIPTION, AccessPolicy, Actor, BillingKind, DeliveryKind, DeliveryType, PaymentKind,
+    PurchasedProduct,
     delivery_fields, delivery_kind_of,
 )
 from postsale.contracts.events.entitlements import (
@@ -41,7 +42,8 @@ ALL_EVENTS: tuple[type[Event], ...] = (
 )
 
 __all__ = [
-    "ALL_EVENTS", "KIND_DESCRIPTION", "AccessGranted", "AccessPolicy", "AccessRestored", "AccessRevoked",
+    "ALL_EVENTS", "DELIVERY_KIND_WORDS", "KIND_DESCRIPTION", "AccessGranted", "AccessPolicy", "AccessRestored",
+    "AccessRevoked",
     "AccessSuspended", "AccountActivated", "AccountSetupLinkIssued", "Actor", "Address", "BillingKind", "CardExpiring",
     "CheckoutAbandoned", "ContentOpened", "LicenseKeyIssued", "ProductCompleted", "UpsellDeclined",
     "CustomerActivity", "CustomerEmailChanged", "CustomerRegistered", "DeliveryKind", "DeliveryType", "DisputeLost",

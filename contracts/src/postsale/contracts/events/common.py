@@ -11,6 +11,10 @@ from postsale.contracts.base import Contract
 
 DeliveryType = Literal["membership", "integration", "download", "none"]
 DeliveryKind = Literal["membership", "integration", "download", "license_key", "none"]
+# Each kind in the words a seller or buyer reads wherever a product is shown: `none` is what the
+# seller fulfils (goods, a service, a booking, a registration).
+DELIVERY_KIND_WORDS: dict[str, str] = {"membership": "hosted membership", "integration": "third-party membership",
+                                       "download": "download", "license_key": "license key", "none": "fulfilled by you"}
 # Kinds added after contracts 1.0, as a 1.0 reader (which knows only `DeliveryType`) sees them.
 _NEAREST_1_0_KIND = {"license_key": "download"}
 KIND_DESCRIPTION = ("How the product is delivered, including kinds added after contracts 1.0 (`license_key`); "

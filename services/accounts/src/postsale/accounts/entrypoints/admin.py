@@ -109,9 +109,9 @@ def resend_setup_link(customer_id: str, session: SessionDep) -> LinkSent:
 
 class NewStaffMember(RequestBody):
     email: str = Field(max_length=rules.MAX_EMAIL_LENGTH)
-    name: str = Field(default="", max_length=rules.MAX_NAME_LENGTH, pattern=r"^[^\x00]*$")
+    name: str = Field(default="", max_length=rules.MAX_NAME_LENGTH)
     role: Literal["owner", "support"]
-    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH, pattern=r"^[^\x00]*$")
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LENGTH)
 
 
 class StaffMemberOut(BaseModel):

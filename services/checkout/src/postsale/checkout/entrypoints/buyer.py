@@ -18,17 +18,14 @@ from postsale.checkout.customers import GRANTED
 from postsale.checkout.domain.money import format_major, format_money
 from postsale.checkout.domain.post_purchase import next_step
 from postsale.checkout.domain.setup_tokens import setup_token
+from postsale.contracts.events import DELIVERY_KIND_WORDS
 from postsale.runtime.auth import CustomerSession, current_customer
 from postsale.runtime.web import templates_for
 
 templates = templates_for(Path(__file__).parents[1] / "templates")
 templates.env.filters["money"] = format_money
 templates.env.filters["major"] = format_major
-# How a product is delivered, in the seller's words (the back office's product form names them so);
-# `none` is what the seller fulfils: goods, a service, a booking, a registration.
-DELIVERY_WORDS = {"membership": "hosted membership", "integration": "third-party membership", "download": "download",
-                  "license_key": "license key", "none": "fulfilled by you"}
-templates.env.filters["delivery_words"] = lambda kind: DELIVERY_WORDS.get(kind, kind)
+templates.env.filters["delivery_words"] = lambda kind: DELIVERY_KIND_WORDS.get(kind, kind)
 CustomerDep = Annotated[CustomerSession | None, Depends(current_customer)]
 MAX_FIELD = 1024
 

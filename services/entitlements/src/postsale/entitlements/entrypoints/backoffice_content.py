@@ -18,9 +18,8 @@ from sqlmodel import Session
 from postsale.entitlements.adapters.tables import Lesson, Product, Section
 from postsale.entitlements.delivery import membership
 from postsale.entitlements.entrypoints.admin_delivery import LessonChange, NewLesson, NewSection, SectionChange
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, is_id, product_or_404, problem_of, render,
-                                                                whole_number)
-from postsale.runtime.backoffice import FormError, create_once, form_text, submission_of, typed_again
+from postsale.entitlements.entrypoints.backoffice_forms import ACTIVE, is_id, product_or_404, render, whole_number
+from postsale.runtime.backoffice import FormError, create_once, form_text, problem_of, submission_of, typed_again
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import StaffDep, StaffSession

@@ -7,12 +7,10 @@ import re
 
 from fastapi import HTTPException, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime import backoffice
 from postsale.runtime.backoffice import FormError, submission_token
 from postsale.runtime.staff import StaffSession, backoffice_context
 
@@ -67,10 +65,3 @@ def product_or_404(session: Session, product_id: str) -> Product:
                                                     "products list instead.")
     return product
 
-
-# --- one submission, one creation ---------------------------------------------------------------
-
-
-def problem_of(error: ValidationError, labels: dict[str, str]) -> str:
-    """A model's refusal as the sentence a seller reads: each field by its label on the form."""
-    return backoffice.problem_of(error, labels)

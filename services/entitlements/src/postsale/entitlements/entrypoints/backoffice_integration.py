@@ -22,8 +22,8 @@ from postsale.entitlements import products
 from postsale.entitlements.adapters.tables import Product
 from postsale.entitlements.delivery.base import product_settings
 from postsale.entitlements.delivery.integration import IntegrationSettings
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, problem_of, product_or_404, render)
-from postsale.runtime.backoffice import FormError, form_text, typed_again
+from postsale.entitlements.entrypoints.backoffice_forms import ACTIVE, product_or_404, render
+from postsale.runtime.backoffice import FormError, form_text, problem_of, typed_again
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
 from postsale.runtime.staff import OwnerDep, StaffSession

@@ -22,16 +22,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, func, select
 
+from postsale.contracts.events import DELIVERY_KIND_WORDS
 from postsale.entitlements import products
 from postsale.entitlements.adapters.tables import Lesson, Product, Section
 from postsale.entitlements.delivery import download, strategy_for
 from postsale.entitlements.delivery.base import product_settings
 from postsale.entitlements.entrypoints import backoffice_content, backoffice_files, backoffice_integration
-from postsale.entitlements.entrypoints.backoffice_forms import (ACTIVE, problem_of, product_or_404, readable_size,
-                                                                render, whole_number)
+from postsale.entitlements.entrypoints.backoffice_forms import ACTIVE, product_or_404, readable_size, render, whole_number
 from postsale.entitlements.entrypoints.pages import templates
-from postsale.runtime.backoffice import (FormError, create_once, form_text, not_found, page_number, submission_of,
-                                         typed_again)
+from postsale.runtime.backoffice import (FormError, create_once, form_text, not_found, page_number, problem_of,
+                                         submission_of, typed_again)
 from postsale.runtime.clock import utcnow
 from postsale.runtime.csrf import require_csrf
 from postsale.runtime.db import SessionDep
@@ -54,13 +54,13 @@ class Choice:
 
 
 CHOICES = (
-    Choice("membership", "membership", "Hosted membership",
+    Choice("membership", "membership", DELIVERY_KIND_WORDS["membership"].capitalize(),
            "Sections and lessons (text, video or audio) your customers open from their library."),
-    Choice("integration", "integration", "Third-party membership",
+    Choice("integration", "integration", DELIVERY_KIND_WORDS["integration"].capitalize(),
            "Access lives on another platform: Postsale calls its endpoint, signed, to grant and revoke."),
-    Choice("download", "download", "Download",
+    Choice("download", "download", DELIVERY_KIND_WORDS["download"].capitalize(),
            "Files your customers download through short-lived links, by email and from their library."),
-    Choice("license_key", "license_key", "License key",
+    Choice("license_key", "license_key", DELIVERY_KIND_WORDS["license_key"].capitalize(),
            "A key for your software, issued at purchase, that stops working when access ends."),
     Choice("goods", "none", "Physical goods", "Shipped by your own fulfilment system, which Postsale tells."),
     Choice("service", "none", "A service", "Delivered by you; Postsale records the purchase and tells your systems."),

@@ -43,7 +43,7 @@ class StepIn(RequestBody):
 
 class SequenceIn(RequestBody):
     offer_id: str = Id
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*$")
+    name: str = Field(min_length=1, max_length=200)
     steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
 
 

@@ -143,8 +143,9 @@ def _steps(delays: list[str], units: list[str], names: list[str]) -> tuple[list[
         try:
             steps.append(admin_followups.StepIn(template=name, **({"delay_hours": amount} if unit == "hours"
                                                                    else {"delay_days": amount})))
-        except ValidationError as invalid:
-            return typed, steps, f"Step {number}: {problem_of(invalid, LABELS).split(': ', 1)[1]}"
+        except ValidationError as invalid:  # whichever of the row's fields, the row is named
+            return typed, steps, problem_of(invalid, dict.fromkeys(("", *admin_followups.StepIn.model_fields),
+                                                                   f"Step {number}"))
     return typed, steps, None if steps else "Steps: give at least one step, with its delay and email template."
 
 
